@@ -1,0 +1,31 @@
+"""The errors and warnings epochal raises."""
+
+from __future__ import annotations
+
+
+class EpochalError(Exception):
+    """Root of every error epochal raises on purpose."""
+
+
+class StoreError(EpochalError):
+    """The store cannot be opened, created or written."""
+
+
+class RunNotFoundError(EpochalError, LookupError):
+    """No run matches the id or name that was given."""
+
+
+class RunStateError(EpochalError):
+    """The run is in a state that does not allow the operation (finished, still running, ...)."""
+
+
+class CheckpointError(EpochalError):
+    """A checkpoint cannot be written, found or loaded into the given objects."""
+
+
+class EpochalWarning(UserWarning):
+    """Something went wrong that epochal recovered from, such as a failed flush that will be retried."""
+
+
+class SeriesNotFoundError(EpochalError, LookupError):
+    """The run has logged no values under that key."""

@@ -1,0 +1,61 @@
+"""The interface every store backend implements: one batched write, a few reads.
+
+Callers never speak SQL; they hand a :class:`WriteBatch` to :meth:`Backend.write`
+and read typed records back. The embedded SQLite backend is the only one today;
+a PostgreSQL backend for teams only has to implement this class.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from epochal.store.records import Checkpoint, KeySummary, RunRecord, WriteBatch
+
+
+class Backend(ABC):
+    """Storage of runs, their configs, scalar series and checkpoint records."""
+
+    #: Directory that holds one folder of files per run.
+    files_root: str
+
+    @abstractmethod
+    def write(self, batch: WriteBatch) -> None:
+        """Apply the whole batch in one transaction, or nothing of it (and raise)."""
+
+    @abstractmethod
+    def find_runs(
+        self,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first. ``status`` is the stored one."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    @abstractmethod
+    def runs_named(self, name: str) -> list[RunRecord]:
+        """Runs with this name or whose id starts with it, newest first."""
+
+    @abstractmethod
+    def keys(self, run_id: str) -> list[str]: ...
+
+    @abstractmethod
+    def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
+        """(segment, blob) of a key's series in the order they were written."""
+
+    @abstractmethod
+    def summaries(self, run_id: str) -> dict[str, tuple[KeySummary, bool]]:
+        """Per key its summary and whether it is exact (False after a resume rewound steps)."""
+
+    @abstractmethod
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        """A run's checkpoint records, oldest first."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,219 @@
+"""Small typed records passed between the store and its callers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
+
+# Substrings that make a key's best value its lowest; every other key is best at its highest.
+_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time")
+
+
+def best_mode(key: str) -> str:
+    """'min' for keys that name a loss or an error, else 'max'."""
+    leaf = key.rsplit("/", 1)[-1].lower()
+    return "min" if any(word in leaf for word in _LOWER_IS_BETTER) else "max"
+
+
+class Config(Mapping):
+    """A run's configuration: the nested dict as given, also readable by dotted key.
+
+    Examples:
+        >>> cfg = Config({"optim": {"lr": 0.1}})
+        >>> cfg["optim.lr"], cfg["optim"]["lr"]
+        (0.1, 0.1)
+    """
+
+    def __init__(self, data: Mapping[str, Any] | None = None):
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._data:
+            return self._data[key]
+        node: Any = self._data
+        for part in key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                raise KeyError(key)
+            node = node[part]
+        return node
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self[key]  # type: ignore[index]
+        except (KeyError, TypeError):
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self._data)
+
+    def flat(self) -> dict[str, Any]:
+        """Leaves of the nested dict under their dotted keys."""
+        return flatten(self._data)
+
+    def __repr__(self) -> str:
+        return f"Config({self._data!r})"
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """What the store knows about one run."""
+
+    id: str
+    name: str
+    project: str
+    status: str  # one of RUN_STATUSES; 'crashed' is derived from a dead pid or a stale heartbeat
+    started: float  # seconds since the epoch
+    ended: float | None
+    heartbeat: float | None
+    host: str
+    pid: int
+    command: str
+    git_commit: str | None
+    python: str
+    torch: str | None
+    description: str
+    tags: tuple[str, ...]
+    config: Config
+    steps: int  # the run's step counter at its last flush
+    epochs: int  # the run's epoch counter at its last flush
+    segment: int  # 0 for the first session, +1 at every resume
+    path: str  # the run's folder for files (checkpoints, plots, ...)
+
+    @property
+    def duration(self) -> float:
+        end = self.ended if self.ended is not None else (self.heartbeat or self.started)
+        if self.status == "running":
+            import time
+
+            end = time.time()
+        return max(0.0, end - self.started)
+
+
+@dataclass(frozen=True, eq=False)
+class History:
+    """One key's series: NumPy arrays of equal length, ordered by step."""
+
+    key: str
+    steps: np.ndarray  # int64
+    epochs: np.ndarray  # int64
+    values: np.ndarray  # float64; NaN and inf kept as logged
+    times: np.ndarray  # float64 seconds since the epoch (microsecond resolution)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class KeySummary:
+    """Last and best value of a key. min/max/best ignore NaN; None when every value is NaN."""
+
+    key: str
+    count: int
+    last: float
+    last_step: int
+    min: float | None
+    max: float | None
+    mode: str  # 'min' or 'max': which of the two is best for this key
+
+    @property
+    def best(self) -> float | None:
+        return self.min if self.mode == "min" else self.max
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file of a run, as recorded in the store."""
+
+    run_id: str
+    path: str  # relative to the run's folder
+    step: int
+    epoch: int
+    size: int  # bytes
+    sha256: str
+    created: float
+    metric_key: str | None = None
+    metric_value: float | None = None
+    mode: str | None = None  # 'min' or 'max' for the metric
+
+    def better_than(self, other: Checkpoint) -> bool:
+        mine, theirs = self.metric_value, other.metric_value
+        if mine is None or math.isnan(mine):
+            return False
+        if theirs is None or math.isnan(theirs):
+            return True
+        return mine < theirs if self.mode == "min" else mine > theirs
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesChunk:
+    """Points of one key from one flush, columns as NumPy arrays."""
+
+    run_id: str
+    key: str
+    segment: int
+    steps: np.ndarray
+    epochs: np.ndarray
+    values: np.ndarray
+    times_us: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    """Changes to a run's row; None leaves a field as it is."""
+
+    run_id: str
+    steps: int | None = None
+    epochs: int | None = None
+    heartbeat: float | None = None
+    status: str | None = None
+    ended: float | None = None
+    pid: int | None = None
+    host: str | None = None
+    command: str | None = None
+    segment: int | None = None
+    tags: tuple[str, ...] | None = None
+    description: str | None = None
+    reopen: bool = False  # clear 'ended' (a resumed run)
+
+
+@dataclass(frozen=True)
+class WriteBatch:
+    """Everything one transaction writes. Every write of the store goes through one of these."""
+
+    new_runs: tuple[RunRecord, ...] = ()
+    run_updates: tuple[RunUpdate, ...] = ()
+    chunks: tuple[SeriesChunk, ...] = ()
+    new_checkpoints: tuple[Checkpoint, ...] = ()
+    removed_checkpoints: tuple[Checkpoint, ...] = ()
+    refresh_summaries: tuple[str, ...] = ()  # run ids whose summaries are recomputed from history
+    deleted_runs: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.new_runs, self.run_updates, self.chunks, self.new_checkpoints,
+             self.removed_checkpoints, self.refresh_summaries, self.deleted_runs)
+        )

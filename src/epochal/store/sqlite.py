@@ -1,0 +1,402 @@
+"""The embedded backend: one SQLite database in WAL mode, a folder of files per run.
+
+WAL lets a dashboard or ``epochal ls`` in another process read while a run
+writes; a busy timeout lets two writing processes take turns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epochal.errors import StoreError
+from epochal.store import encoding, series
+from epochal.store.backend import Backend
+from epochal.store.records import (
+    Checkpoint,
+    Config,
+    KeySummary,
+    RunRecord,
+    RunUpdate,
+    SeriesChunk,
+    WriteBatch,
+    best_mode,
+)
+
+DB_NAME = "epochal.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    ended REAL,
+    heartbeat REAL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    command TEXT NOT NULL,
+    git_commit TEXT,
+    python TEXT NOT NULL,
+    torch TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '[]',
+    config TEXT NOT NULL DEFAULT '{}',
+    steps INTEGER NOT NULL DEFAULT 0,
+    epochs INTEGER NOT NULL DEFAULT 0,
+    segment INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS runs_by_name ON runs(name, started);
+CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project_id, started);
+CREATE TABLE IF NOT EXISTS run_tags (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+);
+-- The config flattened to dotted keys, so runs can be filtered by any leaf.
+CREATE TABLE IF NOT EXISTS config (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    num REAL,
+    PRIMARY KEY (run_id, key)
+);
+-- One row per logged key, with its running summary.
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 0,
+    last REAL,
+    last_step INTEGER,
+    min REAL,
+    max REAL,
+    segment INTEGER NOT NULL DEFAULT 0,
+    exact INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (run_id, key)
+);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
+    segment INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    step_min INTEGER NOT NULL,
+    step_max INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series_id, id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created REAL NOT NULL,
+    metric_key TEXT,
+    metric_value REAL,
+    mode TEXT,
+    PRIMARY KEY (run_id, path)
+);
+"""
+
+_RUN_COLUMNS = (
+    "runs.id, runs.name, projects.name, status, started, ended, heartbeat, host, pid, command, "
+    "git_commit, python, torch, description, tags, config, steps, epochs, segment"
+)
+_RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
+
+_UPDATABLE = ("steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description")
+
+
+class SQLiteBackend(Backend):
+    """The store in ``directory``: ``epochal.db`` plus ``runs/<run id>/`` folders."""
+
+    def __init__(self, directory: str | Path, *, busy_timeout: float = 10.0):
+        self.directory = Path(directory)
+        self.files_root = str(self.directory / "runs")
+        self.db_path = self.directory / DB_NAME
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            Path(self.files_root).mkdir(parents=True, exist_ok=True)
+            self._create_schema(self._conn())
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store in '{self.directory}': {exc}") from exc
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.db_path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store in '{self.directory}' has schema {version}; this epochal reads up to "
+                f"{SCHEMA_VERSION}: upgrade epochal"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- the one write path --------------------------------------------------------------------
+
+    def write(self, batch: WriteBatch) -> None:
+        if not batch:
+            return
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for record in batch.new_runs:
+                self._insert_run(conn, record)
+            for chunk in batch.chunks:
+                self._append_chunk(conn, chunk)
+            for update in batch.run_updates:
+                self._update_run(conn, update)
+            for ckpt in batch.new_checkpoints:
+                conn.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (ckpt.run_id, ckpt.path, ckpt.step, ckpt.epoch, ckpt.size, ckpt.sha256, ckpt.created,
+                     ckpt.metric_key, ckpt.metric_value, ckpt.mode),
+                )
+            for ckpt in batch.removed_checkpoints:
+                conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND path = ?", (ckpt.run_id, ckpt.path))
+            for run_id in batch.refresh_summaries:
+                self._refresh_summaries(conn, run_id)
+            for run_id in batch.deleted_runs:
+                conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _insert_run(self, conn: sqlite3.Connection, r: RunRecord) -> None:
+        conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
+        (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
+        conn.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (r.id, r.name, project_id, r.status, r.started, r.ended, r.heartbeat, r.host, r.pid, r.command,
+             r.git_commit, r.python, r.torch, r.description, json.dumps(list(r.tags)),
+             json.dumps(r.config.to_dict()), r.steps, r.epochs, r.segment),
+        )
+        self._set_tags(conn, r.id, r.tags)
+        for key, value in r.config.flat().items():
+            num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            conn.execute(
+                "INSERT OR REPLACE INTO config VALUES (?,?,?,?)", (r.id, key, json.dumps(value), num)
+            )
+
+    def _set_tags(self, conn: sqlite3.Connection, run_id: str, tags: tuple[str, ...]) -> None:
+        conn.execute("DELETE FROM run_tags WHERE run_id = ?", (run_id,))
+        conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?,?)", [(run_id, t) for t in tags])
+        conn.execute("UPDATE runs SET tags = ? WHERE id = ?", (json.dumps(list(tags)), run_id))
+
+    def _update_run(self, conn: sqlite3.Connection, u: RunUpdate) -> None:
+        fields = {name: getattr(u, name) for name in _UPDATABLE if getattr(u, name) is not None}
+        if u.reopen:
+            fields["ended"] = None
+        if fields:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), u.run_id))
+        if u.tags is not None:
+            self._set_tags(conn, u.run_id, u.tags)
+
+    def _append_chunk(self, conn: sqlite3.Connection, chunk: SeriesChunk) -> None:
+        row = conn.execute(
+            "SELECT id, count, last, last_step, min, max, segment FROM series WHERE run_id = ? AND key = ?",
+            (chunk.run_id, chunk.key),
+        ).fetchone()
+        values, steps = chunk.values, chunk.steps
+        with np.errstate(invalid="ignore"):
+            low, high = np.fmin.reduce(values), np.fmax.reduce(values)
+        low, high = _real_or_none(low), _real_or_none(high)
+        last, last_step = float(values[-1]), int(steps[-1])
+        if row is None:
+            cursor = conn.execute(
+                "INSERT INTO series(run_id, key, count, last, last_step, min, max, segment) VALUES (?,?,?,?,?,?,?,?)",
+                (chunk.run_id, chunk.key, len(values), last, last_step, low, high, chunk.segment),
+            )
+            series_id = cursor.lastrowid
+        else:
+            series_id, count, _, old_last_step, old_min, old_max, old_segment = row
+            # A newer segment that goes back in steps makes the running min/max inexact.
+            rewound = chunk.segment > old_segment and int(steps.min()) <= old_last_step
+            conn.execute(
+                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, segment = ?, "
+                "exact = exact AND ? WHERE id = ?",
+                (count + len(values), last, last_step, _fold(min, old_min, low), _fold(max, old_max, high),
+                 max(old_segment, chunk.segment), int(not rewound), series_id),
+            )
+        conn.execute(
+            "INSERT INTO chunks(series_id, segment, n, step_min, step_max, data) VALUES (?,?,?,?,?,?)",
+            (series_id, chunk.segment, len(values), int(steps.min()), int(steps.max()),
+             encoding.encode(steps, chunk.epochs, values, chunk.times_us)),
+        )
+
+    def _refresh_summaries(self, conn: sqlite3.Connection, run_id: str) -> None:
+        stale = conn.execute(
+            "SELECT id, key FROM series WHERE run_id = ? AND NOT exact", (run_id,)
+        ).fetchall()
+        for series_id, key in stale:
+            history = series.assemble(key, self._chunks_of(conn, series_id))
+            with np.errstate(invalid="ignore"):
+                low, high = np.fmin.reduce(history.values), np.fmax.reduce(history.values)
+            conn.execute(
+                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, exact = 1 WHERE id = ?",
+                (len(history), float(history.values[-1]), int(history.steps[-1]), _real_or_none(low),
+                 _real_or_none(high), series_id),
+            )
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _run_rows(self, where: str = "", params: tuple = ()) -> list[RunRecord]:
+        rows = self._conn().execute(
+            f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} ORDER BY started DESC, runs.rowid DESC", params
+        ).fetchall()
+        return [self._record(row) for row in rows]
+
+    def _record(self, row: tuple) -> RunRecord:
+        (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
+         torch_version, description, tags, config, steps, epochs, segment) = row
+        return RunRecord(
+            id=run_id, name=name, project=project, status=status, started=started, ended=ended,
+            heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
+            torch=torch_version, description=description, tags=tuple(json.loads(tags)),
+            config=Config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
+            path=str(Path(self.files_root) / run_id),
+        )
+
+    def find_runs(
+        self,
+        *,
+        project: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> list[RunRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if project is not None:
+            clauses.append("projects.name = ?")
+            params.append(project)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if tag is not None:
+            clauses.append("EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id AND t.tag = ?)")
+            params.append(tag)
+        for key, value in (config or {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                clauses.append("EXISTS (SELECT 1 FROM config c WHERE c.run_id = runs.id AND c.key = ? AND c.num = ?)")
+                params += [key, float(value)]
+            else:
+                clauses.append("EXISTS (SELECT 1 FROM config c WHERE c.run_id = runs.id AND c.key = ? AND c.value = ?)")
+                params += [key, json.dumps(value)]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        return self._run_rows(where, tuple(params))
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        found = self._run_rows("WHERE runs.id = ?", (run_id,))
+        return found[0] if found else None
+
+    def runs_named(self, name: str) -> list[RunRecord]:
+        by_name = self._run_rows("WHERE runs.name = ?", (name,))
+        if by_name:
+            return by_name
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return self._run_rows("WHERE runs.id LIKE ? ESCAPE '\\'", (escaped + "%",))
+
+    def keys(self, run_id: str) -> list[str]:
+        rows = self._conn().execute("SELECT key FROM series WHERE run_id = ? ORDER BY key", (run_id,))
+        return [key for (key,) in rows]
+
+    def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
+        row = self._conn().execute(
+            "SELECT id FROM series WHERE run_id = ? AND key = ?", (run_id, key)
+        ).fetchone()
+        return [] if row is None else self._chunks_of(self._conn(), row[0])
+
+    @staticmethod
+    def _chunks_of(conn: sqlite3.Connection, series_id: int) -> list[tuple[int, bytes]]:
+        return conn.execute(
+            "SELECT segment, data FROM chunks WHERE series_id = ? ORDER BY id", (series_id,)
+        ).fetchall()
+
+    def summaries(self, run_id: str) -> dict[str, tuple[KeySummary, bool]]:
+        rows = self._conn().execute(
+            "SELECT key, count, last, last_step, min, max, exact FROM series WHERE run_id = ? ORDER BY key",
+            (run_id,),
+        )
+        return {
+            key: (
+                KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key)),
+                bool(exact),
+            )
+            for key, count, last, last_step, low, high, exact in rows
+        }
+
+    def checkpoints(self, run_id: str) -> list[Checkpoint]:
+        rows = self._conn().execute(
+            "SELECT run_id, path, step, epoch, size, sha256, created, metric_key, metric_value, mode "
+            "FROM checkpoints WHERE run_id = ? ORDER BY created, step",
+            (run_id,),
+        )
+        return [Checkpoint(*row) for row in rows]
+
+
+def _real_or_none(x: float) -> float | None:
+    return None if math.isnan(x) else float(x)
+
+
+def _fold(pick, old: float | None, new: float | None) -> float | None:
+    if old is None:
+        return new
+    if new is None:
+        return old
+    return pick(old, new)

@@ -1,0 +1,178 @@
+"""Store: open a store directory and read runs, series, summaries and checkpoints.
+
+Examples:
+    >>> store = epochal.Store("epochal-runs")
+    >>> run = store.run("baseline")            # id, id prefix, name or record
+    >>> h = store.history(run, "train/loss", max_points=2000)
+    >>> h.steps, h.values
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import replace
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epochal import settings, system
+from epochal.errors import RunNotFoundError, SeriesNotFoundError, StoreError
+from epochal.store import series
+from epochal.store.backend import Backend
+from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, WriteBatch, best_mode
+from epochal.store.sqlite import SQLiteBackend
+
+#: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).
+STALE_AFTER_S = 120.0
+
+
+def open_backend(location: str | Path, *, busy_timeout: float = 10.0) -> Backend:
+    """The backend for a store location: a directory, or a ``sqlite:///directory`` URI."""
+    text = str(location)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if scheme == "sqlite":
+            return SQLiteBackend(rest, busy_timeout=busy_timeout)
+        raise StoreError(
+            f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory or 'sqlite:///DIR'"
+        )
+    return SQLiteBackend(text, busy_timeout=busy_timeout)
+
+
+class Store:
+    """A store of runs in a directory (default: ``$EPOCHAL_DIR``, else ``./epochal-runs``).
+
+    Wherever a run is named, its id, an unambiguous id prefix, its name (the newest run
+    of that name) or its record is accepted. Readers work while other processes write.
+
+    Examples:
+        >>> store = Store()
+        >>> [r.name for r in store.runs(project="mnist")]
+        ['baseline']
+    """
+
+    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 10.0):
+        location = settings.default_store_path() if path is None else path
+        self.backend = open_backend(location, busy_timeout=busy_timeout)
+        self.path = Path(getattr(self.backend, "directory", location))
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    def runs(
+        self,
+        project: str | None = None,
+        *,
+        status: str | None = None,
+        tag: str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> list[RunRecord]:
+        """Runs, newest first, filtered by project, status, tag and config values by dotted key."""
+        stored = None if status in (None, "crashed", "running") else status
+        found = [_with_live_status(r) for r in self.backend.find_runs(project=project, status=stored, tag=tag, config=config)]
+        return [r for r in found if status is None or r.status == status]
+
+    def run(self, ref: str | RunRecord | Any) -> RunRecord:
+        """The record of one run, with its status as of now."""
+        if isinstance(ref, RunRecord) or hasattr(ref, "id") and not isinstance(ref, str):
+            ref = ref.id
+        if not isinstance(ref, str) or not ref:
+            raise TypeError(f"a run is named by its id, name or record, got {ref!r}")
+        record = self.backend.get_run(ref)
+        if record is None:
+            matches = self.backend.runs_named(ref)
+            by_name = [r for r in matches if r.name == ref]
+            if by_name:
+                record = by_name[0]
+            elif len(matches) == 1:
+                record = matches[0]
+            elif len(matches) > 1:
+                raise RunNotFoundError(
+                    f"{ref!r} is the start of {len(matches)} run ids ({', '.join(r.id for r in matches[:5])}); "
+                    "give more of the id"
+                )
+        if record is None:
+            raise RunNotFoundError(f"no run with id or name {ref!r} in the store '{self.path}'")
+        return _with_live_status(record)
+
+    def delete(self, ref: str | RunRecord) -> RunRecord:
+        """Remove a run's records and its folder of files."""
+        record = self.run(ref)
+        self.backend.write(WriteBatch(deleted_runs=(record.id,)))
+        shutil.rmtree(record.path, ignore_errors=True)
+        return record
+
+    # -- series --------------------------------------------------------------------------------
+
+    def keys(self, ref: str | RunRecord) -> list[str]:
+        return self.backend.keys(self.run(ref).id)
+
+    def history(
+        self, ref: str | RunRecord, key: str, *, max_points: int | None = None, superseded: bool = False
+    ) -> History:
+        """A key's series ordered by step.
+
+        Args:
+            max_points: downsample to about this many points, keeping each bucket's
+                lowest and highest value so spikes stay visible.
+            superseded: also return points that a resumed run logged again (by
+                default the newest timeline wins for a step that was logged twice).
+        """
+        record = self.run(ref)
+        chunks = self.backend.chunks(record.id, key)
+        if not chunks:
+            known = ", ".join(self.backend.keys(record.id)[:20]) or "none"
+            raise SeriesNotFoundError(f"run {record.name!r} ({record.id}) has no key {key!r}; its keys: {known}")
+        history = series.assemble(key, chunks, superseded=superseded)
+        return history if max_points is None else series.downsample(history, max_points)
+
+    def summary(self, ref: str | RunRecord) -> dict[str, KeySummary]:
+        """Per key: count, last value, min, max and best (by the key's direction)."""
+        record = self.run(ref)
+        out = {}
+        for key, (summary, exact) in self.backend.summaries(record.id).items():
+            out[key] = summary if exact else _summarize(self.history(record, key))
+        return out
+
+    def checkpoints(self, ref: str | RunRecord) -> list[Checkpoint]:
+        """A run's checkpoints, oldest first."""
+        return self.backend.checkpoints(self.run(ref).id)
+
+
+def _summarize(history: History) -> KeySummary:
+    values = history.values
+    with np.errstate(invalid="ignore"):
+        low, high = float(np.fmin.reduce(values)), float(np.fmax.reduce(values))
+    return KeySummary(
+        history.key, len(values), float(values[-1]), int(history.steps[-1]),
+        None if math.isnan(low) else low, None if math.isnan(high) else high, best_mode(history.key),
+    )
+
+
+def _with_live_status(record: RunRecord) -> RunRecord:
+    """A 'running' record whose process is gone (or silent for too long) is 'crashed'."""
+    if record.status != "running":
+        return record
+    silent_for = time.time() - (record.heartbeat or record.started)
+    if record.host == system.host():
+        crashed = not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
+    else:
+        crashed = silent_for > STALE_AFTER_S
+    if not crashed:
+        return record
+    return replace(record, status="crashed")

@@ -1,0 +1,273 @@
+"""The background writer: buffered log records in, one transaction per flush out.
+
+The training thread only appends to a deque (``Writer.queue``). This thread wakes
+every ``interval`` seconds, or sooner when the caller counted ``max_points`` new
+points, turns everything queued into a :class:`WriteBatch` and hands it to the
+backend. A failed write (disk full, database locked) is retried at the next wake-up
+with everything still buffered; the caller is never interrupted.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from epochal.errors import EpochalWarning
+from epochal.store.backend import Backend
+from epochal.store.records import Checkpoint, RunUpdate, SeriesChunk, WriteBatch
+
+#: Even an idle run writes a heartbeat this often, so readers can tell it is alive.
+HEARTBEAT_S = 5.0
+
+
+@dataclass(frozen=True, eq=False)
+class Deferred:
+    """A log record whose values include device tensors, converted on the writer thread.
+
+    ``values`` holds NaN placeholders at ``tensor_keys``; ``stacked`` holds those values
+    (one tensor, copied on the device when logged, so later in-place changes don't leak in).
+    """
+
+    step: int
+    epoch: int
+    time: float
+    values: dict
+    tensor_keys: tuple[str, ...]
+    stacked: object  # torch.Tensor
+
+
+@dataclass(eq=False)
+class _Marker:
+    """Put in the queue by flush(): set once everything queued before it is written."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class Writer:
+    """The thread that writes one run's buffered points and updates to the backend."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        run_id: str,
+        segment: int,
+        counters: Callable[[], tuple[int, int]],
+        *,
+        interval: float = 0.5,
+        max_points: int = 10_000,
+    ):
+        if interval <= 0:
+            raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")
+        if max_points < 1:
+            raise ValueError(f"flush size must be at least 1 point, got {max_points!r}")
+        self.backend = backend
+        self.run_id = run_id
+        self.segment = segment
+        self.interval = interval
+        self.max_points = max_points
+        self.queue: deque = deque()
+        self.wake = threading.Event()
+        self._counters = counters
+        self._unwritten: list[WriteBatch] = []
+        self._waiting: list[_Marker] = []
+        self._failures = 0
+        self._last_heartbeat = 0.0
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name=f"epochal-writer-{run_id}", daemon=True)
+        self._thread.start()
+
+    # -- caller side ---------------------------------------------------------------------------
+
+    def submit(self, *items: object) -> None:
+        """Queue updates (RunUpdate, Checkpoint records, ...) behind the points logged so far."""
+        self.queue.extend(items)
+        self.wake.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued so far is in the store; False if it was not by ``timeout``."""
+        if not self._thread.is_alive():
+            return not self.queue and not self._unwritten
+        marker = _Marker()
+        self.queue.append(marker)
+        self.wake.set()
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and stop the thread. False if points remain unwritten after ``timeout``."""
+        written = self.flush(timeout)
+        self._stop = True
+        self.wake.set()
+        self._thread.join(None if timeout is None else max(timeout, 1.0))
+        return written
+
+    @property
+    def unwritten_points(self) -> int:
+        queued = sum(len(r[3]) for r in list(self.queue) if isinstance(r, tuple))
+        return queued + sum(len(c.values) for b in self._unwritten for c in b.chunks)
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            stopping = self._stop
+            try:
+                self._write_pending()
+            except Exception as exc:  # never let the thread die: warn and keep the data
+                warnings.warn(f"epochal: unexpected error in the store writer: {exc!r}", EpochalWarning, stacklevel=1)
+            if stopping and not self._unwritten:
+                return
+            if stopping:
+                time.sleep(self.interval)
+
+    def _write_pending(self) -> None:
+        items = [self.queue.popleft() for _ in range(len(self.queue))]
+        batch, markers = self._batch(items)
+        self._waiting += markers
+        now = time.time()
+        if batch or now - self._last_heartbeat >= HEARTBEAT_S or self._unwritten:
+            steps, epochs = self._counters()
+            update = RunUpdate(self.run_id, steps=steps, epochs=epochs, heartbeat=now)
+            self._unwritten.append(_merge([batch, WriteBatch(run_updates=(update,))]))
+        if self._unwritten:
+            pending = _merge(self._unwritten)
+            try:
+                self.backend.write(pending)
+            except Exception as exc:
+                self._unwritten = [pending]
+                self._failures += 1
+                if self._failures == 1:
+                    warnings.warn(
+                        f"epochal: could not write {sum(len(c.values) for c in pending.chunks)} points of run "
+                        f"{self.run_id} to the store ({exc}); they stay buffered and are retried every "
+                        f"{self.interval} s",
+                        EpochalWarning,
+                        stacklevel=1,
+                    )
+                return
+            if self._failures:
+                warnings.warn(
+                    f"epochal: the store accepted run {self.run_id}'s buffered points after "
+                    f"{self._failures} failed attempts; nothing was lost",
+                    EpochalWarning,
+                    stacklevel=1,
+                )
+            self._failures = 0
+            self._unwritten = []
+            self._last_heartbeat = now
+        for marker in self._waiting:
+            marker.done.set()
+        self._waiting = []
+
+    def _batch(self, items: list) -> tuple[WriteBatch, list[_Marker]]:
+        records, deferred, updates, new_ckpts, removed_ckpts, refresh, markers = [], [], [], [], [], [], []
+        for item in items:
+            if type(item) is tuple:
+                records.append(item)
+            elif isinstance(item, Deferred):
+                records.append(item)
+                deferred.append(item)
+            elif isinstance(item, _Marker):
+                markers.append(item)
+            elif isinstance(item, RunUpdate):
+                updates.append(item)
+            elif isinstance(item, _Removal):
+                removed_ckpts.append(item.checkpoint)
+            elif isinstance(item, Checkpoint):
+                new_ckpts.append(item)
+            elif isinstance(item, _Refresh):
+                refresh.append(self.run_id)
+        if deferred:
+            records = _resolve_tensors(records, deferred)
+        batch = WriteBatch(
+            run_updates=tuple(updates),
+            chunks=tuple(self._chunks(records)),
+            new_checkpoints=tuple(new_ckpts),
+            removed_checkpoints=tuple(removed_ckpts),
+            refresh_summaries=tuple(refresh),
+        )
+        return batch, markers
+
+    def _chunks(self, records: list[tuple]) -> list[SeriesChunk]:
+        """Columns per key. Records with the same keys are converted together, which is fast."""
+        groups: dict[tuple, list[int]] = {}
+        for index, record in enumerate(records):
+            groups.setdefault(tuple(record[3]), []).append(index)
+        parts: dict[str, list[tuple]] = {}
+        for keys, indexes in groups.items():
+            n, width = len(indexes), len(keys)
+            group = [records[i] for i in indexes]
+            steps = np.fromiter((r[0] for r in group), np.int64, n)
+            epochs = np.fromiter((r[1] for r in group), np.int64, n)
+            times = np.rint(np.fromiter((r[2] for r in group), np.float64, n) * 1e6).astype(np.int64)
+            values = np.fromiter(
+                itertools.chain.from_iterable(r[3].values() for r in group), np.float64, n * width
+            ).reshape(n, width)
+            order = np.asarray(indexes, dtype=np.int64)
+            for column, key in enumerate(keys):
+                parts.setdefault(key, []).append((order, steps, epochs, values[:, column], times))
+        chunks = []
+        for key, pieces in parts.items():
+            if len(pieces) == 1:
+                _, steps, epochs, values, times = pieces[0]
+                values = np.ascontiguousarray(values)
+            else:  # the key was logged together with different keys: restore logging order
+                order, steps, epochs, values, times = (np.concatenate(c) for c in zip(*pieces))
+                by_order = np.argsort(order, kind="stable")
+                steps, epochs, values, times = steps[by_order], epochs[by_order], values[by_order], times[by_order]
+            chunks.append(SeriesChunk(self.run_id, key, self.segment, steps, epochs, values, times))
+        return chunks
+
+
+@dataclass(frozen=True)
+class _Removal:
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    """Recompute the run's inexact summaries (queued when the run finishes)."""
+
+
+def removal(checkpoint: Checkpoint) -> _Removal:
+    return _Removal(checkpoint)
+
+
+REFRESH_SUMMARIES = _Refresh()
+
+
+def _resolve_tensors(records: list, deferred: list[Deferred]) -> list[tuple]:
+    """Copy all device tensors to the host in one transfer per device, then fill them in."""
+    import torch
+
+    by_device: dict = {}
+    for record in deferred:
+        by_device.setdefault(record.stacked.device, []).append(record)
+    resolved: dict[int, tuple] = {}
+    for group in by_device.values():
+        flat = torch.cat([r.stacked.reshape(-1) for r in group]).to("cpu", torch.float64).tolist()
+        offset = 0
+        for record in group:
+            values = dict(record.values)
+            for key in record.tensor_keys:
+                values[key] = flat[offset]
+                offset += 1
+            resolved[id(record)] = (record.step, record.epoch, record.time, values)
+    return [resolved[id(r)] if isinstance(r, Deferred) else r for r in records]
+
+
+def _merge(batches: list[WriteBatch]) -> WriteBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return WriteBatch(
+        **{name: tuple(itertools.chain.from_iterable(getattr(b, name) for b in batches))
+           for name in WriteBatch.__dataclass_fields__}
+    )

@@ -1,0 +1,63 @@
+"""Facts about the process a run lives in: host, command, versions, git commit, liveness."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def command_line() -> str:
+    return shlex.join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else Path(sys.executable).name
+
+
+def python_version() -> str:
+    return sys.version.split()[0]
+
+
+def torch_version() -> str | None:
+    torch = sys.modules.get("torch")
+    return getattr(torch, "__version__", None)
+
+
+def git_commit(directory: str | Path = ".") -> str | None:
+    """The commit checked out in ``directory``'s repository, with '-dirty' if files changed."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=directory, capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    dirty = status.returncode == 0 and status.stdout.strip() != ""
+    return commit.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host (a zombie counts as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            state = stat.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
