@@ -238,6 +238,7 @@ def start(
         StoreError: the store directory cannot be created or written.
     """
     _text("project", project)
+    _flush_settings(flush_interval, flush_points)
     if name is not None:
         _text("name", name)
     the_store = store if isinstance(store, Store) else Store(store)
@@ -283,6 +284,7 @@ def resume(
         RunNotFoundError: no run has that id or name.
         RunStateError: the run is still running in a live process.
     """
+    _flush_settings(flush_interval, flush_points)
     the_store = store if isinstance(store, Store) else Store(store)
     record = the_store.run(run)
     if record.status == "running":
@@ -348,6 +350,13 @@ def _index(name: str, value: object) -> int:
     if value < 0:
         raise ValueError(f"{name} must be 0 or more, got {value}")
     return int(value)
+
+
+def _flush_settings(interval: object, points: object) -> None:
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
+        raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")
+    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
+        raise ValueError(f"flush size must be at least 1 point, got {points!r}")
 
 
 def _text(what: str, value: object) -> str:

@@ -10,6 +10,7 @@ with everything still buffered; the caller is never interrupted.
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import time
 import warnings
@@ -63,10 +64,6 @@ class Writer:
         interval: float = 0.5,
         max_points: int = 10_000,
     ):
-        if interval <= 0:
-            raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")
-        if max_points < 1:
-            raise ValueError(f"flush size must be at least 1 point, got {max_points!r}")
         self.backend = backend
         self.run_id = run_id
         self.segment = segment
@@ -122,7 +119,7 @@ class Writer:
             try:
                 self._write_pending()
             except Exception as exc:  # never let the thread die: warn and keep the data
-                warnings.warn(f"epochal: unexpected error in the store writer: {exc!r}", EpochalWarning, stacklevel=1)
+                _warn(f"epochal: unexpected error in the store writer: {exc!r}")
             if stopping and not self._unwritten:
                 return
             if stopping:
@@ -145,20 +142,16 @@ class Writer:
                 self._unwritten = [pending]
                 self._failures += 1
                 if self._failures == 1:
-                    warnings.warn(
+                    _warn(
                         f"epochal: could not write {sum(len(c.values) for c in pending.chunks)} points of run "
                         f"{self.run_id} to the store ({exc}); they stay buffered and are retried every "
-                        f"{self.interval} s",
-                        EpochalWarning,
-                        stacklevel=1,
+                        f"{self.interval} s"
                     )
                 return
             if self._failures:
-                warnings.warn(
+                _warn(
                     f"epochal: the store accepted run {self.run_id}'s buffered points after "
-                    f"{self._failures} failed attempts; nothing was lost",
-                    EpochalWarning,
-                    stacklevel=1,
+                    f"{self._failures} failed attempts; nothing was lost"
                 )
             self._failures = 0
             self._unwritten = []
@@ -262,6 +255,14 @@ def _resolve_tensors(records: list, deferred: list[Deferred]) -> list[tuple]:
                 offset += 1
             resolved[id(record)] = (record.step, record.epoch, record.time, values)
     return [resolved[id(r)] if isinstance(r, Deferred) else r for r in records]
+
+
+def _warn(message: str) -> None:
+    # Even with warnings turned into errors, the writer thread must go on.
+    try:
+        warnings.warn(message, EpochalWarning, stacklevel=2)
+    except Exception:
+        print(message, file=sys.stderr)
 
 
 def _merge(batches: list[WriteBatch]) -> WriteBatch:

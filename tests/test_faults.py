@@ -1,0 +1,104 @@
+"""Crashes, full disks, locked databases and concurrent writers lose nothing they shouldn't."""
+
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import epochal
+
+WORKER = Path(__file__).with_name("logging_worker.py")
+
+
+def _worker(store_dir, name, mode, count=1000, **kwargs):
+    return subprocess.run([sys.executable, str(WORKER), str(store_dir), name, mode, str(count)],
+                          capture_output=True, text=True, timeout=120, **kwargs)
+
+
+def test_kill_9_loses_at_most_the_last_flush_interval_and_shows_crashed(store_dir):
+    result = _worker(store_dir, "doomed", "kill", 2000)
+    assert result.returncode == -9 and "flushed" in result.stdout
+    store = epochal.Store(store_dir)
+    assert sqlite3.connect(store_dir / "epochal.db").execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    record = store.run("doomed")
+    assert record.status == "crashed"
+    loss = store.history(record, "train/loss")
+    assert 2000 <= len(loss) <= 2010 and loss.steps[:2000].tolist() == list(range(2000))
+    assert [r.name for r in store.runs(status="crashed")] == ["doomed"]
+    assert store.runs(status="running") == []
+    # the store takes new runs as usual
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0})
+    assert store.run(run.id).status == "finished"
+
+
+def test_two_processes_logging_at_once_both_complete(store_dir):
+    epochal.Store(store_dir)  # create the schema first, as any first use would
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(store_dir), f"p{i}", "steady", "20000"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=180) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert all("EpochalWarning" not in err for _, err in outputs)
+    store = epochal.Store(store_dir)
+    for name in ("p0", "p1"):
+        assert store.run(name).status == "finished"
+        for key in ("train/loss", "train/noise"):
+            h = store.history(name, key)
+            assert h.steps.tolist() == list(range(20000))
+        assert store.history(name, "train/loss").values[-1] == 1.0 / 20000
+
+
+def test_locked_database_warns_retries_and_loses_nothing(store_dir):
+    store = epochal.Store(store_dir, busy_timeout=0.05)
+    run = epochal.start(store=store, flush_interval=0.05)
+    blocker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blocker.execute("BEGIN EXCLUSIVE")
+        started = time.perf_counter()
+        for i in range(5000):
+            run.log({"a": float(i)})
+            run.step()
+        logging_took = time.perf_counter() - started
+        assert not run.flush(timeout=0.5)  # the store is locked: not written yet
+        blocker.execute("ROLLBACK")
+        assert run.flush(timeout=10)
+    messages = [str(w.message) for w in caught if issubclass(w.category, epochal.EpochalWarning)]
+    assert any("could not write" in m and "locked" in m for m in messages), messages
+    assert any("nothing was lost" in m for m in messages), messages
+    assert logging_took < 5  # the training thread was never held up by the lock
+    run.finish()
+    assert epochal.Store(store_dir).history(run.id, "a").values.tolist() == [float(i) for i in range(5000)]
+
+
+def test_full_disk_warns_keeps_points_and_writes_them_later(store_dir):
+    result = _worker(store_dir, "full", "disk-full", 3000)
+    assert result.returncode == 0, result.stderr
+    assert "written while full: False" in result.stdout and "finished" in result.stdout
+    assert "could not write" in result.stderr and "nothing was lost" in result.stderr
+    store = epochal.Store(store_dir)
+    h = store.history("full", "train/loss")
+    assert h.steps.tolist() == list(range(9000))
+    assert np.array_equal(h.values, 1.0 / (np.arange(9000) + 1))
+    assert store.run("full").status == "finished"
+
+
+def test_a_reader_works_while_another_process_writes(store_dir):
+    epochal.Store(store_dir)
+    writer = subprocess.Popen([sys.executable, str(WORKER), str(store_dir), "live", "steady", "200000"])
+    store = epochal.Store(store_dir)
+    seen = []
+    deadline = time.time() + 120
+    while writer.poll() is None and time.time() < deadline:
+        try:
+            seen.append(len(store.history("live", "train/loss")))
+        except (epochal.RunNotFoundError, epochal.SeriesNotFoundError):
+            pass
+        time.sleep(0.05)
+    assert writer.wait(timeout=60) == 0
+    assert len(set(seen)) >= 3 and seen == sorted(seen)  # growing while being written
+    assert len(store.history("live", "train/loss")) == 200000

@@ -1,0 +1,245 @@
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import epochal
+
+
+def test_logged_points_land_in_the_store_with_step_epoch_and_time(store_dir):
+    with epochal.start(project="mnist", name="baseline", config={"lr": 1e-3}, tags=["cnn"], store=store_dir) as run:
+        for epoch in range(3):
+            for batch in range(4):
+                run.log({"train/loss": torch.tensor(1.0 / (batch + 1)), "train/acc": np.float32(0.25 * batch)})
+                run.step()
+            run.log({"valid/acc": 0.5 + epoch / 10}, epoch=epoch)
+            run.epoch()
+    store = epochal.Store(store_dir)
+    record = store.run("baseline")
+    assert record.status == "finished" and record.project == "mnist" and record.tags == ("cnn",)
+    assert record.steps == 12 and record.epochs == 3
+    assert store.keys(record) == ["train/acc", "train/loss", "valid/acc"]
+    loss = store.history(record, "train/loss")
+    assert loss.steps.tolist() == list(range(12))
+    assert loss.epochs.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert loss.values[:4].tolist() == [1.0, 0.5, pytest.approx(1 / 3), 0.25]
+    valid = store.history(record, "valid/acc")
+    assert valid.steps.tolist() == [4, 8, 12] and valid.epochs.tolist() == [0, 1, 2]
+    assert valid.values.tolist() == [0.5, 0.6, 0.7]
+    assert np.all(valid.times >= record.started) and np.all(valid.times <= record.ended)
+
+
+def test_record_describes_the_process(store_dir):
+    run = epochal.start(project="p", store=store_dir, description="first try")
+    record = epochal.Store(store_dir).run(run.id)
+    assert record.pid == os.getpid() and record.host and record.command
+    assert record.python.count(".") == 2 and record.torch == torch.__version__
+    assert record.status == "running" and record.description == "first try"
+    assert record.name.endswith("-1")  # made-up name numbered within the project
+    run.finish()
+
+
+def test_step_and_epoch_arguments_override_counters(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0}, step=100, epoch=7)
+        run.log({"a": 2.0})
+        assert run.step(5) == 5 and run.epoch() == 1
+    h = epochal.Store(store_dir).history(run.id, "a")
+    assert h.steps.tolist() == [0, 100] and h.epochs.tolist() == [0, 7] and h.values.tolist() == [2.0, 1.0]
+
+
+def test_non_finite_values_are_kept(store_dir):
+    with epochal.start(store=store_dir) as run:
+        for value in (1.0, math.nan, math.inf, -math.inf, np.float64("nan"), torch.tensor(float("inf"))):
+            run.log({"loss": value})
+            run.step()
+    values = epochal.Store(store_dir).history(run.id, "loss").values
+    assert values[0] == 1.0 and np.isnan(values[1]) and values[2] == np.inf and values[3] == -np.inf
+    assert np.isnan(values[4]) and values[5] == np.inf
+    summary = epochal.Store(store_dir).summary(run.id)["loss"]
+    assert summary.min == -math.inf and summary.max == math.inf and summary.count == 6
+
+
+@pytest.mark.parametrize(
+    "value, type_name",
+    [("0.5", "str"), (None, "NoneType"), (torch.ones(3), "shape (3,)"), (np.ones((2, 2)), "shape (2, 2)"),
+     (1 + 2j, "complex"), ([1.0], "list")],
+)
+def test_bad_values_raise_type_error_naming_key_and_type(store_dir, value, type_name):
+    with epochal.start(store=store_dir) as run:
+        run.log({"ok": 1.0})
+        with pytest.raises(TypeError, match="'bad/key'") as info:
+            run.log({"fine": 2.0, "bad/key": value})
+        assert type_name in str(info.value)
+    store = epochal.Store(store_dir)
+    assert store.keys(run.id) == ["ok"]  # nothing of the failed call was recorded
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256])
+def test_bad_keys_raise_value_error(store_dir, key):
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(ValueError, match="1 to 255 characters"):
+            run.log({key: 1.0})
+
+
+def test_non_string_key_raises_type_error(store_dir):
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(TypeError, match="keys are strings"):
+            run.log({3: 1.0})
+
+
+def test_accepted_scalar_types(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"int": 3, "bool": True, "np_int": np.int64(4), "np_f16": np.float16(0.5), "np_0d": np.array(2.5),
+                 "t_1elem": torch.tensor([1.5]), "t_bf16": torch.tensor(0.25, dtype=torch.bfloat16),
+                 "t_grad": torch.tensor(2.0, requires_grad=True) * 2})
+    store = epochal.Store(store_dir)
+    last = {k: s.last for k, s in store.summary(run.id).items()}
+    assert last == {"int": 3.0, "bool": 1.0, "np_int": 4.0, "np_f16": 0.5, "np_0d": 2.5, "t_1elem": 1.5,
+                    "t_bf16": 0.25, "t_grad": 4.0}
+
+
+def test_logged_dict_is_copied(store_dir):
+    with epochal.start(store=store_dir) as run:
+        metrics = {"a": 1.0}
+        run.log(metrics)
+        metrics["a"] = 99.0
+    assert epochal.Store(store_dir).history(run.id, "a").values.tolist() == [1.0]
+
+
+def test_summary_gives_last_and_best_by_direction(store_dir):
+    with epochal.start(store=store_dir) as run:
+        for loss, acc in [(0.9, 0.1), (0.2, 0.8), (0.5, 0.6)]:
+            run.log({"valid/loss": loss, "valid/acc": acc})
+            run.step()
+        summary = run.summary
+    assert summary["valid/loss"].last == 0.5 and summary["valid/loss"].best == 0.2
+    assert summary["valid/acc"].last == 0.6 and summary["valid/acc"].best == 0.8
+    assert summary["valid/acc"].last_step == 2 and summary["valid/acc"].count == 3
+
+
+def test_exception_marks_run_failed_and_keeps_points(store_dir):
+    with pytest.raises(RuntimeError):
+        with epochal.start(store=store_dir) as run:
+            run.log({"a": 1.0})
+            raise RuntimeError("boom")
+    store = epochal.Store(store_dir)
+    assert store.run(run.id).status == "failed"
+    assert store.history(run.id, "a").values.tolist() == [1.0]
+
+
+def test_keyboard_interrupt_marks_run_interrupted(store_dir):
+    with pytest.raises(KeyboardInterrupt):
+        with epochal.start(store=store_dir) as run:
+            raise KeyboardInterrupt
+    assert epochal.Store(store_dir).run(run.id).status == "interrupted"
+
+
+def test_finished_run_refuses_more_points(store_dir):
+    run = epochal.start(store=store_dir)
+    run.finish()
+    run.finish()  # a second finish is harmless
+    with pytest.raises(epochal.RunStateError, match="resume it"):
+        run.log({"a": 1.0})
+
+
+def test_flush_happens_by_size_before_the_interval(store_dir):
+    run = epochal.start(store=store_dir, flush_interval=60, flush_points=100)
+    for i in range(150):
+        run.log({"a": float(i)})
+    store = epochal.Store(store_dir)
+    import time
+
+    deadline = time.time() + 10
+    while time.time() < deadline and "a" not in store.keys(run.id):
+        time.sleep(0.05)
+    assert len(store.history(run.id, "a")) >= 100
+    run.finish()
+
+
+def test_flush_happens_by_time(store_dir):
+    run = epochal.start(store=store_dir, flush_interval=0.1)
+    run.log({"a": 1.0})
+    store = epochal.Store(store_dir)
+    import time
+
+    deadline = time.time() + 10
+    while time.time() < deadline and "a" not in store.keys(run.id):
+        time.sleep(0.02)
+    assert store.history(run.id, "a").values.tolist() == [1.0]
+    run.finish()
+
+
+def test_store_from_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPOCHAL_DIR", str(tmp_path / "from-env"))
+    with epochal.start(project="env") as run:
+        run.log({"a": 1.0})
+    assert (tmp_path / "from-env" / "epochal.db").is_file()
+    assert epochal.Store().run(run.id).project == "env"
+
+
+def test_config_is_kept_nested_and_queryable_by_dotted_key(store_dir):
+    from pathlib import Path
+
+    config = {"optim": {"name": "adam", "lr": 0.001, "betas": (0.9, 0.99)}, "data": Path("/data"), "seed": 1}
+    epochal.start(project="p", name="a", config=config, store=store_dir).finish()
+    epochal.start(project="p", name="b", config={"optim": {"name": "sgd", "lr": 0.1}}, store=store_dir).finish()
+    store = epochal.Store(store_dir)
+    record = store.run("a")
+    assert record.config["optim.lr"] == 0.001 and record.config["optim"]["name"] == "adam"
+    assert record.config["optim.betas"] == [0.9, 0.99] and record.config["data"] == "/data"
+    assert [r.name for r in store.runs(config={"optim.name": "sgd"})] == ["b"]
+    assert [r.name for r in store.runs(config={"optim.lr": 1e-3})] == ["a"]
+    assert [r.name for r in store.runs(project="p", tag=None)] == ["b", "a"]
+
+
+def test_runs_are_named_by_id_prefix_name_or_record(store_dir):
+    first = epochal.start(name="same", store=store_dir)
+    first.finish()
+    second = epochal.start(name="same", store=store_dir)
+    second.finish()
+    store = epochal.Store(store_dir)
+    assert store.run("same").id == second.id  # the newest of that name
+    assert store.run(first.id).id == first.id
+    assert store.run(first.id[:8]).id == first.id
+    assert store.run(store.run(first.id)).id == first.id
+    assert store.run(first).id == first.id
+    with pytest.raises(epochal.RunNotFoundError, match="'nope'"):
+        store.run("nope")
+
+
+def test_unknown_key_is_a_clear_error(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0})
+    with pytest.raises(epochal.SeriesNotFoundError, match="'b'.*its keys: a"):
+        epochal.Store(store_dir).history(run.id, "b")
+
+
+def test_store_that_cannot_be_created_fails_at_start(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(epochal.StoreError, match="a-file"):
+        epochal.start(store=blocker / "store")
+
+
+def test_bad_arguments_are_refused(store_dir):
+    with pytest.raises(ValueError, match="project"):
+        epochal.start(project="", store=store_dir)
+    with pytest.raises(ValueError, match="flush interval"):
+        epochal.start(store=store_dir, flush_interval=0)
+    with pytest.raises(ValueError, match="flush size"):
+        epochal.start(store=store_dir, flush_points=0)
+    assert epochal.Store(store_dir).runs() == []  # refused before anything was recorded
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(TypeError, match="step must be an int"):
+            run.log({"a": 1.0}, step=1.5)
+        with pytest.raises(ValueError, match="step must be 0 or more"):
+            run.log({"a": 1.0}, step=-1)
+
+
+def test_unsupported_store_uri_is_refused(tmp_path):
+    with pytest.raises(epochal.StoreError, match="postgresql"):
+        epochal.Store("postgresql://localhost/runs")
+    assert epochal.Store(f"sqlite://{tmp_path / 'uri-store'}").path == tmp_path / "uri-store"
