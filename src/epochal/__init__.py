@@ -9,6 +9,7 @@ from epochal.errors import (
     RunStateError,
     SeriesNotFoundError,
     StoreError,
+    StoreNotFoundError,
 )
 from epochal.run import Run, resume, start
 from epochal.store import Checkpoint, Config, History, KeySummary, RunRecord, Store
@@ -32,6 +33,7 @@ __all__ = [
     "SeriesNotFoundError",
     "Store",
     "StoreError",
+    "StoreNotFoundError",
     "__version__",
     "resume",
     "start",

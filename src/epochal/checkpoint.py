@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from epochal.errors import CheckpointError
 from epochal.store.records import Checkpoint
@@ -33,6 +32,9 @@ from epochal.store.writer import removal
 
 if TYPE_CHECKING:
     from epochal.run import Run
+
+# torch is imported inside the functions that need it, so that `import epochal` (and with it
+# every `epochal ls`) does not pay for importing torch.
 
 FORMAT = "epochal-checkpoint"
 VERSION = 1
@@ -111,6 +113,7 @@ def save(
         mode: 'max' if a higher metric is better, 'min' if lower is.
         retention: which checkpoints to keep; default the last one and the best one.
     """
+
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     metric_key, metric_value = _metric(metric)
@@ -162,6 +165,7 @@ def load(
         restore_rng: put the Python, NumPy and torch random generators back as they were.
         strict: models must match the saved state dicts key for key.
     """
+
     record = None
     if isinstance(which, Checkpoint):
         record = which
@@ -203,6 +207,8 @@ def load(
 
 def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
     """torch.save to a temporary file beside ``target``, fsync, rename. Returns (size, sha256)."""
+    import torch
+
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
@@ -228,6 +234,8 @@ def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
 
 def read(path: str | os.PathLike) -> dict:
     """Load a checkpoint file with ``weights_only=True`` and check it is one of ours."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
@@ -255,6 +263,8 @@ def file_sha256(path: Path) -> str:
 
 def rng_state() -> dict:
     """The Python, NumPy and torch (CPU and, if in use, CUDA) random states, in safe types."""
+    import torch
+
     version, internal, gauss = random.getstate()
     name, keys, position, has_gauss, cached = np.random.get_state()
     state = {
@@ -270,6 +280,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: Mapping) -> None:
+    import torch
+
     py = state["python"]
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
     n = state["numpy"]
@@ -286,6 +298,8 @@ def set_rng_state(state: Mapping) -> None:
 
 
 def _metric(metric: tuple[str, Any] | None) -> tuple[str | None, float | None]:
+    import torch
+
     if metric is None:
         return None, None
     if not (isinstance(metric, tuple) and len(metric) == 2 and isinstance(metric[0], str)):
@@ -330,12 +344,14 @@ def _match(kind: str, given: Any, saved: Mapping[str, Any], path: Path):
         yield name, obj, saved[name]
 
 
-_SAFE_LEAVES = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.dtype, torch.device, torch.Size)
+_PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)
 
 
 def _safe(value: Any, where: str) -> Any:
     """The value with NumPy data as tensors; an error for anything weights_only cannot load."""
-    if isinstance(value, _SAFE_LEAVES):
+    import torch
+
+    if isinstance(value, (*_PLAIN_LEAVES, torch.Tensor, torch.dtype, torch.device, torch.Size)):
         return value
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))

@@ -11,6 +11,10 @@ class StoreError(EpochalError):
     """The store cannot be opened, created or written."""
 
 
+class StoreNotFoundError(StoreError):
+    """There is no store where one was to be read (and creating one was not asked for)."""
+
+
 class RunNotFoundError(EpochalError, LookupError):
     """No run matches the id or name that was given."""
 

@@ -260,9 +260,9 @@ def start(
         probe = Path(record.path) / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
-    except (OSError, Exception) as exc:
-        if isinstance(exc, EpochalError):
-            raise
+    except EpochalError:
+        raise
+    except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
         raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
     return Run(the_store, record, flush_interval=flush_interval, flush_points=flush_points)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -107,8 +108,6 @@ class RunRecord:
     def duration(self) -> float:
         end = self.ended if self.ended is not None else (self.heartbeat or self.started)
         if self.status == "running":
-            import time
-
             end = time.time()
         return max(0.0, end - self.started)
 

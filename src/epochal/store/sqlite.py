@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from epochal.errors import StoreError
+from epochal.errors import StoreError, StoreNotFoundError
 from epochal.store import encoding, series
 from epochal.store.backend import Backend
 from epochal.store.records import (
@@ -125,7 +125,7 @@ _UPDATABLE = ("steps", "epochs", "heartbeat", "status", "ended", "pid", "host", 
 class SQLiteBackend(Backend):
     """The store in ``directory``: ``epochal.db`` plus ``runs/<run id>/`` folders."""
 
-    def __init__(self, directory: str | Path, *, busy_timeout: float = 10.0):
+    def __init__(self, directory: str | Path, *, busy_timeout: float = 10.0, create: bool = True):
         self.directory = Path(directory)
         self.files_root = str(self.directory / "runs")
         self.db_path = self.directory / DB_NAME
@@ -133,6 +133,8 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        if not create and not self.db_path.is_file():
+            raise StoreNotFoundError(f"no store in '{self.directory}' (it has no {DB_NAME})")
         try:
             Path(self.files_root).mkdir(parents=True, exist_ok=True)
             self._create_schema(self._conn())

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from epochal import settings, system
-from epochal.errors import RunNotFoundError, SeriesNotFoundError, StoreError
+from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, WriteBatch, best_mode
@@ -30,17 +30,17 @@ from epochal.store.sqlite import SQLiteBackend
 STALE_AFTER_S = 120.0
 
 
-def open_backend(location: str | Path, *, busy_timeout: float = 10.0) -> Backend:
+def open_backend(location: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> Backend:
     """The backend for a store location: a directory, or a ``sqlite:///directory`` URI."""
     text = str(location)
     if "://" in text:
         scheme, _, rest = text.partition("://")
-        if scheme == "sqlite":
-            return SQLiteBackend(rest, busy_timeout=busy_timeout)
-        raise StoreError(
-            f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory or 'sqlite:///DIR'"
-        )
-    return SQLiteBackend(text, busy_timeout=busy_timeout)
+        if scheme != "sqlite":
+            raise StoreError(
+                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory or 'sqlite:///DIR'"
+            )
+        text = rest
+    return SQLiteBackend(text, busy_timeout=busy_timeout, create=create)
 
 
 class Store:
@@ -55,9 +55,15 @@ class Store:
         ['baseline']
     """
 
-    def __init__(self, path: str | Path | None = None, *, busy_timeout: float = 10.0):
+    def __init__(self, path: str | Path | None = None, *, create: bool = True, busy_timeout: float = 10.0):
+        """
+        Args:
+            path: the store's directory or a ``sqlite:///DIR`` URI.
+            create: create the store if there is none; with False a missing store is a StoreError.
+            busy_timeout: seconds to wait for another process's write before a write fails.
+        """
         location = settings.default_store_path() if path is None else path
-        self.backend = open_backend(location, busy_timeout=busy_timeout)
+        self.backend = open_backend(location, busy_timeout=busy_timeout, create=create)
         self.path = Path(getattr(self.backend, "directory", location))
 
     def __repr__(self) -> str:
@@ -92,7 +98,7 @@ class Store:
         if isinstance(ref, RunRecord) or hasattr(ref, "id") and not isinstance(ref, str):
             ref = ref.id
         if not isinstance(ref, str) or not ref:
-            raise TypeError(f"a run is named by its id, name or record, got {ref!r}")
+            raise RunNotFoundError(f"a run is named by its id, an id prefix, its name or its record, got {ref!r}")
         record = self.backend.get_run(ref)
         if record is None:
             matches = self.backend.runs_named(ref)
@@ -111,8 +117,13 @@ class Store:
         return _with_live_status(record)
 
     def delete(self, ref: str | RunRecord) -> RunRecord:
-        """Remove a run's records and its folder of files."""
+        """Remove a run's records and its folder of files. A running run is refused."""
         record = self.run(ref)
+        if record.status == "running":
+            raise RunStateError(
+                f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
+                "finish it before deleting it"
+            )
         self.backend.write(WriteBatch(deleted_runs=(record.id,)))
         shutil.rmtree(record.path, ignore_errors=True)
         return record

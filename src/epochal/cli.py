@@ -1,0 +1,454 @@
+"""The ``epochal`` command: list, show, export, plot and delete the runs of a store.
+
+Run ``epochal --help`` or ``epochal COMMAND --help`` (``python -m epochal.cli`` works too).
+Every command reads the store given by ``--store DIR``, by default ``$EPOCHAL_DIR``, else
+``./epochal-runs``; no command creates a store. An error prints one line,
+``epochal: <message>``, on stderr and exits with status 2.
+
+Examples:
+    $ epochal ls --project mnist
+    $ epochal show baseline
+    $ epochal export baseline -o baseline.csv
+    $ epochal plot baseline -o baseline.png
+    $ epochal rm 3f2a9c --yes
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from epochal import __version__, settings
+from epochal.errors import EpochalError, RunStateError, StoreNotFoundError
+from epochal.interop.export import export_csv, export_json
+from epochal.store.records import RUN_STATUSES, Checkpoint, KeySummary, RunRecord
+from epochal.store.store import Store
+
+#: How many metric columns ``epochal ls`` shows when ``--keys`` is not given.
+LS_METRICS = 3
+
+_EXPORT_FORMATS = ("csv", "json")
+_EXAMPLES = """\
+examples:
+  epochal ls --project mnist                 runs of one project, newest first
+  epochal show baseline                      a run's record, config, summary and checkpoints
+  epochal export baseline -o baseline.csv    every series, losslessly (or .json, or -o - for stdout)
+  epochal plot baseline -o baseline.png      one panel per metric
+  epochal rm 3f2a9c --yes                    delete a run and its files
+  epochal demo                               train a small demo run into the store
+
+A run is named by its id, an unambiguous id prefix, or its name (the newest run of that name).
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except EpochalError as exc:
+        return _error(str(exc))
+    except BrokenPipeError:  # the reader went away (`epochal export RUN -o - | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        return _error(f"{exc.strerror or exc}: '{exc.filename}'" if exc.filename else str(exc), status=1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="epochal",
+        description="Look at the runs that epochal recorded: list, show, export, plot and delete them.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"epochal {__version__}")
+    commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
+    # Each command is an `_add_<name>` that registers its parser and handler through `_command`.
+    for add in (_add_ls, _add_show, _add_export, _add_plot, _add_rm, _add_demo):
+        add(commands)
+    return parser
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def _add_ls(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "ls", _ls, "list runs with their last metric values",
+        "List runs, newest first: id, name, project, status, start (local time), duration and the last\n"
+        f"value of up to {LS_METRICS} main metrics. Without --keys the metrics are chosen among the listed\n"
+        "runs' keys, valid/, val/ and test/ keys first, then train/ keys, losses and accuracies first.",
+    )
+    parser.add_argument("--project", metavar="P", help="only runs of project P")
+    parser.add_argument(
+        "--status", metavar="S", choices=RUN_STATUSES, help=f"only runs in status S: {', '.join(RUN_STATUSES)}"
+    )
+    parser.add_argument("--tag", metavar="T", help="only runs tagged T")
+    parser.add_argument("--keys", metavar="KEY", nargs="+", help="show the last values of these keys instead")
+    parser.add_argument("--limit", metavar="N", type=_positive_int, help="show at most the N newest runs")
+
+
+def _ls(args: argparse.Namespace) -> int:
+    location = _location(args)
+    filters = ", ".join(f"{name}={value}" for name in ("project", "status", "tag") if (value := getattr(args, name)))
+    store = _open(location, missing_ok=True)
+    if store is None:
+        print(f"no runs in {location}")
+        return 0
+    with store:
+        runs = store.runs(project=args.project, status=args.status, tag=args.tag)[: args.limit]
+        summaries = [store.summary(run) for run in runs]
+    if not runs:
+        print(f"no runs in {location}" + (f" with {filters}" if filters else ""))
+        return 0
+    keys = args.keys or main_keys(summaries)
+    header = ["id", "name", "project", "status", "start", "duration", *keys]
+    rows = [
+        [run.id, run.name, run.project, run.status, _when(run.started, seconds=False), _duration(run.duration),
+         *(_number(summary[key].last) if key in summary else "-" for key in keys)]
+        for run, summary in zip(runs, summaries)
+    ]
+    print(_table(header, rows, right=set(range(5, len(header)))))
+    return 0
+
+
+def _add_show(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "show", _show, "show a run's record, config, summary and checkpoints",
+        "Show everything the store knows about one run: its record (status, times, host, command,\n"
+        "git commit, versions, tags), its config as YAML, per key the count, last, min, max and best\n"
+        "value, and its checkpoints.",
+    )
+    parser.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+        summary = store.summary(record)
+        checkpoints = store.checkpoints(record)
+    print(_record_fields(record))
+    config = record.config.to_dict()
+    print("\nconfig:" + (" (none)" if not config else ""))
+    if config:
+        text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        print("\n".join("  " + line for line in text.splitlines()))
+    print("\nsummary:" + (" (no values logged)" if not summary else ""))
+    if summary:
+        print(_indent(_summary_table(summary.values())))
+    print("\ncheckpoints:" + (" (none)" if not checkpoints else ""))
+    if checkpoints:
+        print(_indent(_checkpoint_table(checkpoints)))
+    return 0
+
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "export", _export, "write a run's series to CSV or JSON, losslessly",
+        "Write every series of a run, every point, as CSV (long format: key,step,epoch,value,time)\n"
+        "or JSON (the run's record and, per key, its steps, epochs, values and times). Floats are\n"
+        "written so that they read back bit for bit; in JSON, NaN and infinities are the strings\n"
+        '"nan", "inf" and "-inf".',
+    )
+    parser.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    parser.add_argument("-o", "--output", metavar="PATH", required=True, help="the file to write, or - for stdout")
+    parser.add_argument(
+        "--format", choices=_EXPORT_FORMATS, help="csv or json (default: from the extension of PATH)"
+    )
+    parser.add_argument("--keys", metavar="KEY", nargs="+", help="only these keys (default: all)")
+    parser.add_argument(
+        "--include-superseded", action="store_true",
+        help="also write points that a resumed run logged again at the same steps (by default the newest win)",
+    )
+
+
+def _export(args: argparse.Namespace) -> int:
+    to_stdout = args.output == "-"
+    fmt = args.format or (None if to_stdout else Path(args.output).suffix[1:].lower())
+    if fmt not in _EXPORT_FORMATS:
+        where = "stdout" if to_stdout else f"{args.output!r} from its extension"
+        return _error(f"cannot tell the format of {where}; give --format csv or --format json")
+    write = export_csv if fmt == "csv" else export_json
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+        if to_stdout:
+            write(store, record, sys.stdout, keys=args.keys, superseded=args.include_superseded)
+            sys.stdout.flush()
+            return 0
+        if problem := _unwritable(args.output):
+            return _error(problem)
+        points = write(store, record, args.output, keys=args.keys, superseded=args.include_superseded)
+    print(f"wrote {points} points of run {record.name} ({record.id}) to {args.output}")
+    return 0
+
+
+def _add_plot(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "plot", _plot, "draw a run's series into an image",
+        "Draw a run's series against the step, one panel per metric: the part of a key after its\n"
+        "first '/' names its panel, so train/loss and valid/loss are drawn together. NaN and\n"
+        "infinite values show as gaps. PNG, or another format matplotlib writes (svg, pdf, ...)\n"
+        "by the extension of FILE.",
+    )
+    parser.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    parser.add_argument("-o", "--output", metavar="FILE", required=True, help="the image to write, such as run.png")
+    parser.add_argument("--keys", metavar="KEY", nargs="+", help="only these keys (default: all)")
+    parser.add_argument(
+        "--max-points", metavar="N", type=_positive_int, default=2000,
+        help="draw about N points per key, keeping spikes and NaNs (default: 2000)",
+    )
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from epochal.plot import plot_run  # matplotlib takes a while to import; only this command needs it
+
+    if problem := _unwritable(args.output):
+        return _error(problem)
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+        try:
+            path = plot_run(store, record, args.output, keys=args.keys, max_points=args.max_points)
+        except ValueError as exc:  # a format matplotlib cannot write
+            return _error(str(exc))
+    print(f"wrote {path}")
+    return 0
+
+
+def _add_rm(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "rm", _rm, "delete runs and their files",
+        "Delete runs: their records, series and checkpoints, and each run's folder of files.\n"
+        "Nothing is deleted without --yes, nor when one of the runs is still running.",
+    )
+    parser.add_argument("runs", metavar="RUN", nargs="+", type=_run_ref, help="run id, id prefix or name")
+    parser.add_argument("--yes", action="store_true", help="really delete them")
+
+
+def _rm(args: argparse.Namespace) -> int:
+    with _open(_location(args)) as store:
+        records = list({record.id: record for record in map(store.run, args.runs)}.values())
+        for record in records:
+            if record.status == "running":
+                raise RunStateError(
+                    f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
+                    "nothing was deleted"
+                )
+        named = ", ".join(f"{record.name} ({record.id})" for record in records)
+        if not args.yes:
+            return _error(f"would delete {len(records)} run{'s' * (len(records) != 1)}: {named}; add --yes to delete")
+        for record in records:
+            store.delete(record)
+            print(f"deleted {record.name} ({record.id})")
+    return 0
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "demo", _demo, "train a small demo run, then list, show and plot it",
+        "Train a small classifier for a few epochs, recording it (with checkpoints) in the store,\n"
+        "then print `epochal ls` and `epochal show` for it and write a PNG chart beside the store.",
+    )
+    parser.add_argument("--epochs", metavar="N", type=_positive_int, default=8, help="epochs to train (default: 8)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from epochal import demo  # imports torch, which the other commands do without
+
+    return demo.main(["--store", _location(args), "--epochs", str(args.epochs)])
+
+
+# -- shared pieces ---------------------------------------------------------------------------------
+
+
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    summary: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name, help=summary, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--store", metavar="DIR",
+        help=f"the store's directory (default: ${settings.STORE_DIR_ENV}, else ./{settings.DEFAULT_STORE_DIR})",
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _location(args: argparse.Namespace) -> str:
+    return str(args.store or settings.default_store_path())
+
+
+def _open(location: str, *, missing_ok: bool = False) -> Store | None:
+    """The store at ``location``; None (with ``missing_ok``) where there is none.
+
+    No command creates a store: a directory given by mistake stays as it was.
+    """
+    try:
+        return Store(location, create=False)
+    except StoreNotFoundError as exc:
+        if missing_ok:
+            return None
+        raise StoreNotFoundError(f"{exc}; give --store DIR or set {settings.STORE_DIR_ENV}") from None
+
+
+def _error(message: str, *, status: int = 2) -> int:
+    print(f"epochal: {' '.join(message.splitlines())}", file=sys.stderr)
+    return status
+
+
+def _unwritable(path: str) -> str | None:
+    folder = Path(path).parent
+    return None if folder.is_dir() else f"cannot write {path!r}: the folder '{folder}' does not exist"
+
+
+def _run_ref(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a run is named by its id, an id prefix or its name, got ''")
+    return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def main_keys(summaries: Sequence[dict[str, KeySummary]], limit: int = LS_METRICS) -> list[str]:
+    """The keys worth a column: valid/val/test before train before the rest; then losses, accuracies,
+    the rest; then the keys most runs have; then by name."""
+    counts = Counter(key for summary in summaries for key in summary)
+
+    def rank(key: str) -> tuple:
+        lower = key.lower()
+        split = 0 if lower.startswith(("valid/", "val/", "test/")) else 1 if lower.startswith("train/") else 2
+        kind = 0 if "loss" in lower else 1 if "acc" in lower else 2
+        return split, kind, -counts[key], key
+
+    return sorted(counts, key=rank)[:limit]
+
+
+def _record_fields(record: RunRecord) -> str:
+    fields = [
+        ("id", record.id),
+        ("name", record.name),
+        ("project", record.project),
+        ("status", record.status),
+        ("started", _when(record.started)),
+        ("ended", "-" if record.ended is None else _when(record.ended)),
+    ]
+    if record.status in ("running", "crashed") and record.heartbeat is not None:
+        fields.append(("last heartbeat", _when(record.heartbeat)))
+    fields += [
+        ("duration", _duration(record.duration)),
+        ("host", record.host),
+        ("pid", str(record.pid)),
+        ("command", record.command),
+        ("git commit", record.git_commit or "-"),
+        ("python", record.python),
+        ("torch", record.torch or "-"),
+        ("tags", ", ".join(record.tags) or "-"),
+        ("description", record.description or "-"),
+        ("steps", str(record.steps)),
+        ("epochs", str(record.epochs)),
+    ]
+    if record.segment:
+        fields.append(("resumed", f"{record.segment} time{'s' * (record.segment != 1)}"))
+    fields.append(("folder", record.path))
+    width = max(len(name) for name, _ in fields) + 2
+    return "\n".join(
+        name.ljust(width) + value.replace("\n", "\n" + " " * width) for name, value in fields
+    )
+
+
+def _summary_table(summaries: Sequence[KeySummary]) -> str:
+    rows = [
+        [s.key, str(s.count), _number(s.last, 6), _number(s.min, 6), _number(s.max, 6),
+         f"{_number(s.best, 6)} ({s.mode})"]
+        for s in summaries
+    ]
+    return _table(["key", "count", "last", "min", "max", "best"], rows, right={1, 2, 3, 4, 5})
+
+
+def _checkpoint_table(checkpoints: Sequence[Checkpoint]) -> str:
+    rows = [
+        [c.path, str(c.step), str(c.epoch),
+         "-" if c.metric_key is None else f"{c.metric_key}={_number(c.metric_value, 6)}",
+         _size(c.size), c.sha256[:12]]
+        for c in checkpoints
+    ]
+    return _table(["file", "step", "epoch", "metric", "size", "sha256"], rows, right={1, 2, 4})
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int] = frozenset()) -> str:
+    """Columns two spaces apart, those in ``right`` aligned right."""
+    widths = [max(map(len, column)) for column in zip(header, *rows)]
+    return "\n".join(
+        "  ".join(
+            cell.rjust(width) if index in right else cell.ljust(width)
+            for index, (cell, width) in enumerate(zip(line, widths))
+        ).rstrip()
+        for line in (header, *rows)
+    )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _when(timestamp: float, *, seconds: bool = True) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M", time.localtime(timestamp))
+
+
+def _duration(seconds: float) -> str:
+    """1m05s, 2h03m, 3d04h: the two largest units."""
+    total = int(seconds)
+    minutes, secs = divmod(total, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def _size(size: float) -> str:
+    if size < 1024:
+        return f"{int(size)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024:
+            break
+    return f"{size:.1f} {unit}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
