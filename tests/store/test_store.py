@@ -1,0 +1,61 @@
+import pytest
+
+import epochal
+
+
+def test_reading_a_missing_store_without_create_is_a_clear_error(tmp_path):
+    with pytest.raises(epochal.StoreNotFoundError, match="no store in"):
+        epochal.Store(tmp_path / "nowhere", create=False)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_store_layout_is_a_database_and_a_folder_per_run(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0})
+    assert (store_dir / "epochal.db").is_file()
+    assert run.path == store_dir / "runs" / run.id and run.path.is_dir()
+    import sqlite3
+
+    conn = sqlite3.connect(store_dir / "epochal.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_delete_removes_records_and_files_but_refuses_a_running_run(store_dir):
+    live = epochal.start(store=store_dir, name="live")
+    with pytest.raises(epochal.RunStateError, match="still running"):
+        epochal.Store(store_dir).delete("live")
+    live.finish()
+    with epochal.start(store=store_dir, name="doomed") as run:
+        run.log({"a": 1.0})
+        run.save_checkpoint()
+    store = epochal.Store(store_dir)
+    store.delete("doomed")
+    assert not run.path.exists()
+    assert [r.name for r in store.runs()] == ["live"]
+    with pytest.raises(epochal.RunNotFoundError):
+        store.run(run.id)
+    import sqlite3
+
+    conn = sqlite3.connect(store_dir / "epochal.db")
+    for table in ("series", "chunks", "checkpoints", "config", "run_tags"):
+        rows = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        assert rows == 0, table
+
+
+def test_filters_by_status_and_tag(store_dir):
+    epochal.start(store=store_dir, name="a", tags=["x"]).finish()
+    epochal.start(store=store_dir, name="b", tags=["y"]).finish("failed")
+    store = epochal.Store(store_dir)
+    assert [r.name for r in store.runs(tag="x")] == ["a"]
+    assert [r.name for r in store.runs(status="failed")] == ["b"]
+
+
+def test_a_store_from_a_newer_epochal_is_refused(store_dir):
+    epochal.Store(store_dir).close()
+    import sqlite3
+
+    conn = sqlite3.connect(store_dir / "epochal.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(epochal.StoreError, match="schema 99.*upgrade epochal"):
+        epochal.Store(store_dir)
