@@ -1,0 +1,43 @@
+"""The writer's conversion of buffered records, including tensors that live on a device."""
+
+import numpy as np
+import pytest
+import torch
+
+import epochal
+from epochal.store.writer import Deferred, _resolve_tensors
+
+
+def test_deferred_tensors_are_resolved_in_one_batch_in_logging_order():
+    plain = (0, 0, 1.0, {"a": 1.0})
+    first = Deferred(1, 0, 2.0, {"a": np.nan, "b": 5.0}, ("a",), torch.tensor([2.5]))
+    second = Deferred(2, 0, 3.0, {"a": np.nan, "c": np.nan}, ("a", "c"), torch.tensor([3.5, -1.0]))
+    resolved = _resolve_tensors([plain, first, second], [first, second])
+    assert resolved == [plain, (1, 0, 2.0, {"a": 2.5, "b": 5.0}), (2, 0, 3.0, {"a": 3.5, "c": -1.0})]
+
+
+def test_keys_logged_in_different_combinations_keep_their_order(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0, "b": 10.0}, step=0)
+        run.log({"a": 2.0}, step=0)
+        run.log({"b": 20.0, "a": 3.0}, step=0)
+    h = epochal.Store(store_dir).history(run.id, "a")
+    assert h.values.tolist() == [1.0, 2.0, 3.0]  # same step: kept in the order they were logged
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_logging_a_cuda_tensor_does_not_synchronize_the_device(store_dir):
+    run = epochal.start(store=store_dir, flush_interval=60)
+    loss = torch.randn(1000, device="cuda").square().mean()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(100):
+            run.log({"train/loss": loss, "train/acc": loss * 0.5})
+            run.step()
+            loss.add_(1.0)  # later in-place changes must not reach what was logged
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    run.finish()
+    values = epochal.Store(store_dir).history(run.id, "train/loss").values
+    assert np.allclose(np.diff(values), 1.0, atol=1e-3)
