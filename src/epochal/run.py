@@ -29,6 +29,7 @@ from epochal.store.store import Store
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
 MAX_KEY_LENGTH = 255
+_now = time.time
 _PLAIN = (float, int)  # bool is excluded on purpose: it goes the slow way and becomes 0.0/1.0
 
 
@@ -112,34 +113,54 @@ class Run:
                 elements), or a key is not a string. Nothing of the call is recorded then.
             ValueError: a key is empty or longer than 255 characters.
         """
-        if self._finished:
-            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
-        converted = None
-        tensor_keys = None
+        # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
         for key, value in values.items():
-            if key not in admitted:
-                _admit(key)
-                admitted.add(key)
+            if key not in admitted or type(value) not in _PLAIN:
+                return self._log_checked(values, step, epoch)
+        if not values:
+            return self._log_checked(values, step, epoch)
+        # Tuples of strings and floats, unlike dicts, drop out of the garbage collector's
+        # sight, so a long queue costs the collector (and so the caller) nothing.
+        self._queue.append((
+            self._steps if step is None else _index("step", step),
+            self._epochs if epoch is None else _index("epoch", epoch),
+            _now(),
+            tuple(values),
+            tuple(values.values()),
+        ))
+        self._pending += len(values)
+        if self._pending >= self._flush_points:
+            self._pending = 0
+            self._wake.set()
+
+    def _log_checked(self, values: Mapping[str, Any], step: int | None, epoch: int | None) -> None:
+        """``log`` for new keys, values that need converting, and finished runs."""
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
+        converted = dict(values)
+        tensor_keys = []
+        for key, value in values.items():
+            _admit(key)
             if type(value) not in _PLAIN:
-                if converted is None:
-                    converted = dict(values)
                 number = _number(key, value)
                 if number is None:  # a device tensor: read later, on the writer thread
-                    tensor_keys = (tensor_keys or []) + [key]
+                    tensor_keys.append(key)
                     number = math.nan
                 converted[key] = number
-        now = time.time()
         s = self._steps if step is None else _index("step", step)
         e = self._epochs if epoch is None else _index("epoch", epoch)
-        if tensor_keys:
+        self._admitted.update(values)
+        if not tensor_keys:
+            self._queue.append((s, e, _now(), tuple(converted), tuple(converted.values())))
+        else:
             import torch
 
             with torch.no_grad():
                 stacked = torch.stack([values[k].detach().reshape(()) for k in tensor_keys])
-            self._queue.append(Deferred(s, e, now, converted, tuple(tensor_keys), stacked))
-        else:
-            self._queue.append((s, e, now, dict(values) if converted is None else converted))
+            self._queue.append(
+                Deferred(s, e, _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
+            )
         self._pending += len(values)
         if self._pending >= self._flush_points:
             self._pending = 0
@@ -186,6 +207,7 @@ class Run:
         if status not in ("finished", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'finished', 'failed' or 'interrupted', not {status!r}")
         self._finished = True
+        self._admitted = frozenset()  # sends every later log() down the checked path, which refuses it
         _open_runs.discard(self)
         self._writer.submit(
             RunUpdate(self.id, status=status, ended=time.time(), steps=self._steps, epochs=self._epochs),

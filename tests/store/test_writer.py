@@ -9,11 +9,11 @@ from epochal.store.writer import Deferred, _resolve_tensors
 
 
 def test_deferred_tensors_are_resolved_in_one_batch_in_logging_order():
-    plain = (0, 0, 1.0, {"a": 1.0})
-    first = Deferred(1, 0, 2.0, {"a": np.nan, "b": 5.0}, ("a",), torch.tensor([2.5]))
-    second = Deferred(2, 0, 3.0, {"a": np.nan, "c": np.nan}, ("a", "c"), torch.tensor([3.5, -1.0]))
+    plain = (0, 0, 1.0, ("a",), (1.0,))
+    first = Deferred(1, 0, 2.0, ("a", "b"), (np.nan, 5.0), ("a",), torch.tensor([2.5]))
+    second = Deferred(2, 0, 3.0, ("c", "a"), (np.nan, np.nan), ("a", "c"), torch.tensor([3.5, -1.0]))
     resolved = _resolve_tensors([plain, first, second], [first, second])
-    assert resolved == [plain, (1, 0, 2.0, {"a": 2.5, "b": 5.0}), (2, 0, 3.0, {"a": 3.5, "c": -1.0})]
+    assert resolved == [plain, (1, 0, 2.0, ("a", "b"), (2.5, 5.0)), (2, 0, 3.0, ("c", "a"), (-1.0, 3.5))]
 
 
 def test_keys_logged_in_different_combinations_keep_their_order(store_dir):

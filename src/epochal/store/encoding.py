@@ -1,13 +1,13 @@
 """Columnar encoding of a scalar series chunk into one compact blob.
 
-A chunk holds the points of one key from one flush. Each column is delta- or
-XOR-encoded, byte-shuffled (all first bytes, then all second bytes, ...) and the
-four columns are compressed together with Zstandard. Steps and epochs usually advance by a
-constant, times by a few microseconds and float32-derived values share their
-low mantissa bytes, so a point typically takes well under 16 bytes.
-
-Times are kept as integer microseconds since the epoch; everything else is
-lossless.
+A chunk holds the points of one key from one flush. Steps, epochs and times
+(integer microseconds) are stored as differences from the previous point, in
+the narrowest integer type that holds them: a step that advances by one takes a
+single byte before compression. Values are XOR-ed with the previous value and
+byte-shuffled (all first bytes, then all second bytes, ...), so that the sign,
+exponent and the zero low bytes of float32-derived numbers line up. Zstandard
+then compresses the lot. Steps, epochs and values are kept exactly, times to
+the microsecond.
 """
 
 from __future__ import annotations
@@ -17,44 +17,42 @@ import struct
 import numpy as np
 import zstandard
 
-_FORMAT = 1
+_FORMAT = 2
 _LEVEL = 1  # Zstandard's fastest level already packs these columns well
 _HEADER = struct.Struct("<BI")  # format version, number of points
+_INT_COLUMN = struct.Struct("<qB")  # first value, byte width of the differences
+_WIDTHS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 
-def _shuffle(column: np.ndarray) -> bytes:
-    # (n, 8) bytes -> (8, n): bytes of equal significance end up side by side.
-    return column.view(np.uint8).reshape(-1, 8).T.tobytes()
-
-
-def _unshuffle(raw: memoryview, n: int, dtype: str) -> np.ndarray:
-    return np.frombuffer(raw, dtype=np.uint8).reshape(8, n).T.copy().view(dtype).ravel()
-
-
-def _delta(column: np.ndarray) -> np.ndarray:
-    out = np.empty_like(column)
-    if len(column):
-        out[0] = column[0]
-        np.subtract(column[1:], column[:-1], out=out[1:])
-    return out
+def _differences(column: np.ndarray) -> tuple[int, np.ndarray]:
+    """(first value, differences to the previous value, the first being 0) in the narrowest type."""
+    column = np.ascontiguousarray(column, dtype=np.int64)
+    steps = np.zeros_like(column)
+    np.subtract(column[1:], column[:-1], out=steps[1:])
+    low, high = int(steps.min()), int(steps.max())
+    for dtype in (np.int8, np.int16, np.int32):
+        limits = np.iinfo(dtype)
+        if limits.min <= low and high <= limits.max:
+            return int(column[0]), steps.astype(dtype)
+    return int(column[0]), steps
 
 
 def encode(steps: np.ndarray, epochs: np.ndarray, values: np.ndarray, times_us: np.ndarray) -> bytes:
     """Pack four equally long columns (int64, int64, float64, int64) into a blob."""
     n = len(steps)
+    header = [_HEADER.pack(_FORMAT, n)]
+    if n == 0:
+        return header[0]
+    body = []
+    for column in (steps, epochs, times_us):
+        first, differences = _differences(column)
+        header.append(_INT_COLUMN.pack(first, differences.itemsize))
+        body.append(differences.tobytes())
     bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
     xored = bits.copy()
-    if n > 1:
-        np.bitwise_xor(bits[1:], bits[:-1], out=xored[1:])
-    body = b"".join(
-        (
-            _shuffle(_delta(np.ascontiguousarray(steps, dtype=np.int64))),
-            _shuffle(_delta(np.ascontiguousarray(epochs, dtype=np.int64))),
-            _shuffle(_delta(np.ascontiguousarray(times_us, dtype=np.int64))),
-            _shuffle(xored),
-        )
-    )
-    return _HEADER.pack(_FORMAT, n) + zstandard.ZstdCompressor(level=_LEVEL).compress(body)
+    np.bitwise_xor(bits[1:], bits[:-1], out=xored[1:])
+    body.append(xored.view(np.uint8).reshape(n, 8).T.tobytes())
+    return b"".join(header) + zstandard.ZstdCompressor(level=_LEVEL).compress(b"".join(body))
 
 
 def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -62,10 +60,29 @@ def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     version, n = _HEADER.unpack_from(blob)
     if version != _FORMAT:
         raise ValueError(f"series chunk has format {version}; this epochal reads format {_FORMAT}")
-    body = memoryview(zstandard.ZstdDecompressor().decompress(memoryview(blob)[_HEADER.size :]))
-    width = 8 * n
-    steps = np.cumsum(_unshuffle(body[0:width], n, "<i8"))
-    epochs = np.cumsum(_unshuffle(body[width : 2 * width], n, "<i8"))
-    times = np.cumsum(_unshuffle(body[2 * width : 3 * width], n, "<i8"))
-    bits = np.bitwise_xor.accumulate(_unshuffle(body[3 * width : 4 * width], n, "<u8"))
+    if n == 0:
+        empty = np.empty(0, np.int64)
+        return empty, empty.copy(), np.empty(0, np.float64), empty.copy()
+    offset = _HEADER.size
+    columns = []
+    for _ in range(3):
+        first, width = _INT_COLUMN.unpack_from(blob, offset)
+        columns.append((first, _WIDTHS[width]))
+        offset += _INT_COLUMN.size
+    body = memoryview(zstandard.ZstdDecompressor().decompress(memoryview(blob)[offset:]))
+    position = 0
+    ints = []
+    for first, dtype in columns:
+        size = np.dtype(dtype).itemsize * n
+        differences = np.frombuffer(body[position : position + size], dtype=dtype)
+        position += size
+        column = np.cumsum(differences, dtype=np.int64)
+        column += first
+        ints.append(column)
+    planes = np.frombuffer(body[position : position + 8 * n], dtype=np.uint8)
+    shuffled = np.empty((n, 8), dtype=np.uint8)
+    for byte in range(8):  # one plane at a time: faster than a strided transpose copy
+        shuffled[:, byte] = planes[byte * n : (byte + 1) * n]
+    bits = np.bitwise_xor.accumulate(shuffled.view(np.uint64).ravel())
+    steps, epochs, times = ints
     return steps, epochs, bits.view(np.float64), times

@@ -1,6 +1,7 @@
 """The background writer: buffered log records in, one transaction per flush out.
 
-The training thread only appends to a deque (``Writer.queue``). This thread wakes
+The training thread only appends records ``(step, epoch, time, keys, values)``
+(or :class:`Deferred` ones) to a deque (``Writer.queue``). This thread wakes
 every ``interval`` seconds, or sooner when the caller counted ``max_points`` new
 points, turns everything queued into a :class:`WriteBatch` and hands it to the
 backend. A failed write (disk full, database locked) is retried at the next wake-up
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from operator import itemgetter
 import threading
 import time
 import warnings
@@ -39,7 +41,8 @@ class Deferred:
     step: int
     epoch: int
     time: float
-    values: dict
+    keys: tuple[str, ...]
+    values: tuple[float, ...]
     tensor_keys: tuple[str, ...]
     stacked: object  # torch.Tensor
 
@@ -106,7 +109,7 @@ class Writer:
 
     @property
     def unwritten_points(self) -> int:
-        queued = sum(len(r[3]) for r in list(self.queue) if isinstance(r, tuple))
+        queued = sum(len(r[3]) for r in list(self.queue) if type(r) is tuple)
         return queued + sum(len(c.values) for b in self._unwritten for c in b.chunks)
 
     # -- writer thread -------------------------------------------------------------------------
@@ -191,18 +194,22 @@ class Writer:
 
     def _chunks(self, records: list[tuple]) -> list[SeriesChunk]:
         """Columns per key. Records with the same keys are converted together, which is fast."""
-        groups: dict[tuple, list[int]] = {}
-        for index, record in enumerate(records):
-            groups.setdefault(tuple(record[3]), []).append(index)
+        first_keys = records[0][3] if records else ()
+        if all(r[3] == first_keys for r in records):  # the usual case: one set of keys throughout
+            groups: dict = {first_keys: range(len(records))}
+        else:
+            groups = {}
+            for index, record in enumerate(records):
+                groups.setdefault(record[3], []).append(index)
         parts: dict[str, list[tuple]] = {}
         for keys, indexes in groups.items():
             n, width = len(indexes), len(keys)
-            group = [records[i] for i in indexes]
-            steps = np.fromiter((r[0] for r in group), np.int64, n)
-            epochs = np.fromiter((r[1] for r in group), np.int64, n)
-            times = np.rint(np.fromiter((r[2] for r in group), np.float64, n) * 1e6).astype(np.int64)
+            group = records if isinstance(indexes, range) else [records[i] for i in indexes]
+            steps = np.fromiter(map(itemgetter(0), group), np.int64, n)
+            epochs = np.fromiter(map(itemgetter(1), group), np.int64, n)
+            times = np.rint(np.fromiter(map(itemgetter(2), group), np.float64, n) * 1e6).astype(np.int64)
             values = np.fromiter(
-                itertools.chain.from_iterable(r[3].values() for r in group), np.float64, n * width
+                itertools.chain.from_iterable(map(itemgetter(4), group)), np.float64, n * width
             ).reshape(n, width)
             order = np.asarray(indexes, dtype=np.int64)
             for column, key in enumerate(keys):
@@ -249,11 +256,11 @@ def _resolve_tensors(records: list, deferred: list[Deferred]) -> list[tuple]:
         flat = torch.cat([r.stacked.reshape(-1) for r in group]).to("cpu", torch.float64).tolist()
         offset = 0
         for record in group:
-            values = dict(record.values)
+            values = list(record.values)
             for key in record.tensor_keys:
-                values[key] = flat[offset]
+                values[record.keys.index(key)] = flat[offset]
                 offset += 1
-            resolved[id(record)] = (record.step, record.epoch, record.time, values)
+            resolved[id(record)] = (record.step, record.epoch, record.time, record.keys, tuple(values))
     return [resolved[id(r)] if isinstance(r, Deferred) else r for r in records]
 
 
