@@ -243,3 +243,27 @@ def test_unsupported_store_uri_is_refused(tmp_path):
     with pytest.raises(epochal.StoreError, match="postgresql"):
         epochal.Store("postgresql://localhost/runs")
     assert epochal.Store(f"sqlite://{tmp_path / 'uri-store'}").path == tmp_path / "uri-store"
+
+
+def _script(store_dir, body):
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import epochal
+        run = epochal.start(name="script", store={str(store_dir)!r})
+        run.log({{"a": 1.0}})
+    """) + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [("", "finished"), ("raise RuntimeError('boom')", "failed"), ("raise KeyboardInterrupt", "interrupted")],
+)
+def test_a_run_left_open_is_closed_when_the_interpreter_exits(store_dir, body, status):
+    _script(store_dir, body)
+    store = epochal.Store(store_dir)
+    assert store.run("script").status == status
+    assert store.history("script", "a").values.tolist() == [1.0]

@@ -55,14 +55,31 @@ def encode(steps: np.ndarray, epochs: np.ndarray, values: np.ndarray, times_us: 
     return b"".join(header) + zstandard.ZstdCompressor(level=_LEVEL).compress(b"".join(body))
 
 
+def count(blob: bytes) -> int:
+    """Number of points in a chunk, read from its header."""
+    return _HEADER.unpack_from(blob)[1]
+
+
 def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of :func:`encode`: (steps, epochs, values, times_us)."""
+    n = count(blob)
+    steps, epochs, times = (np.empty(n, np.int64) for _ in range(3))
+    values = np.empty(n, np.float64)
+    decode_into(blob, steps, epochs, values, times)
+    return steps, epochs, values, times
+
+
+def decode_into(blob: bytes, steps: np.ndarray, epochs: np.ndarray, values: np.ndarray, times: np.ndarray) -> None:
+    """Decode a chunk straight into the given arrays (as long as the chunk; ``times`` int64 or float64).
+
+    A float64 ``times`` receives seconds rather than microseconds, saving a pass over a
+    long series.
+    """
     version, n = _HEADER.unpack_from(blob)
     if version != _FORMAT:
         raise ValueError(f"series chunk has format {version}; this epochal reads format {_FORMAT}")
     if n == 0:
-        empty = np.empty(0, np.int64)
-        return empty, empty.copy(), np.empty(0, np.float64), empty.copy()
+        return
     offset = _HEADER.size
     columns = []
     for _ in range(3):
@@ -71,18 +88,19 @@ def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
         offset += _INT_COLUMN.size
     body = memoryview(zstandard.ZstdDecompressor().decompress(memoryview(blob)[offset:]))
     position = 0
-    ints = []
-    for first, dtype in columns:
+    for (first, dtype), out in zip(columns, (steps, epochs, times)):
         size = np.dtype(dtype).itemsize * n
         differences = np.frombuffer(body[position : position + size], dtype=dtype)
         position += size
-        column = np.cumsum(differences, dtype=np.int64)
-        column += first
-        ints.append(column)
+        if out.dtype == np.int64:
+            np.cumsum(differences, dtype=np.int64, out=out)
+            out += first
+        else:  # times as float seconds
+            microseconds = np.cumsum(differences, dtype=np.int64)
+            microseconds += first
+            np.divide(microseconds, 1e6, out=out)
     planes = np.frombuffer(body[position : position + 8 * n], dtype=np.uint8)
     shuffled = np.empty((n, 8), dtype=np.uint8)
     for byte in range(8):  # one plane at a time: faster than a strided transpose copy
         shuffled[:, byte] = planes[byte * n : (byte + 1) * n]
-    bits = np.bitwise_xor.accumulate(shuffled.view(np.uint64).ravel())
-    steps, epochs, times = ints
-    return steps, epochs, bits.view(np.float64), times
+    np.bitwise_xor.accumulate(shuffled.view(np.uint64).ravel(), out=values.view(np.uint64))

@@ -21,19 +21,23 @@ def assemble(key: str, chunks: Sequence[tuple[int, bytes]], *, superseded: bool 
     if not chunks:
         empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float64)
         return History(key, empty_i, empty_i.copy(), empty_f, empty_f.copy())
-    parts = [encoding.decode(blob) for _, blob in chunks]
-    if len(parts) == 1:
-        steps, epochs, values, times = parts[0]
-    else:
-        steps, epochs, values, times = (np.concatenate(column) for column in zip(*parts))
+    sizes = [encoding.count(blob) for _, blob in chunks]
+    total = sum(sizes)
+    steps, epochs = np.empty(total, np.int64), np.empty(total, np.int64)
+    values, times = np.empty(total, np.float64), np.empty(total, np.float64)
+    start = 0
+    for (_, blob), size in zip(chunks, sizes):
+        end = start + size
+        encoding.decode_into(blob, steps[start:end], epochs[start:end], values[start:end], times[start:end])
+        start = end
     segments = [segment for segment, _ in chunks]
     if not superseded and min(segments) != max(segments):
-        keep = _newest_timeline(steps, segments, [len(p[0]) for p in parts])
+        keep = _newest_timeline(steps, segments, sizes)
         steps, epochs, values, times = steps[keep], epochs[keep], values[keep], times[keep]
     if len(steps) > 1 and not np.all(steps[1:] >= steps[:-1]):
         order = np.argsort(steps, kind="stable")
         steps, epochs, values, times = steps[order], epochs[order], values[order], times[order]
-    return History(key, steps, epochs, values, times.astype(np.float64) / 1e6)
+    return History(key, steps, epochs, values, times)
 
 
 def _newest_timeline(steps: np.ndarray, segments: list[int], sizes: list[int]) -> np.ndarray:
