@@ -84,6 +84,14 @@ def test_bad_keys_raise_value_error(store_dir, key):
             run.log({key: 1.0})
 
 
+def test_an_int_too_large_for_a_float_is_refused_on_the_callers_thread(store_dir):
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(ValueError, match="'big'.*too large"):
+            run.log({"big": 10**400})
+        run.log({"big": 10**300})
+    assert epochal.Store(store_dir).history(run.id, "big").values.tolist() == [1e300]
+
+
 def test_non_string_key_raises_type_error(store_dir):
     with epochal.start(store=store_dir) as run:
         with pytest.raises(TypeError, match="keys are strings"):

@@ -30,7 +30,9 @@ from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
 MAX_KEY_LENGTH = 255
 _now = time.time
-_PLAIN = (float, int)  # bool is excluded on purpose: it goes the slow way and becomes 0.0/1.0
+# Values of these exact types go straight into the buffer. Everything else (ints, which may not
+# fit a float64, bools, NumPy scalars, tensors) is checked and converted on the slow path.
+_PLAIN = (float,)
 
 
 class Run:
@@ -337,7 +339,10 @@ def _admit(key: object) -> None:
 def _number(key: str, value: object) -> float | None:
     """The value as a float; None for a tensor on a device, which the writer reads later."""
     if isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"run.log: value for {key!r} is {value!r:.60}, too large for a float64") from None
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex():
