@@ -1,5 +1,7 @@
 import pytest
 
+import epochal
+
 
 @pytest.fixture(autouse=True)
 def _isolated_default_store(tmp_path, monkeypatch):
@@ -10,3 +12,10 @@ def _isolated_default_store(tmp_path, monkeypatch):
 @pytest.fixture
 def store_dir(tmp_path):
     return tmp_path / "store"
+
+
+@pytest.fixture
+def store(tmp_path):
+    """An open store in a fresh directory."""
+    with epochal.Store(tmp_path / "store") as store:
+        yield store

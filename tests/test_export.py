@@ -16,12 +16,6 @@ TRICKY = [0.5, math.nan, math.inf, -math.inf, 0.1 + 0.2, 1e-300, 5e-324, -0.0, 1
 
 
 @pytest.fixture
-def store(tmp_path):
-    with epochal.Store(tmp_path / "store") as store:
-        yield store
-
-
-@pytest.fixture
 def run_id(store):
     config = {"lr": 0.1, "model": {"depth": 2, "dropout": math.nan}, "sizes": [1, 2]}
     with epochal.start(project="p", name="tricky", config=config, tags=["x"], store=store) as run:

@@ -15,12 +15,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def store(tmp_path):
-    with epochal.Store(tmp_path / "store") as store:
-        yield store
-
-
-@pytest.fixture
 def run_id(store):
     with epochal.start(project="mnist", name="baseline", store=store) as run:
         for step in range(3000):
