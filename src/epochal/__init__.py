@@ -16,7 +16,28 @@ from epochal.store import Checkpoint, Config, History, KeySummary, RunRecord, St
 
 __version__ = "0.1.0"
 
+# The Trainer and its callbacks import torch; they load on first use so that `import epochal`
+# (and every `epochal ls`) stays quick.
+_TRAIN = {
+    "Trainer": "epochal.train.trainer", "NonFiniteLossError": "epochal.train.trainer",
+    "Callback": "epochal.train.callback", "StopTraining": "epochal.train.callback",
+    "StageResult": "epochal.train.callback", "BatchResult": "epochal.train.callback",
+    "EarlyStopping": "epochal.train.early_stopping", "ModelCheckpoint": "epochal.train.checkpointing",
+    "MetricLogger": "epochal.train.logger", "ProgressBar": "epochal.train.progress",
+    "EpochTable": "epochal.train.epoch_table", "CSVTables": "epochal.train.csv_tables",
+    "TensorBoard": "epochal.train.tensorboard",
+}
+
+
+def __getattr__(name: str):
+    if name in _TRAIN:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAIN[name]), name)
+    raise AttributeError(f"module 'epochal' has no attribute {name!r}")
+
 __all__ = [
+    *_TRAIN,
     "Checkpoint",
     "CheckpointError",
     "Config",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 # every `epochal ls`) does not pay for importing torch.
 
 FORMAT = "epochal-checkpoint"
+KINDS = ("resume", "weights")
 VERSION = 1
 _SINGLE_NAMES = {"models": "model", "optimizers": "optimizer", "schedulers": "scheduler"}
 
@@ -100,6 +101,7 @@ def save(
     metric: tuple[str, Any] | None = None,
     mode: str = "max",
     retention: Retention | None = None,
+    kind: str = "resume",
 ) -> Checkpoint:
     """Save a checkpoint of ``run`` at its current step and epoch, then apply ``retention``.
 
@@ -111,9 +113,14 @@ def save(
             tensors and NumPy arrays, in dicts, lists and tuples.
         metric: ``(key, value)`` that ranks this checkpoint for ``which="best"``.
         mode: 'max' if a higher metric is better, 'min' if lower is.
-        retention: which checkpoints to keep; default the last one and the best one.
+        retention: which checkpoints of this kind to keep; default the last one and the best one.
+        kind: 'resume' (everything needed to continue) or 'weights' (only the models, a small
+            file for inference; ``load_checkpoint("last")`` never picks one).
     """
-
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "weights" and (optimizers is not None or schedulers is not None or scaler is not None):
+        raise ValueError("a 'weights' checkpoint holds models only; save optimizers and schedulers with kind='resume'")
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     metric_key, metric_value = _metric(metric)
@@ -132,17 +139,18 @@ def save(
         "extra": _safe(extra, "extra"),
         "rng": rng_state(),
     }
-    relative = f"checkpoints/step{run.steps:09d}-epoch{run.epochs:05d}.pt"
+    prefix = "" if kind == "resume" else "weights-"
+    relative = f"checkpoints/{prefix}step{run.steps:09d}-epoch{run.epochs:05d}.pt"
     target = Path(run.path) / relative
     size, digest = write_atomic(target, payload)
     record = Checkpoint(
         run_id=run.id, path=relative, step=run.steps, epoch=run.epochs, size=size, sha256=digest,
         created=payload["created"], metric_key=metric_key, metric_value=metric_value,
-        mode=mode if metric_key is not None else None,
+        mode=mode if metric_key is not None else None, kind=kind,
     )
     run._writer.submit(record)
     run.flush()
-    _apply_retention(run, retention or Retention())
+    _apply_retention(run, retention or Retention(), kind)
     return record
 
 
@@ -378,7 +386,10 @@ def _pick(run: Run, which: str) -> Checkpoint:
     if not checkpoints:
         raise CheckpointError(f"run {run.name!r} ({run.id}) has no checkpoints")
     if which == "last":
-        return max(checkpoints, key=lambda c: (c.created, c.step))
+        resumable = [c for c in checkpoints if c.kind == "resume"]
+        if not resumable:
+            raise CheckpointError(f"run {run.name!r} ({run.id}) has no resumable checkpoint, only model weights")
+        return max(resumable, key=lambda c: (c.created, c.step))
     scored = [c for c in checkpoints if c.metric_value is not None and c.mode]
     if not scored:
         raise CheckpointError(f"run {run.name!r} ({run.id}) has no checkpoint saved with a metric, so none is 'best'")
@@ -389,8 +400,8 @@ def _pick(run: Run, which: str) -> Checkpoint:
     return best
 
 
-def _apply_retention(run: Run, retention: Retention) -> None:
-    checkpoints = run.store.checkpoints(run.id)
+def _apply_retention(run: Run, retention: Retention, kind: str) -> None:
+    checkpoints = [c for c in run.store.checkpoints(run.id) if c.kind == kind]
     kept = {c.path for c in retention.keep(checkpoints)}
     doomed = [c for c in checkpoints if c.path not in kept]
     if not doomed:

@@ -157,6 +157,7 @@ class Checkpoint:
     metric_key: str | None = None
     metric_value: float | None = None
     mode: str | None = None  # 'min' or 'max' for the metric
+    kind: str = "resume"  # 'resume': everything to continue the run; 'weights': model weights only
 
     def better_than(self, other: Checkpoint) -> bool:
         mine, theirs = self.metric_value, other.metric_value

@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     metric_key TEXT,
     metric_value REAL,
     mode TEXT,
+    kind TEXT NOT NULL DEFAULT 'resume',
     PRIMARY KEY (run_id, path)
 );
 """
@@ -202,9 +203,9 @@ class SQLiteBackend(Backend):
                 self._update_run(conn, update)
             for ckpt in batch.new_checkpoints:
                 conn.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (ckpt.run_id, ckpt.path, ckpt.step, ckpt.epoch, ckpt.size, ckpt.sha256, ckpt.created,
-                     ckpt.metric_key, ckpt.metric_value, ckpt.mode),
+                     ckpt.metric_key, ckpt.metric_value, ckpt.mode, ckpt.kind),
                 )
             for ckpt in batch.removed_checkpoints:
                 conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND path = ?", (ckpt.run_id, ckpt.path))
@@ -385,7 +386,7 @@ class SQLiteBackend(Backend):
 
     def checkpoints(self, run_id: str) -> list[Checkpoint]:
         rows = self._conn().execute(
-            "SELECT run_id, path, step, epoch, size, sha256, created, metric_key, metric_value, mode "
+            "SELECT run_id, path, step, epoch, size, sha256, created, metric_key, metric_value, mode, kind "
             "FROM checkpoints WHERE run_id = ? ORDER BY created, step",
             (run_id,),
         )

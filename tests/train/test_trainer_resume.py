@@ -1,0 +1,72 @@
+"""Exact resume of a Trainer fit: 6 epochs straight equal 3 + resume + 3, after a clean stop,
+a kill -9 mid-epoch, or Ctrl-C mid-epoch, in new processes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import epochal
+
+SCRIPT = Path(__file__).with_name("trainer_script.py")
+STEPS_PER_EPOCH = 10  # 150 samples, batches of 16
+
+
+def _script(store, name, epochs, *options, seed=0):
+    return subprocess.run([sys.executable, str(SCRIPT), str(store), name, str(epochs), *options, "--seed", str(seed)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _assert_same_numbers(store_dir, a, b):
+    store = epochal.Store(store_dir)
+    keys = store.keys(a)
+    assert keys == store.keys(b)
+    assert {"train/loss", "valid/accuracy", "lr", "train/epoch_loss"} <= set(keys)
+    for key in keys:
+        ha, hb = store.history(a, key), store.history(b, key)
+        assert ha.steps.tolist() == hb.steps.tolist(), key
+        assert ha.epochs.tolist() == hb.epochs.tolist(), key
+        assert ha.values.tolist() == hb.values.tolist(), key  # bit for bit
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    store = tmp_path_factory.mktemp("resume-store")
+    result = _script(store, "straight", 6)
+    assert result.returncode == 0, result.stderr
+    return store
+
+
+def test_three_epochs_then_resume_for_three_more_match_six_straight(straight):
+    assert _script(straight, "halves", 3).returncode == 0
+    record = epochal.Store(straight).run("halves")
+    assert record.status == "finished" and record.epochs == 3
+    resumed = _script(straight, "halves", 6, "--resume", seed=99)  # other initial weights: the checkpoint wins
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed run halves" in resumed.stdout
+    _assert_same_numbers(straight, "straight", "halves")
+    assert epochal.Store(straight).run("halves").epochs == 6
+
+
+def test_kill_9_mid_epoch_then_resume_matches(straight):
+    killed = _script(straight, "killed", 6, "--kill-at-step", str(4 * STEPS_PER_EPOCH + 5))
+    assert killed.returncode == -9
+    store = epochal.Store(straight)
+    assert store.run("killed").status == "crashed" and store.run("killed").epochs == 4
+    resumed = _script(straight, "killed", 6, "--resume", seed=5)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_numbers(straight, "straight", "killed")
+
+
+def test_ctrl_c_mid_epoch_saves_a_checkpoint_and_resume_matches(straight):
+    interrupted = _script(straight, "ctrl-c", 6, "--interrupt-at-step", str(2 * STEPS_PER_EPOCH + 4))
+    assert interrupted.returncode != 0 and "KeyboardInterrupt" in interrupted.stderr
+    store = epochal.Store(straight)
+    record = store.run("ctrl-c")
+    assert record.status == "interrupted"
+    newest = max(store.checkpoints(record), key=lambda c: c.created)
+    assert newest.kind == "resume" and newest.step == 2 * STEPS_PER_EPOCH + 4  # mid-epoch, not the epoch before
+    resumed = _script(straight, "ctrl-c", 6, "--resume", seed=3)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_numbers(straight, "straight", "ctrl-c")
