@@ -22,7 +22,8 @@ STAGES = ("train", "valid", "test")
 
 
 class StopTraining(Exception):
-    """Raise from a callback (or set ``trainer.should_stop``) to end ``fit`` cleanly after this epoch."""
+    """Raise from a callback hook (or call ``trainer.stop(reason)``) to end ``fit`` cleanly once
+    the current epoch has ended, checkpoint included."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None: ...
     def on_fit_end(self, trainer: Trainer) -> None: ...
     def on_test_end(self, trainer: Trainer, result: StageResult) -> None: ...
-    def on_interrupt(self, trainer: Trainer) -> None: ...
+    def on_interrupt(self, trainer: Trainer) -> None:
+        """The fit ends early: Ctrl-C (after a resumable checkpoint was saved) or an error. Close files here."""
 
     def state_dict(self) -> dict:
         return {}

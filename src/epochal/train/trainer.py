@@ -195,16 +195,17 @@ class Trainer:
                 self._run_epoch(partial)
                 partial = None
             self._fire("on_fit_end")
-        except StopTraining as stop:
-            self.stop_reason = str(stop) or "stopped by a callback"
+        except StopTraining as stop:  # raised by a step rather than a callback: stop right here
+            self.stop_reason = str(stop) or "stopped by StopTraining"
             self._fire("on_fit_end")
         except KeyboardInterrupt:
             status = "interrupted"
             self._save_interrupted()
-            self._fire("on_interrupt")
+            self._fire_quietly("on_interrupt")
             raise
         except BaseException:
             status = "failed"
+            self._fire_quietly("on_interrupt")
             raise
         finally:
             if self._owns_run:
@@ -462,8 +463,12 @@ class Trainer:
         elif stage == "valid" and self._train_result is not None:
             partial = {"stage": "valid", "train": dataclasses.asdict(self._train_result)}
         try:
-            self.save_checkpoint(partial=partial, retention=checkpoints.Retention(last=1, best=0))
-            print(f"epochal: interrupted; saved a checkpoint to resume from with fit(resume=True)", file=sys.stderr)
+            from epochal.train.checkpointing import ModelCheckpoint
+
+            keeper = next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
+            retention = keeper.retention if keeper is not None else checkpoints.Retention(last=1, best=0)
+            self.save_checkpoint(partial=partial, retention=retention)
+            print("epochal: interrupted; saved a checkpoint to resume from with fit(resume=True)", file=sys.stderr)
         except EpochalError as exc:
             print(f"epochal: interrupted; could not save a checkpoint: {exc}", file=sys.stderr)
 
@@ -485,7 +490,18 @@ class Trainer:
 
     def _fire(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            try:
+                getattr(callback, hook)(self, *args)
+            except StopTraining as stop:  # the epoch still ends as usual, then the fit stops
+                self.stop(str(stop) or f"stopped by {type(callback).__name__}")
+
+    def _fire_quietly(self, hook: str) -> None:
+        """Fire a hook while an error is on its way out: a failing callback must not hide it."""
+        for callback in self.callbacks:
+            try:
+                getattr(callback, hook)(self)
+            except Exception as exc:
+                print(f"epochal: {type(callback).__name__}.{hook} failed: {exc!r}", file=sys.stderr)
 
     def _print_summary(self) -> None:
         from epochal.train.summary import model_summary

@@ -1,0 +1,165 @@
+"""ProgressBar: one progress bar per pass over a data set, or plain lines when not on a terminal.
+
+On a terminal each stage (train, valid, test) gets a tqdm bar over its batches with the
+samples per second and the running mean loss. In a log file (stdout is not a terminal) a
+redrawn bar is noise, so every ``every_s`` seconds one line is written instead::
+
+    train epoch 3/15  120/500 batches  3,100 samples/s  loss 0.4312
+
+and one more when the stage ends. The loss is read from the device at most every
+``refresh_s`` seconds: reading a CUDA tensor's value waits for the device, so doing it on
+every batch would slow training down.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+from epochal.train.callback import BatchResult, Callback, StageResult
+
+if TYPE_CHECKING:
+    from epochal.train.trainer import Trainer
+
+_clock = time.monotonic  # module-level so that tests can drive the time
+
+
+class ProgressBar(Callback):
+    """Progress of every stage: a tqdm bar on a terminal, a line every ``every_s`` seconds elsewhere.
+
+    Args:
+        every_s: seconds between progress lines when the output is not a terminal.
+        file: where to write; default ``sys.stdout`` (looked up when a stage starts).
+        refresh_s: seconds between readings of the running loss from the device.
+
+    Examples:
+        >>> trainer = Trainer(model, optimizer, ..., callbacks=[ProgressBar(every_s=30)], progress=False)
+    """
+
+    order = 10  # after the logger: only shows what the stage did
+
+    def __init__(self, every_s: float = 10.0, file: TextIO | None = None, refresh_s: float = 0.5):
+        if every_s < 0 or refresh_s < 0:
+            raise ValueError(f"every_s and refresh_s must be 0 or more, got {every_s} and {refresh_s}")
+        self.every_s = every_s
+        self.file = file
+        self.refresh_s = refresh_s
+        self._bar: Any = None  # the open tqdm bar, on a terminal
+        self._stage: _StageProgress | None = None
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def on_stage_start(self, trainer: Trainer, stage: str, batches: int | None) -> None:
+        self._close()
+        out = self.file if self.file is not None else sys.stdout
+        now = _clock()
+        self._stage = _StageProgress(_title(trainer, stage), batches, out, now)
+        if _is_terminal(out):
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=batches, desc=self._stage.title, unit="batch", file=out, dynamic_ncols=True, leave=True
+            )
+
+    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
+        s = self._stage
+        if s is None:
+            return
+        # From the batch's index: a fit resumed part-way through an epoch starts past 0.
+        s.batches_done = batch.index + 1
+        s.samples += batch.size
+        # Summed on the device, without waiting for it; read only when shown.
+        loss = batch.loss.detach().float() if hasattr(batch.loss, "detach") else float(batch.loss)
+        s.loss_sum = loss if s.loss_sum is None else s.loss_sum + loss
+        s.losses += 1
+        now = _clock()
+        if now - s.loss_read_at >= self.refresh_s:
+            s.loss_read_at = now
+            s.loss_shown = float(s.loss_sum) / s.losses
+            if self._bar is not None:
+                self._bar.set_postfix_str(f"{s.rate(now):,.0f} samples/s, loss={s.loss_shown:.4f}", refresh=False)
+        if self._bar is not None:
+            self._bar.update(s.batches_done - self._bar.n)
+        elif now - s.printed_at >= self.every_s:
+            s.printed_at = now
+            print(s.line(now), file=s.out, flush=True)
+
+    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
+        s = self._stage
+        if s is None:
+            return
+        now = _clock()
+        s.loss_shown, s.samples, s.batches_done = result.loss_mean, result.samples, result.batches
+        if result.seconds > 0:
+            rate = result.samples / result.seconds
+        else:
+            rate = s.rate(now)
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{rate:,.0f} samples/s, loss={result.loss_mean:.4f}", refresh=False)
+            self._close()
+        else:
+            seconds = result.seconds if result.seconds > 0 else now - s.started
+            print(s.line(now, rate=rate) + f"  done in {_hms(seconds)}", file=s.out, flush=True)
+        self._stage = None
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self._close()
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _StageProgress:
+    """What one stage has done so far, as far as the bar or the lines show it."""
+
+    def __init__(self, title: str, total: int | None, out: TextIO, now: float):
+        self.title = title
+        self.total = total
+        self.out = out
+        self.started = now
+        self.printed_at = now
+        self.loss_read_at = now
+        self.batches_done = 0
+        self.samples = 0
+        self.loss_sum: Any = None  # a tensor on the device, or a float
+        self.losses = 0  # batches in loss_sum
+        self.loss_shown: float | None = None
+
+    def rate(self, now: float) -> float:
+        elapsed = now - self.started
+        return self.samples / elapsed if elapsed > 0 else 0.0
+
+    def line(self, now: float, rate: float | None = None) -> str:
+        done = f"{self.batches_done}/{self.total}" if self.total is not None else f"{self.batches_done}"
+        rate = self.rate(now) if rate is None else rate
+        loss = "-" if self.loss_shown is None else f"{self.loss_shown:.4f}"
+        return f"{self.title}  {done} batches  {rate:,.0f} samples/s  loss {loss}"
+
+
+def _title(trainer: Trainer, stage: str) -> str:
+    if stage == "test":
+        return stage  # a test pass belongs to no epoch of the fit
+    epoch = getattr(trainer, "epoch", None)
+    if epoch is None:
+        return stage
+    total = getattr(trainer, "max_epochs", None)
+    return f"{stage} epoch {epoch + 1}/{total}" if total else f"{stage} epoch {epoch + 1}"
+
+
+def _is_terminal(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):  # a closed stream
+        return False
+
+
+def _hms(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
