@@ -258,11 +258,12 @@ def _rm(args: argparse.Namespace) -> int:
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = _command(
-        commands, "demo", _demo, "train a small demo run, then list, show and plot it",
-        "Train a small classifier for a few epochs, recording it (with checkpoints) in the store,\n"
-        "then print `epochal ls` and `epochal show` for it and write a PNG chart beside the store.",
+        commands, "demo", _demo, "train a small CNN on the digits data, then report and plot it",
+        "Train a small CNN on scikit-learn's digits data with the Trainer (progress bars, epoch\n"
+        "tables, CSV tables, best and last checkpoints, early stopping), test it, draw its curves\n"
+        "into the run folder and print where everything is, then `epochal ls`.",
     )
-    parser.add_argument("--epochs", metavar="N", type=_positive_int, default=8, help="epochs to train (default: 8)")
+    parser.add_argument("--epochs", metavar="N", type=_positive_int, default=15, help="epochs to train (default: 15)")
 
 
 def _demo(args: argparse.Namespace) -> int:
