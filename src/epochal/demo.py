@@ -1,77 +1,154 @@
-"""A short demo: train a small classifier, record it with epochal, list and plot the runs.
+"""The demo: a small CNN learns scikit-learn's handwritten digits through ``epochal.Trainer``.
 
-    python -m epochal.demo [--store DIR] [--epochs N]
+Run it with any of::
 
-It trains a two-layer network on a synthetic two-moons-like data set, logs the
-loss and accuracy per step and per epoch, keeps checkpoints, then prints
-``epochal ls`` and ``epochal show`` and writes a PNG chart of the run.
+    epochal demo                                  # into the default store (./epochal-runs)
+    make demo
+    python -m epochal.demo --store /tmp/runs --epochs 15 --seed 0
+
+The data is ``sklearn.datasets.load_digits`` (1,797 grayscale 8x8 images of the digits 0-9,
+shipped with scikit-learn: nothing is downloaded), split 70/15/15 into train, valid and test,
+stratified by digit and seeded, and normalised with the training images' mean and standard
+deviation. Adam's learning rate follows a cosine down to 0 over the epochs. The Trainer shows
+progress bars and a table per epoch, writes CSV tables and the best and last checkpoints into
+the run's folder, and stops early once ``valid/accuracy`` has not improved for 5 epochs. The
+best weights are then tested (``test/accuracy``, 0.97-0.99 across seeds), the curves are drawn
+into ``curves.png`` in the run's folder, and the demo prints where everything is, followed by
+``epochal ls``. Training takes a few seconds on two CPU cores.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
-from epochal import cli, settings
+from epochal import checkpoint, cli, settings
+from epochal.plot import plot_run
+
+DEFAULT_EPOCHS = 15
+PATIENCE = 5  # epochs without a better valid/accuracy before the fit stops
 
 
-def _data(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    angle = torch.rand(n, generator=generator) * math.pi
-    label = torch.randint(0, 2, (n,), generator=generator)
-    x = torch.stack([torch.cos(angle) + label, torch.sin(angle) * (1 - 2 * label) + 0.5 * label], dim=1)
-    return x + 0.15 * torch.randn(n, 2, generator=generator), label
+def load_splits(seed: int) -> dict[str, TensorDataset]:
+    """The digits as normalised ``(N, 1, 8, 8)`` images and labels: a stratified 70/15/15 split."""
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError as exc:  # a dependency of epochal; only a broken install lacks it
+        raise ImportError("the demo needs scikit-learn: pip install epochal (or pip install scikit-learn)") from exc
+
+    digits = load_digits()
+    images, labels = digits.images.astype(np.float32), digits.target.astype(np.int64)
+    x_train, x_rest, y_train, y_rest = train_test_split(
+        images, labels, test_size=0.30, stratify=labels, random_state=seed
+    )
+    x_valid, x_test, y_valid, y_test = train_test_split(
+        x_rest, y_rest, test_size=0.50, stratify=y_rest, random_state=seed
+    )
+    mean, std = float(x_train.mean()), float(x_train.std())
+
+    def dataset(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+        return TensorDataset(torch.from_numpy((x - mean) / std).unsqueeze(1), torch.from_numpy(y))
+
+    return {"train": dataset(x_train, y_train), "valid": dataset(x_valid, y_valid), "test": dataset(x_test, y_test)}
 
 
-def train(store: str | Path, epochs: int = 8, seed: int = 0) -> epochal.Run:
-    """Train the demo model for ``epochs`` epochs and return the finished run."""
+def make_model(channels: int = 16, hidden: int = 64, dropout: float = 0.25) -> torch.nn.Module:
+    """Two 3x3 convolutions and a 2x2 max-pool (8x8 -> 4x4), then a two-layer classifier."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, channels, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(channels, 2 * channels, 3, padding=1), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(),
+        torch.nn.Dropout(dropout),
+        torch.nn.Linear(2 * channels * 4 * 4, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(hidden, 10),
+    )
+
+
+def train(store: str | Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tuple[epochal.Trainer, float]:
+    """Fit the demo model, test its best weights; the trainer and the test accuracy."""
+    config = {
+        "data": {"name": "sklearn digits", "split": [0.70, 0.15, 0.15], "seed": seed},
+        "model": {"name": "small cnn", "channels": 16, "hidden": 64, "dropout": 0.25},
+        "optim": {"name": "adam", "lr": 3e-3, "schedule": "cosine over the epochs"},
+        "batch_size": 32,
+        "epochs": epochs,
+        "early_stopping": {"monitor": "valid/accuracy", "patience": PATIENCE},
+    }
+    splits = load_splits(seed)
     torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    x_train, y_train = _data(2048, generator)
-    x_valid, y_valid = _data(512, generator)
-    config = {"model": {"hidden": 32}, "optim": {"name": "adam", "lr": 0.01}, "batch_size": 64, "epochs": epochs}
-    model = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 2))
+    model = make_model(**{k: v for k, v in config["model"].items() if k != "name"})
     optimizer = torch.optim.Adam(model.parameters(), lr=config["optim"]["lr"])
-    loss_fn = torch.nn.CrossEntropyLoss()
-    with epochal.start(project="demo", config=config, tags=["toy", "moons"], store=store) as run:
-        for _ in range(epochs):
-            order = torch.randperm(len(x_train))
-            for batch in order.split(config["batch_size"]):
-                logits = model(x_train[batch])
-                loss = loss_fn(logits, y_train[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                acc = (logits.argmax(1) == y_train[batch]).float().mean()
-                run.log({"train/loss": loss, "train/acc": acc})
-                run.step()
-            with torch.no_grad():
-                logits = model(x_valid)
-                valid = {"valid/loss": loss_fn(logits, y_valid), "valid/acc": (logits.argmax(1) == y_valid).float().mean()}
-            run.log(valid)
-            run.epoch()
-            run.save_checkpoint(models=model, optimizers=optimizer, metric=("valid/acc", valid["valid/acc"]))
-    return run
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    shuffle = torch.Generator().manual_seed(seed)
+    trainer = epochal.Trainer(
+        model, optimizer, loss_fn=torch.nn.CrossEntropyLoss(),
+        train_data=DataLoader(splits["train"], batch_size=config["batch_size"], shuffle=True, generator=shuffle),
+        valid_data=DataLoader(splits["valid"], batch_size=256),
+        test_data=DataLoader(splits["test"], batch_size=256),
+        metrics=["accuracy"], max_epochs=epochs, scheduler=scheduler, device="cpu",
+        callbacks=[epochal.EarlyStopping("valid/accuracy", mode="max", patience=PATIENCE)],
+        monitor="valid/accuracy", mode="max",
+        project="demo", config=config, tags=["demo", "digits", "cnn"], store=store,
+    )
+    trainer.fit()
+    best = _best_weights(trainer)
+    if best is not None:
+        checkpoint.load(None, Path(trainer.run.path) / best.path, models={"model": model}, restore_rng=False)
+        print(f"\ntesting the best weights: epoch {best.epoch}, {best.metric_key} {best.metric_value:.4f}")
+    result = trainer.test()
+    return trainer, result.metrics["accuracy"]
+
+
+def _best_weights(trainer: epochal.Trainer) -> epochal.Checkpoint | None:
+    """The checkpoint of the best weights by valid/accuracy (the earliest of equals); None if none was saved."""
+    saved = trainer.run.store.checkpoints(trainer.run.id)
+    scored = [c for c in saved if c.kind == "weights" and c.metric_value is not None]
+    return max(scored, key=lambda c: (c.metric_value, -c.epoch), default=None)
+
+
+def report(store: str | Path, trainer: epochal.Trainer, accuracy: float, seconds: float) -> Path:
+    """Draw the curves and print where everything is; the chart's path."""
+    run = trainer.run
+    folder = Path(run.path)
+    with epochal.Store(store) as opened:
+        chart = plot_run(opened, run.id, folder / "curves.png")
+        checkpoints = opened.checkpoints(run.id)
+    print(f"\ntest accuracy {accuracy:.4f} after {run.epochs} epochs ({run.steps} steps); data, training and "
+          f"test took {seconds:.1f} s\n")
+    print(f"run          {run.name} ({run.id}), project demo")
+    print(f"store        {store}")
+    print(f"run folder   {folder}")
+    for ckpt in checkpoints:
+        what = "best weights" if ckpt.kind == "weights" else "last (resumable)"
+        metric = "" if ckpt.metric_value is None else f", {ckpt.metric_key} {ckpt.metric_value:.4f}"
+        print(f"checkpoint   {folder / ckpt.path}  ({what}, epoch {ckpt.epoch}{metric})")
+    print(f"CSV tables   {folder / 'tables'}")
+    print(f"chart        {chart}")
+    return chart
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="epochal demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", default=str(settings.default_store_path()), help="store directory")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs to train (default 8)")
+    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                        help=f"most epochs to train; early stopping may end sooner (default {DEFAULT_EPOCHS})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the order (default 0)")
     args = parser.parse_args(argv)
-    run = train(args.store, args.epochs)
-    print(f"trained run {run.name!r} ({run.id}) in the store '{args.store}'\n")
-    print("$ epochal ls")
-    cli.main(["ls", "--store", args.store])
-    print(f"\n$ epochal show {run.name}")
-    cli.main(["show", run.name, "--store", args.store])
-    chart = Path(args.store) / f"{run.name}.png"
-    cli.main(["plot", run.name, "--store", args.store, "-o", str(chart)])
-    print(f"\nchart of the run: {chart}")
-    return 0
+    if args.epochs < 1:
+        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    began = time.perf_counter()
+    trainer, accuracy = train(args.store, args.epochs, args.seed)
+    report(args.store, trainer, accuracy, time.perf_counter() - began)
+    print("\n$ epochal ls")
+    return cli.main(["ls", "--store", args.store])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class BatchResult:
     stage: str
     index: int  # batch number within the stage, from 0
     size: int  # samples in the batch
-    loss: Any  # torch.Tensor (0-d, detached)
+    loss: Any  # a float on the CPU; on an accelerator a detached 0-d tensor (reading it would sync)
 
 
 @dataclass(frozen=True)

@@ -329,43 +329,54 @@ class Trainer:
         self._stage = stage
         self._stage_progress = None  # the last batch whose optimizer step is done, and the sums with it
         self._stepped = -1
-        for index, batch in enumerate(iterator):
-            if index < skip:
-                continue
-            batch = _to_device(batch, self.device)
-            with torch.set_grad_enabled(training), self._autocast():
-                loss, output, target = _unpack(self.training_step(batch) if training else self.evaluation_step(batch))
-            detached = loss.detach()
-            if self.on_nan == "stop" and self.device.type == "cpu" and not torch.isfinite(detached):
-                raise NonFiniteLossError(
-                    f"the {stage} loss is {detached.item()} at step {self.run.steps} (epoch {self.epoch}, batch "
-                    f"{index}); the fit stopped, the last checkpoint is from before it. Pass on_nan='continue' "
-                    "to train on"
-                )
-            wide = detached.to(torch.float64)
-            size = _batch_size(target, batch)
-            if output is not None and metric_set.names:
-                metric_set.update(output, target)
-            if training:
-                if self.example_input is None:
-                    self.example_input = _input_of(self, batch)
-                self._backward(loss, index, batches)
-            loss_sum = loss_sum + wide
-            loss_squares = loss_squares + wide * wide
-            count += 1
-            samples += size
-            # Past this point the batch counts as done (for a checkpoint taken on Ctrl-C).
-            self._stage_progress = (index, count, samples, loss_sum, loss_squares, metric_set.state_dict())
-            self._fire("on_batch_end", BatchResult(stage, index, size, detached))
-            if training:
-                self.run.step()
-                self._stepped = index
+        # On the CPU reading the loss costs nothing; on an accelerator it would wait for the device,
+        # so there the loss stays a tensor until the pass ends.
+        on_host = self.device.type == "cpu"
+        if on_host:
+            loss_sum, loss_squares = float(loss_sum), float(loss_squares)
+        step = self.training_step if training else self.evaluation_step
+        stop_on_nan = self.on_nan == "stop"
+        with torch.set_grad_enabled(training):
+            for index, batch in enumerate(iterator):
+                if index < skip:
+                    continue
+                if not on_host:
+                    batch = _to_device(batch, self.device)
+                if self.amp:
+                    with self._autocast():
+                        loss, output, target = _unpack(step(batch))
+                else:
+                    loss, output, target = _unpack(step(batch))
+                value = loss.item() if on_host else loss.detach().to(torch.float64)
+                if stop_on_nan and on_host and not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"the {stage} loss is {value} at step {self.run.steps} (epoch {self.epoch}, batch "
+                        f"{index}); the fit stopped, the last checkpoint is from before it. Pass on_nan='continue' "
+                        "to train on"
+                    )
+                if training:
+                    if self.example_input is None:
+                        self.example_input = _input_of(self, batch)
+                    self._backward(loss, index, batches)
+                if output is not None and metric_set.names:
+                    metric_set.update(output, target)
+                size = _batch_size(target, batch)
+                loss_sum = loss_sum + value
+                loss_squares = loss_squares + value * value
+                count += 1
+                samples += size
+                # Past this point the batch counts as done (for a checkpoint taken on Ctrl-C).
+                self._stage_progress = (index, count, samples, loss_sum, loss_squares)
+                self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
+                if training:
+                    self.run.step()
+                    self._stepped = index
         if training and self._pending_backward:
             self._optimizer_step()
         if count == 0:
             raise ValueError(f"{stage}_data is empty: it gives no batches")
-        mean = (loss_sum / count).item()
-        variance = max((loss_squares / count).item() - mean * mean, 0.0)
+        mean = float(loss_sum) / count
+        variance = max(float(loss_squares) / count - mean * mean, 0.0)
         if self.on_nan == "stop" and not math.isfinite(mean):
             raise NonFiniteLossError(f"the {stage} loss became {mean} in epoch {self.epoch}; the fit stopped")
         result = StageResult(
@@ -453,13 +464,15 @@ class Trainer:
             if progress is None:  # no batch done yet: the epoch starts again from its beginning
                 checkpoints.set_rng_state(self._epoch_rng)
             else:
-                index, count, samples, loss_sum, loss_squares, metric_state = progress
+                index, count, samples, loss_sum, loss_squares = progress
                 if self._stepped < index:  # its hooks ran (or were cut short); only the step count was left
                     self.run.step()
                 partial = {"stage": "train", "epoch_rng": self._epoch_rng, "rng": checkpoints.rng_state(),
                            "epoch_generators": self._epoch_generators, "generators": _generator_states(self.loaders),
-                           "batches": index + 1, "count": count, "samples": samples, "loss_sum": loss_sum.cpu(),
-                           "loss_squares": loss_squares.cpu(), "metrics": metric_state}
+                           "batches": index + 1, "count": count, "samples": samples,
+                           "loss_sum": torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
+                           "loss_squares": torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
+                           "metrics": self.metrics["train"].state_dict()}
         elif stage == "valid" and self._train_result is not None:
             partial = {"stage": "valid", "train": dataclasses.asdict(self._train_result)}
         try:
@@ -490,6 +503,8 @@ class Trainer:
 
     def _fire(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
+            if getattr(type(callback), hook) is getattr(Callback, hook):
+                continue  # not overridden: skip the call (this runs for every batch)
             try:
                 getattr(callback, hook)(self, *args)
             except StopTraining as stop:  # the epoch still ends as usual, then the fit stops
