@@ -13,7 +13,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from epochal.train.trainer import Trainer
@@ -26,9 +26,8 @@ class StopTraining(Exception):
     the current epoch has ended, checkpoint included."""
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    """One batch as the loop saw it. ``loss`` is a detached tensor, possibly on the device."""
+class BatchResult(NamedTuple):  # a tuple: made for every batch, so it must be cheap
+    """One batch as the loop saw it."""
 
     stage: str
     index: int  # batch number within the stage, from 0

@@ -336,6 +336,7 @@ class Trainer:
             loss_sum, loss_squares = float(loss_sum), float(loss_squares)
         step = self.training_step if training else self.evaluation_step
         stop_on_nan = self.on_nan == "stop"
+        batch_hooks = [c for c in self.callbacks if type(c).on_batch_end is not Callback.on_batch_end]
         with torch.set_grad_enabled(training):
             for index, batch in enumerate(iterator):
                 if index < skip:
@@ -367,7 +368,8 @@ class Trainer:
                 samples += size
                 # Past this point the batch counts as done (for a checkpoint taken on Ctrl-C).
                 self._stage_progress = (index, count, samples, loss_sum, loss_squares)
-                self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
+                if batch_hooks:
+                    self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
                 if training:
                     self.run.step()
                     self._stepped = index
@@ -388,7 +390,7 @@ class Trainer:
         return result
 
     def _backward(self, loss: torch.Tensor, index: int, batches: int | None) -> None:
-        scaled = loss / self.accumulate_grad_batches
+        scaled = loss if self.accumulate_grad_batches == 1 else loss / self.accumulate_grad_batches
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         self._pending_backward = True
         if (index + 1) % self.accumulate_grad_batches == 0 or (batches is not None and index + 1 == batches):
