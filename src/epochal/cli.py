@@ -338,13 +338,13 @@ def _positive_int(text: str) -> int:
 
 def main_keys(summaries: Sequence[dict[str, KeySummary]], limit: int = LS_METRICS) -> list[str]:
     """The keys worth a column: valid/val/test before train before the rest; then losses, accuracies,
-    the rest; then the keys most runs have; then by name."""
+    the rest, spreads (``*_std``) last; then the keys most runs have; then by name."""
     counts = Counter(key for summary in summaries for key in summary)
 
     def rank(key: str) -> tuple:
         lower = key.lower()
         split = 0 if lower.startswith(("valid/", "val/", "test/")) else 1 if lower.startswith("train/") else 2
-        kind = 0 if "loss" in lower else 1 if "acc" in lower else 2
+        kind = 3 if lower.endswith("_std") else 0 if "loss" in lower else 1 if "acc" in lower else 2
         return split, kind, -counts[key], key
 
     return sorted(counts, key=rank)[:limit]

@@ -35,9 +35,12 @@ DPI = 100
 
 
 def panel_of(key: str) -> str:
-    """The panel a key is drawn in: the part after its first '/', or the key itself."""
+    """The panel a key is drawn in: the part after its first '/', or the key itself.
+
+    The Trainer's per-epoch training loss (``train/epoch_loss``) joins the 'loss' panel.
+    """
     _, slash, rest = key.partition("/")
-    return rest if slash and rest else key
+    return rest.removeprefix("epoch_") if slash and rest else key
 
 
 def run_figure(
@@ -55,7 +58,8 @@ def run_figure(
     """
     record = store.run(ref)
     if keys is None:  # panels of split metrics (train/loss, ...) first, single keys (lr, ...) after
-        chosen = sorted(store.keys(record), key=lambda key: "/" not in key)
+        # Spreads (the Trainer's */loss_std) are left out unless asked for: they crowd the chart.
+        chosen = sorted((k for k in store.keys(record) if not k.endswith("_std")), key=lambda key: "/" not in key)
     else:
         chosen = list(dict.fromkeys(keys))
     if not chosen:
