@@ -25,6 +25,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PIP) -e '.[dev,bench]'
 	$(PY) bench/log_overhead.py
+	$(PY) bench/trainer_overhead.py
 
 clean:
 	rm -rf $(VENV) epochal-runs
