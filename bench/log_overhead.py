@@ -48,6 +48,7 @@ os.environ["DO_NOT_TRACK"] = "true"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
+from targets import Target, print_targets  # bench/targets.py, beside this script
 
 import epochal
 
@@ -412,13 +413,6 @@ def print_table(rows: list[Row]) -> None:
             print(f"  {row.tool}: {note}")
 
 
-@dataclass
-class Target:
-    what: str
-    figure: str
-    met: bool | None  # None: not measured in this run
-
-
 def check_targets(rows: dict[str, Row], epochal_rows: list[str], first_read_ms: float | None) -> list[Target]:
     """Each target with its figure; ``first_read_ms`` is epochal's first read in the process, per 1M points."""
     targets = []
@@ -451,15 +445,6 @@ def check_targets(rows: dict[str, Row], epochal_rows: list[str], first_read_ms: 
                 targets.append(Target(f"{row.tool}: {read} < {TARGET_READ_MS:g} ms, first read in the process",
                                       f"{first_read_ms:.1f} ms", first_read_ms < TARGET_READ_MS))
     return targets
-
-
-def print_targets(targets: list[Target]) -> None:
-    print("\nTargets:")
-    width = max(len(t.what) for t in targets)
-    figure_width = max(len(t.figure) for t in targets)
-    for t in targets:
-        verdict = "not measured" if t.met is None else "met" if t.met else "NOT met"
-        print(f"  {t.what.ljust(width)}  {t.figure.rjust(figure_width)}  {verdict}")
 
 
 def versions() -> dict[str, str]:

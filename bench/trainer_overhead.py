@@ -60,6 +60,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import torch
+from targets import Target, print_targets  # bench/targets.py, beside this script
 from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
@@ -88,13 +89,6 @@ class Row:
     overhead_pct: float | None = None  # over the hand-written loop's median total
     max_weight_diff: float | None = None  # largest |w - w_hand| of the final weights, first repetition
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Target:
-    what: str
-    figure: str
-    met: bool | None  # None: not measured in this run
 
 
 @dataclass(frozen=True)
@@ -379,15 +373,6 @@ def check_targets(rows: dict[str, Row]) -> list[Target]:
     if row is None:
         return [Target(what, "epochal.Trainer not available", None)]
     return [Target(what, f"{row.overhead_pct:+.1f}%", row.overhead_pct <= TARGET_OVERHEAD_PCT)]
-
-
-def print_targets(targets: list[Target]) -> None:
-    print("\nTargets:")
-    width = max(len(t.what) for t in targets)
-    figure_width = max(len(t.figure) for t in targets)
-    for t in targets:
-        verdict = "not measured" if t.met is None else "met" if t.met else "NOT met"
-        print(f"  {t.what.ljust(width)}  {t.figure.rjust(figure_width)}  {verdict}")
 
 
 def versions(lit: SimpleNamespace | None) -> dict[str, str]:
