@@ -252,3 +252,10 @@ def test_bad_trainer_arguments(store_dir):
         _trainer(store_dir, callbacks=[object()])
     with pytest.raises(ValueError, match="needs train_data"):
         _trainer(store_dir, train_data=None).fit()
+
+
+def test_evaluation_every_n_epochs_and_after_the_last(store_dir):
+    trainer = _trainer(store_dir, max_epochs=5, eval_every=2)
+    trainer.fit()
+    assert [("valid" in results) for results in trainer.history] == [False, True, False, True, True]
+    assert epochal.Store(store_dir).history(trainer.run.id, "valid/loss").epochs.tolist() == [1, 3, 4]
