@@ -66,7 +66,7 @@ def test_random_states_are_restored(store_dir):
 def test_retention_keeps_last_best_and_every_nth_and_removes_the_rest(store_dir):
     accs = [0.5, 0.9, 0.6, 0.7, 0.8, 0.65, 0.55]
     with epochal.start(store=store_dir) as run:
-        for epoch, acc in enumerate(accs, start=1):
+        for acc in accs:
             run.epoch()
             run.step(10)
             run.save_checkpoint(metric=("valid/acc", acc), mode="max",

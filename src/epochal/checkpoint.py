@@ -185,11 +185,11 @@ def load(
         path = Path(run.store.run(record.run_id).path if run is not None else ".") / record.path
     else:
         path = Path(which)
-    payload = read(path)
-    if record is not None and file_sha256(path) != record.sha256:
+    if record is not None and path.is_file() and file_sha256(path) != record.sha256:
         raise CheckpointError(f"checkpoint {path} does not match its recorded sha256: the file was changed or damaged")
+    payload = read(path)
     for kind, given in (("models", models), ("optimizers", optimizers), ("schedulers", schedulers)):
-        for name, obj, state in _match(kind, given, payload[kind], path):
+        for obj, state in _match(kind, given, payload[kind], path):
             if kind == "models":
                 obj.load_state_dict(state, strict=strict)
             else:
@@ -343,13 +343,13 @@ def _states(kind: str, objects: Any) -> dict[str, Any]:
 def _match(kind: str, given: Any, saved: Mapping[str, Any], path: Path):
     objects = _named(kind, given)
     if len(objects) == 1 and len(saved) == 1 and not isinstance(given, (Mapping, list, tuple)):
-        ((obj,),) = (tuple(objects.values()),)
-        yield next(iter(saved)), obj, next(iter(saved.values()))
+        # One object given, one saved: they go together whatever their names.
+        yield next(iter(objects.values())), next(iter(saved.values()))
         return
     for name, obj in objects.items():
         if name not in saved:
             raise CheckpointError(f"checkpoint {path} has no {kind}[{name!r}]; it holds {sorted(saved) or 'none'}")
-        yield name, obj, saved[name]
+        yield obj, saved[name]
 
 
 _PLAIN_LEAVES = (type(None), bool, int, float, complex, str, bytes)

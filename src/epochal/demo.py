@@ -4,7 +4,7 @@ Run it with any of::
 
     epochal demo                                  # into the default store (./epochal-runs)
     make demo
-    python -m epochal.demo --store /tmp/runs --epochs 15 --seed 0
+    python -m epochal.demo --store runs --epochs 15 --seed 0
 
 The data is ``sklearn.datasets.load_digits`` (1,797 grayscale 8x8 images of the digits 0-9,
 shipped with scikit-learn: nothing is downloaded), split 70/15/15 into train, valid and test,
