@@ -1,14 +1,16 @@
-"""The ``epochal`` command: list, show, export, plot and delete the runs of a store.
+"""The ``epochal`` command: list, show, export, import, plot and delete the runs of a store.
 
 Run ``epochal --help`` or ``epochal COMMAND --help`` (``python -m epochal.cli`` works too).
 Every command reads the store given by ``--store DIR``, by default ``$EPOCHAL_DIR``, else
-``./epochal-runs``; no command creates a store. An error prints one line,
+``./epochal-runs``; only ``import`` and ``demo`` create a store. An error prints one line,
 ``epochal: <message>``, on stderr and exits with status 2.
 
 Examples:
     $ epochal ls --project mnist
     $ epochal show baseline
     $ epochal export baseline -o baseline.csv
+    $ epochal export baseline --format tensorboard -o tb/baseline
+    $ epochal import tensorboard runs/ --project mnist
     $ epochal plot baseline -o baseline.png
     $ epochal rm 3f2a9c --yes
 """
@@ -34,12 +36,15 @@ from epochal.store.store import Store
 #: How many metric columns ``epochal ls`` shows when ``--keys`` is not given.
 LS_METRICS = 3
 
-_EXPORT_FORMATS = ("csv", "json")
+_EXPORT_FORMATS = ("csv", "json", "tensorboard")
+_IMPORT_FORMATS = ("tensorboard",)
 _EXAMPLES = """\
 examples:
   epochal ls --project mnist                 runs of one project, newest first
   epochal show baseline                      a run's record, config, summary and checkpoints
   epochal export baseline -o baseline.csv    every series, losslessly (or .json, or -o - for stdout)
+  epochal export baseline -o tb/baseline     TensorBoard event files in a directory
+  epochal import tensorboard runs/           every TensorBoard run under runs/, into the store
   epochal plot baseline -o baseline.png      one panel per metric
   epochal rm 3f2a9c --yes                    delete a run and its files
   epochal demo                               train a small demo run into the store
@@ -71,14 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="epochal",
-        description="Look at the runs that epochal recorded: list, show, export, plot and delete them.",
+        description="Look at the runs that epochal recorded: list, show, export, import, plot and delete them.",
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"epochal {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     # Each command is an `_add_<name>` that registers its parser and handler through `_command`.
-    for add in (_add_ls, _add_show, _add_export, _add_plot, _add_rm, _add_demo):
+    for add in (_add_ls, _add_show, _add_export, _add_import, _add_plot, _add_rm, _add_demo):
         add(commands)
     return parser
 
@@ -158,16 +163,24 @@ def _show(args: argparse.Namespace) -> int:
 
 def _add_export(commands: argparse._SubParsersAction) -> None:
     parser = _command(
-        commands, "export", _export, "write a run's series to CSV or JSON, losslessly",
+        commands, "export", _export, "write a run's series to CSV, JSON or TensorBoard event files",
         "Write every series of a run, every point, as CSV (long format: key,step,epoch,value,time)\n"
         "or JSON (the run's record and, per key, its steps, epochs, values and times). Floats are\n"
         "written so that they read back bit for bit; in JSON, NaN and infinities are the strings\n"
-        '"nan", "inf" and "-inf".',
+        '"nan", "inf" and "-inf".\n'
+        "With --format tensorboard, PATH is a directory (created if missing) that gets one event\n"
+        "file: each point as a scalar at its step and wall time, its value as float32 (TensorBoard's\n"
+        "precision); epochs are not written.",
     )
     parser.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
-    parser.add_argument("-o", "--output", metavar="PATH", required=True, help="the file to write, or - for stdout")
     parser.add_argument(
-        "--format", choices=_EXPORT_FORMATS, help="csv or json (default: from the extension of PATH)"
+        "-o", "--output", metavar="PATH", required=True,
+        help="the file to write, - for stdout, or the directory for TensorBoard event files",
+    )
+    parser.add_argument(
+        "--format", choices=_EXPORT_FORMATS,
+        help="csv, json or tensorboard (default: from the extension of PATH; tensorboard when PATH is an "
+        "existing directory or has no extension)",
     )
     parser.add_argument("--keys", metavar="KEY", nargs="+", help="only these keys (default: all)")
     parser.add_argument(
@@ -178,11 +191,16 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     to_stdout = args.output == "-"
-    fmt = args.format or (None if to_stdout else Path(args.output).suffix[1:].lower())
+    fmt = args.format or (None if to_stdout else _export_format(Path(args.output)))
     if fmt not in _EXPORT_FORMATS:
         where = "stdout" if to_stdout else f"{args.output!r} from its extension"
-        return _error(f"cannot tell the format of {where}; give --format csv or --format json")
-    write = export_csv if fmt == "csv" else export_json
+        return _error(f"cannot tell the format of {where}; give --format csv, json or tensorboard")
+    if fmt == "tensorboard" and to_stdout:
+        return _error("TensorBoard event files go into a directory, not to stdout; give -o DIR")
+    if fmt == "tensorboard":
+        from epochal.interop.tensorboard import export_tensorboard as write
+    else:
+        write = export_csv if fmt == "csv" else export_json
     with _open(_location(args)) as store:
         record = store.run(args.run)
         if to_stdout:
@@ -193,6 +211,42 @@ def _export(args: argparse.Namespace) -> int:
             return _error(problem)
         points = write(store, record, args.output, keys=args.keys, superseded=args.include_superseded)
     print(f"wrote {points} points of run {record.name} ({record.id}) to {args.output}")
+    return 0
+
+
+def _export_format(path: Path) -> str:
+    """The export format a path asks for: a directory, or a name without extension, means tensorboard."""
+    return "tensorboard" if path.is_dir() or not path.suffix else path.suffix[1:].lower()
+
+
+def _add_import(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "import", _import, "read the runs of a TensorBoard log directory into the store",
+        "Read every run of a TensorBoard log directory into the store (created if missing): each\n"
+        "directory at or below LOGDIR that holds event files (events.out.tfevents.*) becomes one\n"
+        "finished run, named by its path below LOGDIR, with every scalar at its step and wall time\n"
+        "and its value as stored. A damaged event file stops the import before anything is written.",
+    )
+    parser.add_argument("format", choices=_IMPORT_FORMATS, help="the kind of files to read: tensorboard")
+    parser.add_argument("logdir", metavar="LOGDIR", help="a TensorBoard log directory, such as runs/")
+    parser.add_argument(
+        "--project", metavar="P", type=_project, help="the project of the imported runs (default: tensorboard)"
+    )
+
+
+def _import(args: argparse.Namespace) -> int:
+    from epochal.interop.tensorboard import import_tensorboard
+
+    location = _location(args)
+    ids = import_tensorboard(location, args.logdir, project=args.project)  # reads it all before creating anything
+    with Store(location) as store:
+        records = [store.run(run_id) for run_id in ids]
+        rows = [
+            [r.id, r.name, r.project, str(sum(s.count for s in store.summary(r).values())), str(len(store.keys(r)))]
+            for r in records
+        ]
+    print(f"imported {len(records)} run{'s' * (len(records) != 1)} from {args.logdir} into {location}")
+    print(_table(["id", "name", "project", "points", "keys"], rows, right={3, 4}))
     return 0
 
 
@@ -323,6 +377,12 @@ def _unwritable(path: str) -> str | None:
 def _run_ref(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("a run is named by its id, an id prefix or its name, got ''")
+    return text
+
+
+def _project(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a project is a non-empty name, got ''")
     return text
 
 

@@ -1,0 +1,299 @@
+"""TensorBoard event files in and out: export a run's series, import a log directory's runs.
+
+From the shell::
+
+    epochal export baseline --format tensorboard -o tb/baseline   # then: tensorboard --logdir tb
+    epochal import tensorboard runs/ --project mnist             # every run under runs/, into the store
+
+**Export** writes one event file (``events.out.tfevents.<start>.<host>.epochal-<run id>``) into a
+directory, with every point of every key as a scalar at its step and wall time, written through
+TensorBoard's own record writer. TensorBoard stores scalars as float32 (``simple_value``, what
+``SummaryWriter.add_scalar`` writes), so values are rounded to float32 (numbers beyond its range
+become infinities); NaN and infinities are kept. TensorBoard has no epochs, so they are not
+written. The file is written under a temporary name and renamed into place; a directory that
+already holds other event files is refused, since TensorBoard would merge them into one run.
+
+**Import** reads a TensorBoard log directory as the template tools leave it (``runs/`` with one
+subdirectory per run) or a directory that holds event files itself. Every directory with event
+files (names containing ``tfevents``) becomes one finished epochal run, named by its path below
+the log directory (the log directory's own name for files directly in it). The event files are
+read with TensorBoard's reader, checksums checked, in name order (their names start with the time
+they were created). Every scalar is kept as stored: its step (repeated steps too), its float value
+exactly (float32 read as float64), its wall time to the microsecond (epochal's resolution); the
+run's start and end are its first and last event's wall times. Epochs are 0. Directories without
+scalars (only graphs or images, say) are skipped. Everything is read and checked first and then
+written in one transaction, so a bad file leaves the store as it was.
+
+The import writes the points with their recorded wall times, which ``Run.log`` cannot do (it stamps
+the time of the call), so it builds the run's record and its series chunks itself and hands them
+to the store's one batched write path, ``store.backend.write(WriteBatch(...))``.
+
+Examples:
+    >>> export_tensorboard(store, "baseline", "tb/baseline")
+    1200
+    >>> import_tensorboard(store, "runs")
+    ['3f2a9c0d1e2b', '77aa01c3f9e0']
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from epochal import system
+from epochal.errors import EpochalError
+from epochal.interop.export import _keys
+from epochal.store.records import Config, RunRecord, SeriesChunk, WriteBatch
+from epochal.store.store import Store
+
+#: The project of imported runs unless one is given.
+DEFAULT_PROJECT = "tensorboard"
+
+
+class EventFileError(EpochalError, ValueError):
+    """A TensorBoard log directory or event file that cannot be read (missing, empty or damaged)."""
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def export_tensorboard(
+    store: Store,
+    ref: str | RunRecord,
+    directory: str | os.PathLike,
+    *,
+    keys: Sequence[str] | None = None,
+    superseded: bool = False,
+) -> int:
+    """Write a run's series as a TensorBoard event file in ``directory``; return the number of points.
+
+    Args:
+        ref: the run's id, id prefix, name or record.
+        directory: the folder of the event file, created if missing (point ``tensorboard --logdir``
+            at it or at its parent).
+        keys: the keys to write; default every key of the run.
+        superseded: also write points that a resumed run logged again (see ``Store.history``).
+
+    Raises:
+        RunNotFoundError: no run matches ``ref``.
+        SeriesNotFoundError: the run has not logged one of ``keys``.
+        EventFileError: ``directory`` is a file, or already holds other event files.
+        ImportError: tensorboard is not installed.
+    """
+    tb = _tensorboard()
+    record = store.run(ref)
+    chosen = _keys(store, record, keys)
+    folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise EventFileError(f"cannot export to '{folder}': it is a file, not a directory")
+    name = f"events.out.tfevents.{int(record.started):010d}.{record.host}.epochal-{record.id}"
+    others = sorted(p.name for p in folder.glob("*tfevents*") if p.name != name) if folder.is_dir() else []
+    if others:
+        raise EventFileError(
+            f"'{folder}' already holds the event file {others[0]!r}; TensorBoard would show both as one "
+            "run: export into an empty directory"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".epochal-export-{os.getpid()}.tmp"  # no 'tfevents' in it: TensorBoard skips it
+    points = 0
+    try:
+        with open(temporary, "wb") as file:
+            writer = tb.RecordWriter(file)
+            start = tb.Event(wall_time=record.started, file_version="brain.Event:2")
+            start.source_metadata.writer = "epochal"
+            writer.write(start.SerializeToString())
+            for key in chosen:
+                h = store.history(record, key, superseded=superseded)
+                for step, value, when in zip(h.steps.tolist(), h.values.tolist(), h.times.tolist()):
+                    event = tb.Event(wall_time=when, step=step)
+                    event.summary.value.add(tag=key, simple_value=value)
+                    writer.write(event.SerializeToString())
+                points += len(h)
+        os.replace(temporary, folder / name)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return points
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _EventRun:
+    """One event directory's scalars, read and checked, not yet written."""
+
+    name: str
+    directory: Path
+    started: float
+    ended: float
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> steps, values, wall times
+
+
+def import_tensorboard(
+    store_path_or_store: str | os.PathLike | Store | None,
+    logdir: str | os.PathLike,
+    *,
+    project: str | None = None,
+) -> list[str]:
+    """Read every run's scalars under a TensorBoard log directory into the store; return the new run ids.
+
+    Args:
+        store_path_or_store: a :class:`Store`, or its directory (created if missing; None for the
+            default, ``$EPOCHAL_DIR`` else ``./epochal-runs``).
+        logdir: a directory with one subdirectory of event files per run, or with event files itself.
+        project: the project of the imported runs; default ``'tensorboard'``.
+
+    Raises:
+        EventFileError: ``logdir`` is missing or holds no event files with scalars, or an event
+            file is damaged (the message names it). Nothing is imported then.
+        ImportError: tensorboard is not installed.
+    """
+    project = DEFAULT_PROJECT if project is None else project
+    if not isinstance(project, str) or not project.strip():
+        raise ValueError(f"a run's project is a non-empty string, got {project!r}")
+    root = Path(logdir)
+    if not root.is_dir():
+        what = "is not a directory" if root.exists() else "does not exist"
+        raise EventFileError(f"TensorBoard log directory '{root}' {what}")
+    found = _event_directories(root)
+    if not found:
+        raise EventFileError(f"no TensorBoard event files (events.out.tfevents.*) in '{root}' or below it")
+    runs = [_read_run(root, directory, files) for directory, files in found]
+    runs = [run for run in runs if run.series]
+    if not runs:
+        raise EventFileError(
+            f"the event files under '{root}' hold no scalars (read: {', '.join(str(d) for d, _ in found[:5])})"
+        )
+    if isinstance(store_path_or_store, Store):
+        return _write(store_path_or_store, runs, project)
+    with Store(store_path_or_store) as store:
+        return _write(store, runs, project)
+
+
+def _event_directories(root: Path) -> list[tuple[Path, list[Path]]]:
+    """Each directory at or below ``root`` with event files, and those files in name order."""
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        files = sorted(Path(folder) / name for name in names if "tfevents" in name)
+        files = [path for path in files if path.is_file()]
+        if files:
+            found.append((Path(folder), files))
+    return found
+
+
+def _read_run(root: Path, directory: Path, files: list[Path]) -> _EventRun:
+    columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
+    initial_metadata: dict[str, Any] = {}  # per run, as TensorBoard keeps it: tag -> its first metadata
+    first, last = math.inf, -math.inf
+    for path in files:
+        for event in _events(path):
+            first, last = min(first, event.wall_time), max(last, event.wall_time)
+            for tag, step, value, wall_time in _scalars(path, event, initial_metadata):
+                steps, values, times = columns.setdefault(tag, ([], [], []))
+                steps.append(step)
+                values.append(value)
+                times.append(wall_time)
+    series = {}
+    for key, (steps, values, times) in columns.items():
+        if not key or len(key) > 255:
+            raise EventFileError(f"'{directory}': the tag {key[:60]!r} is not 1 to 255 characters long")
+        order = np.argsort(np.array(steps, np.int64), kind="stable")  # series are ordered by step
+        columns_as_arrays = ((steps, np.int64), (values, np.float64), (times, np.float64))
+        series[key] = tuple(np.array(column, dtype)[order] for column, dtype in columns_as_arrays)
+    name = directory.relative_to(root).as_posix()
+    return _EventRun(name if name != "." else root.resolve().name, directory, first, last, series)
+
+
+def _scalars(path: Path, event: Any, initial_metadata: dict[str, Any]) -> Iterator[tuple[str, int, float, float]]:
+    """(tag, step, value, wall time) of an event's scalars, after TensorBoard's own read-time migrations."""
+    if event.WhichOneof("what") != "summary":
+        return
+    tb = _tensorboard()
+    for migrated in tb.dataclass_compat.migrate_event(tb.data_compat.migrate_event(event), initial_metadata):
+        for value in migrated.summary.value:
+            metadata = initial_metadata[value.tag]
+            if metadata.data_class != tb.DATA_CLASS_SCALAR and metadata.plugin_data.plugin_name != "scalars":
+                continue
+            number = tb.make_ndarray(value.tensor)
+            if number.size != 1:
+                raise EventFileError(
+                    f"'{path}': the scalar {value.tag!r} at step {event.step} holds {number.size} numbers"
+                )
+            yield value.tag, migrated.step, float(number.reshape(())), migrated.wall_time
+
+
+def _events(path: Path) -> Iterator[Any]:
+    """The events of one file, read with TensorBoard's record reader, which checks every checksum."""
+    tb = _tensorboard()
+    try:
+        reader = tb.PyRecordReader_New(os.fsencode(path), 0, b"", None)
+    except tb.OpError as exc:
+        raise EventFileError(f"cannot read the event file '{path}': {exc.message}") from None
+    try:
+        for index in itertools.count():
+            try:
+                reader.GetNext()
+            except tb.OutOfRangeError:
+                return
+            except tb.OpError as exc:  # a failed checksum or a truncated record
+                detail = exc.message.replace(repr(os.fsencode(path)), "").strip().removeprefix("has ")
+                raise EventFileError(f"event file '{path}' is damaged at record {index + 1}: {detail}") from None
+            try:
+                yield tb.Event.FromString(reader.record())
+            except tb.DecodeError as exc:
+                raise EventFileError(
+                    f"event file '{path}': record {index + 1} is not a TensorBoard event ({exc})"
+                ) from None
+    finally:
+        reader.file_handle.close()
+
+
+def _write(store: Store, runs: list[_EventRun], project: str) -> list[str]:
+    """All runs and their points in one transaction."""
+    records, chunks = [], []
+    for run in runs:
+        run_id = uuid.uuid4().hex[:12]
+        records.append(RunRecord(
+            id=run_id, name=run.name, project=project, status="finished", started=run.started, ended=run.ended,
+            heartbeat=run.ended, host=system.host(), pid=os.getpid(), command=system.command_line(),
+            git_commit=None, python=system.python_version(), torch=None,
+            description=f"imported from the TensorBoard event files in {run.directory.resolve()}", tags=(),
+            config=Config(), steps=max(int(s[-1]) for s, _, _ in run.series.values()), epochs=0, segment=0,
+            path=str(Path(store.backend.files_root) / run_id),
+        ))
+        for key, (steps, values, times) in run.series.items():
+            times_us = np.rint(times * 1e6).astype(np.int64)
+            chunks.append(SeriesChunk(run_id, key, 0, steps, np.zeros_like(steps), values, times_us))
+    store.backend.write(WriteBatch(new_runs=tuple(records), chunks=tuple(chunks)))
+    return [record.id for record in records]
+
+
+@functools.cache
+def _tensorboard() -> SimpleNamespace:
+    """The few pieces of the tensorboard package this module uses, imported on first use."""
+    try:
+        from google.protobuf.message import DecodeError
+        from tensorboard import data_compat, dataclass_compat
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import DATA_CLASS_SCALAR
+        from tensorboard.compat.tensorflow_stub.errors import OpError, OutOfRangeError
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+        from tensorboard.summary.writer.record_writer import RecordWriter
+        from tensorboard.util.tensor_util import make_ndarray
+    except ImportError as exc:
+        raise ImportError(
+            "reading and writing TensorBoard event files needs the tensorboard package: "
+            "pip install epochal[tensorboard]"
+        ) from exc
+    return SimpleNamespace(**locals())

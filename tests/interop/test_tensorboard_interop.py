@@ -1,0 +1,192 @@
+"""TensorBoard event files in and out: read back with TensorBoard's own EventAccumulator, and imported."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+import epochal
+from epochal.cli import main
+from epochal.interop import EventFileError, export_tensorboard, import_tensorboard
+
+pytest.importorskip("tensorboard")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+WALL = float(int(time.time()) + 1000)  # later than the writers' own first event (file version, at creation)
+
+
+def accumulate(directory):
+    accumulator = EventAccumulator(str(directory), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.fixture
+def logged(store):
+    """A finished run with a loss, an accuracy and NaN / inf values."""
+    with epochal.start(project="p", name="alpha", store=store) as run:
+        for step in range(30):
+            run.log({"train/loss": 1 / (step + 1), "train/acc": step / 30})
+            run.step()
+        run.log({"valid/loss": math.nan, "valid/acc": math.inf}, step=30)
+        run.log({"valid/loss": -math.inf, "valid/acc": 0.1234567891234}, step=31)
+    return store.run("alpha")
+
+
+@pytest.fixture
+def template_runs(tmp_path):
+    """A `runs/` folder as the template tool leaves it: two runs of SummaryWriter event files."""
+    logdir = tmp_path / "runs"
+    with SummaryWriter(logdir / "May27_21-31-59_host") as writer:
+        for step in range(10):
+            writer.add_scalar("Train/loss", 1 / (step + 1), step, walltime=WALL + step + 0.25)
+        writer.add_scalar("Train/loss", math.nan, 10, walltime=WALL + 10.5)
+        writer.add_scalar("Train/loss", 0.7, 3, walltime=WALL + 11)  # a step logged again
+        writer.add_scalar("Test/acc", math.inf, 10, walltime=WALL + 12)
+        writer.add_text("notes", "not a scalar", 0, walltime=WALL + 13)
+    with SummaryWriter(logdir / "May28_09-00-00_host") as writer:
+        writer.add_scalar("Test/acc", 0.5, 1, walltime=WALL + 100)
+    return logdir
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+
+def test_export_is_read_by_tensorboard_with_the_same_keys_steps_values_and_times(store, logged, tmp_path):
+    points = export_tensorboard(store, logged, tmp_path / "tb")
+    accumulator = accumulate(tmp_path / "tb")
+    assert sorted(accumulator.Tags()["scalars"]) == sorted(store.keys(logged))
+    total = 0
+    for key in store.keys(logged):
+        h = store.history(logged, key)
+        events = accumulator.Scalars(key)
+        assert [e.step for e in events] == h.steps.tolist()
+        np.testing.assert_array_equal(np.array([e.value for e in events], np.float32), h.values.astype(np.float32))
+        assert [e.wall_time for e in events] == h.times.tolist()
+        total += len(events)
+    assert points == total == 2 * 30 + 4
+    acc = [e.value for e in accumulator.Scalars("valid/acc")]
+    loss = [e.value for e in accumulator.Scalars("valid/loss")]
+    assert math.isinf(acc[0]) and math.isnan(loss[0]) and loss[1] == -math.inf
+
+
+def test_export_of_chosen_keys_refuses_a_directory_with_other_event_files(store, logged, tmp_path):
+    assert export_tensorboard(store, logged, tmp_path / "tb", keys=["valid/acc"]) == 2
+    assert accumulate(tmp_path / "tb").Tags()["scalars"] == ["valid/acc"]
+    assert export_tensorboard(store, logged, tmp_path / "tb") == 64  # the same run again replaces its file
+    assert len(list((tmp_path / "tb").iterdir())) == 1
+    with SummaryWriter(tmp_path / "other") as writer:
+        writer.add_scalar("x", 1.0, 0)
+    before = sorted((tmp_path / "other").iterdir())
+    with pytest.raises(EventFileError, match="already holds the event file"):
+        export_tensorboard(store, logged, tmp_path / "other")
+    assert sorted((tmp_path / "other").iterdir()) == before
+
+
+# -- import ----------------------------------------------------------------------------------------
+
+
+def test_import_reads_every_run_of_a_template_logdir_losslessly(store, template_runs):
+    ids = import_tensorboard(store, template_runs)
+    runs = {record.name: record for record in store.runs(project="tensorboard")}
+    assert sorted(runs) == ["May27_21-31-59_host", "May28_09-00-00_host"]
+    assert sorted(ids) == sorted(record.id for record in runs.values())
+    first = runs["May27_21-31-59_host"]
+    assert first.status == "finished" and first.started < WALL and first.ended == WALL + 13
+    assert store.keys(first) == ["Test/acc", "Train/loss"]
+    loss = store.history(first, "Train/loss")
+    assert loss.steps.tolist() == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10]
+    expected = [1 / (s + 1) for s in range(4)] + [0.7] + [1 / (s + 1) for s in range(4, 10)] + [math.nan]
+    np.testing.assert_array_equal(loss.values, np.array(expected, np.float32).astype(np.float64))
+    assert loss.times[4] == WALL + 11 and loss.times[0] == WALL + 0.25 and not loss.epochs.any()
+    assert store.history(first, "Test/acc").values.tolist() == [math.inf]
+    second = runs["May28_09-00-00_host"]
+    assert second.started < WALL and second.ended == WALL + 100 and second.steps == 1
+
+
+def test_import_keeps_double_precision_scalars_and_reads_a_logdir_of_files(store, tmp_path):
+    with SummaryWriter(tmp_path / "flat") as writer:
+        writer.add_scalar("lr", 0.1234567891234, 5, walltime=WALL, new_style=True, double_precision=True)
+    (run_id,) = import_tensorboard(store, tmp_path / "flat", project="mine")
+    record = store.run(run_id)
+    assert (record.name, record.project, record.steps) == ("flat", "mine", 5)
+    assert store.history(record, "lr").values.tolist() == [0.1234567891234]
+
+
+def test_export_then_import_round_trips_through_float32(store, logged, tmp_path):
+    export_tensorboard(store, logged, tmp_path / "tb" / "alpha")
+    (run_id,) = import_tensorboard(store, tmp_path / "tb")
+    for key in store.keys(logged):
+        original, back = store.history(logged, key), store.history(run_id, key)
+        assert back.steps.tolist() == original.steps.tolist()
+        np.testing.assert_array_equal(back.values, original.values.astype(np.float32).astype(np.float64))
+        np.testing.assert_array_equal(back.times, original.times)
+
+
+def damage(path, how):
+    data = bytearray(path.read_bytes())
+    if how == "truncated":
+        path.write_bytes(bytes(data[:-3]))
+    else:
+        data[-6] ^= 0xFF  # inside the last record's data: its checksum fails
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped"])
+def test_a_damaged_event_file_is_named_and_nothing_is_imported(store_dir, template_runs, how):
+    (bad,) = (template_runs / "May28_09-00-00_host").glob("events.out.tfevents.*")
+    damage(bad, how)
+    with pytest.raises(EventFileError, match="damaged") as info:
+        import_tensorboard(store_dir, template_runs)
+    assert str(bad) in str(info.value)
+    assert not store_dir.exists()  # not even the store was created
+
+
+def test_a_missing_or_empty_logdir_is_refused(store, tmp_path):
+    with pytest.raises(EventFileError, match="does not exist"):
+        import_tensorboard(store, tmp_path / "nope")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(EventFileError, match="no TensorBoard event files"):
+        import_tensorboard(store, tmp_path / "empty")
+    (tmp_path / "empty" / "sub" / "events.out.tfevents.1.host").write_bytes(b"not an event file at all")
+    with pytest.raises(EventFileError, match="damaged"):
+        import_tensorboard(store, tmp_path / "empty")
+    assert store.runs() == []
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def test_cli_exports_to_a_directory_and_imports_a_logdir(store, logged, store_dir, template_runs, tmp_path, capsys):
+    assert main(["export", "alpha", "--store", str(store_dir), "-o", str(tmp_path / "tb")]) == 0
+    assert "wrote 64 points" in capsys.readouterr().out
+    assert len(accumulate(tmp_path / "tb").Scalars("train/loss")) == 30
+    target = tmp_path / "elsewhere"
+    assert main(["import", "tensorboard", str(template_runs), "--project", "imp", "--store", str(target)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("imported 2 runs") and "May27_21-31-59_host" in out and "imp" in out
+    assert main(["ls", "--store", str(target)]) == 0
+    assert "May28_09-00-00_host" in capsys.readouterr().out
+
+
+def test_cli_import_of_bad_input_exits_with_status_2(template_runs, tmp_path, capsys):
+    (bad,) = (template_runs / "May27_21-31-59_host").glob("events.out.tfevents.*")
+    damage(bad, "flipped")
+    for logdir in (template_runs, tmp_path / "missing"):
+        assert main(["import", "tensorboard", str(logdir), "--store", str(tmp_path / "s")]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith("epochal: ")
+    assert not (tmp_path / "s").exists()
+    assert main(["export", "x", "--format", "tensorboard", "-o", "-"]) == 2
+
+
+def test_import_has_help_and_a_store_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["import", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: epochal import") and "--store DIR" in out and "LOGDIR" in out
