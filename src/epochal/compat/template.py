@@ -22,6 +22,7 @@ the whole test set (correct / samples), not as a mean of per-batch accuracies.
 
 from __future__ import annotations
 
+import gc
 import copy
 import os
 import warnings
@@ -332,10 +333,18 @@ class _Session:
         if self.run is not None:
             return
         owner = self._owner()
-        try:
-            self.run = epochal.resume(run_id, store=getattr(owner, "store", None))
-        except (RunNotFoundError, RunStateError):
-            pass  # another store, or still open elsewhere: this trainer starts a run of its own
+        for attempt in range(2):
+            try:
+                self.run = epochal.resume(run_id, store=getattr(owner, "store", None))
+                return
+            except RunNotFoundError:
+                return  # another store: this trainer starts a run of its own
+            except RunStateError:
+                if attempt:
+                    return  # still open elsewhere: this trainer starts a run of its own
+                # An earlier trainer of this process may hold the run until the collector frees it
+                # (its finalizer finishes the run); collect, then try once more.
+                gc.collect()
 
     def log(self, values: Mapping[str, Any]) -> None:
         run = self.open()
