@@ -1,0 +1,301 @@
+"""epochal.compat.trace: the trace seed's API, its files, its old pickles, and an exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import sys
+import types
+
+import matplotlib.pyplot
+import numpy as np
+import pytest
+import torch
+import trace_parts as parts
+from torch import nn
+from trace_parts import ConvM, make_data, train_loop
+
+import epochal
+from epochal.cli import main as cli
+from epochal.compat import trace
+from epochal.compat.trace import Statistic, StatisticError, load_statistic, sys_load
+
+KEYS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy",
+        "test_loss": "test/loss", "test_accuracy": "test/accuracy"}
+
+
+def _train(statis, model, optimizer, epochs, loaders):
+    loss_fn = nn.CrossEntropyLoss()
+    train_ds, test_ds = loaders
+    for _ in range(epochs):
+        train_loop(train_ds, model, loss_fn, optimizer, statis)
+        parts.test_loop(test_ds, model, loss_fn, statis)
+
+
+def _no_blocking_show(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("plt.show() was called")
+
+    monkeypatch.setattr(matplotlib.pyplot, "show", refuse)
+
+
+def test_readme_example_runs_and_records_everything(tmp_path, store_dir, monkeypatch, capsys):
+    _no_blocking_show(monkeypatch)
+    monkeypatch.setenv("EPOCHAL_DIR", str(store_dir))
+    statis_path, model_path = str(tmp_path / "convm"), str(tmp_path / "convm.pth")
+    torch.manual_seed(0)
+    train_ds, test_ds = make_data()
+    model = ConvM()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+
+    # The README's usage, its import lines changed to epochal's.
+    from epochal.compat import trace
+    from epochal.compat.trace import Statistic
+
+    statis = Statistic(statis_path)
+    for _ in range(2):
+        train_loop(train_ds, model, loss_fn, optimizer, statis)
+        parts.test_loop(test_ds, model, loss_fn, statis)
+    syst = trace.Sys(model, model_path, statis)
+    syst.sys_conclude("ConvM(4_categ)")
+
+    assert "Model and statis saved. Adjustment times: 8" in capsys.readouterr().out
+    assert len(statis.train_loss) == 8 and len(statis.test_accuracy) == 2
+    assert (tmp_path / "convm" / "Train_monitor.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "convm" / "object.pkl").exists()  # nothing pickled
+    saved = json.loads((tmp_path / "convm" / "statistic.json").read_text())
+    assert saved["train_loss"] == statis.train_loss and saved["test_accuracy"] == statis.test_accuracy
+    weights = torch.load(model_path, weights_only=True)["models"]["model"]
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+    store = epochal.Store(store_dir)
+    record = store.run("convm")
+    assert record.project == "trace" and record.id == statis.run_id
+    for attribute, key in KEYS.items():
+        history = store.history(record, key)
+        assert history.values.tolist() == getattr(statis, attribute)
+        assert history.steps.tolist() == list(range(len(getattr(statis, attribute))))
+    assert len(store.checkpoints(record)) == 1
+    statis.close()
+    assert cli(["ls", "--store", str(store_dir)]) == 0
+    assert "convm" in capsys.readouterr().out
+
+
+def test_draw_renders_without_pyplot_unless_asked(tmp_path, store_dir, monkeypatch):
+    statis = Statistic(tmp_path / "s", store=store_dir)
+    statis.train_loss.extend([1.0, 0.5])
+    statis.test_loss += [0.7]
+    _no_blocking_show(monkeypatch)
+    figures_before = matplotlib.pyplot.get_fignums()
+    chart = statis.draw("M")
+    assert chart == tmp_path / "s" / "Train_monitor.png" and chart.stat().st_size > 0
+    assert matplotlib.pyplot.get_fignums() == figures_before
+    assert (tmp_path / "s" / "statistic.json").is_file()  # draw saves, as the original's did
+
+    shown = []
+    monkeypatch.setattr(matplotlib.pyplot, "show", lambda *a, **k: shown.append(True))
+    statis.draw("M", show=True)
+    matplotlib.pyplot.close("all")
+    assert shown == [True]
+
+
+def test_append_refuses_what_is_not_a_number(tmp_path, store_dir):
+    statis = Statistic(tmp_path / "s", store=store_dir)
+    statis.train_loss.append(torch.tensor(0.25))
+    statis.train_loss.append(np.float32(0.5))
+    with pytest.raises(TypeError, match="train/loss"):
+        statis.train_loss.append("0.1")
+    with pytest.raises(TypeError):
+        statis.train_loss.append(torch.ones(3))
+    assert statis.train_loss == [0.25, 0.5] and all(type(v) is float for v in statis.train_loss)
+
+
+def test_save_and_load_continue_the_same_run(tmp_path, store_dir):
+    statis = Statistic(tmp_path / "s", name="first", store=store_dir)
+    statis.train_loss.extend([3.0, 2.0])
+    statis.test_accuracy.append(0.5)
+    statis.save()
+    statis.close()
+
+    loaded = load_statistic(tmp_path / "s", store=store_dir)
+    assert loaded.run_id == statis.run_id and loaded.name == "first"
+    assert (loaded.train_loss, loaded.test_accuracy, loaded.test_loss) == ([3.0, 2.0], [0.5], [])
+    loaded.train_loss.append(1.0)
+    loaded.save()
+    store = epochal.Store(store_dir)
+    assert store.history("first", "train/loss").values.tolist() == [3.0, 2.0, 1.0]
+    assert store.history("first", "train/loss").steps.tolist() == [0, 1, 2]
+    assert len(store.runs()) == 1
+
+    # Loading again in the same process, while `loaded` holds the run open, takes the run over.
+    again = load_statistic(tmp_path / "s" / "statistic.json", store=store_dir)
+    again.test_accuracy.append(0.75)
+    again.close()
+    assert store.history("first", "test/accuracy").values.tolist() == [0.5, 0.75]
+
+
+def _original_statistic_class(monkeypatch, module="trace"):
+    """A stand-in for the original tool's class, importable as `module.Statistic` as pickle needs."""
+    fake = types.ModuleType(module)
+
+    class Statistic:
+        def __init__(self, path):
+            self.train_loss, self.train_accuracy, self.test_loss, self.test_accuracy = [], [], [], []
+            self.path = path
+
+    Statistic.__module__, Statistic.__qualname__ = module, "Statistic"
+    fake.Statistic = Statistic
+    monkeypatch.setitem(sys.modules, module, fake)
+    return Statistic
+
+
+@pytest.mark.parametrize("module", ["trace", "__main__", "tracer"])
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_reads_a_pickle_written_by_the_original(tmp_path, store_dir, monkeypatch, module, protocol):
+    Original = _original_statistic_class(monkeypatch, module)
+    old = Original(str(tmp_path / "old"))
+    old.train_loss += [1.5, 1.25, 1]
+    old.train_accuracy += [0.25, 0.5, 0.75]
+    old.test_loss.append(1.1)
+    old.test_accuracy.append(0.6)
+    (tmp_path / "old").mkdir()
+    with open(tmp_path / "old" / "object.pkl", "wb") as file:  # as the original's save() did
+        pickle.dump(old, file, protocol=protocol)
+    monkeypatch.delitem(sys.modules, module)  # the original tool is not installed any more
+
+    statis = load_statistic(tmp_path / "old", store=store_dir)
+    assert isinstance(statis, Statistic)
+    assert statis.train_loss == [1.5, 1.25, 1.0] and statis.test_accuracy == [0.6]
+    store = epochal.Store(store_dir)
+    assert store.history(statis.run_id, "train/accuracy").values.tolist() == [0.25, 0.5, 0.75]
+    assert json.loads((tmp_path / "old" / "statistic.json").read_text())["run_id"] == statis.run_id
+    statis.train_loss.append(0.5)  # and it goes on from there
+    statis.close()
+    assert store.history(statis.run_id, "train/loss").values.tolist() == [1.5, 1.25, 1.0, 0.5]
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path, store_dir, monkeypatch):
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "object.pkl").write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(StatisticError, match=r"object\.pkl.*refused to load the global (posix|nt)\.system"):
+        load_statistic(folder, store=store_dir)
+
+    # The same call hidden inside a genuine-looking Statistic.
+    Original = _original_statistic_class(monkeypatch)
+    old = Original(str(folder))
+    old.train_loss.append(_Exploit(marker))
+    (folder / "object.pkl").write_bytes(pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL))
+    with pytest.raises(StatisticError, match=r"refused to load the global (posix|nt)\.system"):
+        load_statistic(folder, store=store_dir)
+
+    assert not marker.exists()
+    assert not (folder / "statistic.json").exists()
+    assert epochal.Store(store_dir).runs() == []
+
+
+def test_a_pickle_with_other_values_or_objects_is_refused(tmp_path, store_dir, monkeypatch):
+    Original = _original_statistic_class(monkeypatch)
+    old = Original("x")
+    old.test_loss.append("0.5")
+    (tmp_path / "object.pkl").write_bytes(pickle.dumps(old))
+    with pytest.raises(StatisticError, match=r"object\.pkl: test_loss\[0\] should be a number"):
+        load_statistic(tmp_path, store=store_dir)
+
+    old.test_loss[0] = torch.tensor(0.5)
+    (tmp_path / "object.pkl").write_bytes(pickle.dumps(old))
+    with pytest.raises(StatisticError, match=r"refused to load the global torch\."):
+        load_statistic(tmp_path, store=store_dir)
+
+    (tmp_path / "object.pkl").write_bytes(pickle.dumps([1.0, 2.0]))
+    with pytest.raises(StatisticError, match="holds a list, not a Statistic"):
+        load_statistic(tmp_path, store=store_dir)
+    assert epochal.Store(store_dir).runs() == []
+
+
+def test_missing_and_damaged_files_are_named(tmp_path, store_dir):
+    with pytest.raises(StatisticError, match=r"nowhere.*statistic\.json.*object\.pkl"):
+        load_statistic(tmp_path / "nowhere", store=store_dir)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "object.pkl").write_bytes(pickle.dumps({"x": 1})[:-5])
+    with pytest.raises(StatisticError, match=r"a/object\.pkl"):
+        load_statistic(tmp_path / "a", store=store_dir)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "statistic.json").write_text('{"format": "epochal.compat.trace/statistic", "train_')
+    with pytest.raises(StatisticError, match=r"b/statistic\.json"):
+        load_statistic(tmp_path / "b", store=store_dir)
+    (tmp_path / "b" / "statistic.json").write_text('{"format": "epochal.compat.trace/statistic", "train_loss": 1}')
+    with pytest.raises(StatisticError, match="train_loss should be a list"):
+        load_statistic(tmp_path / "b", store=store_dir)
+    assert epochal.Store(store_dir).runs() == []
+
+
+def test_sys_load_needs_a_model_and_reads_plain_state_dicts(tmp_path, store_dir):
+    statis = Statistic(tmp_path / "s", store=store_dir)
+    statis.save()
+    with pytest.raises(TypeError, match="needs the model"):
+        sys_load(tmp_path / "m.pth", tmp_path / "s", store=store_dir)
+    model = ConvM()
+    torch.save(model.state_dict(), tmp_path / "m.pth")
+    loaded, _ = sys_load(tmp_path / "m.pth", tmp_path / "s", model=ConvM(), store=store_dir)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), loaded.parameters()))
+    with pytest.raises(epochal.CheckpointError, match="no checkpoint file"):
+        sys_load(tmp_path / "missing.pth", tmp_path / "s", model=ConvM(), store=store_dir)
+
+
+def _halves(tmp_path, store_dir, *, restore_optimizer):
+    torch.manual_seed(0)
+    loaders = make_data()
+    model = ConvM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    folder, model_path = tmp_path / "halves", tmp_path / "halves.pth"
+    statis = Statistic(folder, store=store_dir)
+    _train(statis, model, optimizer, 2, loaders)
+    trace.Sys(model, model_path, statis, optimizer if restore_optimizer else None).sys_conclude("ConvM")
+    statis.close()
+
+    # A new process, in effect: fresh model and optimizer, other random states.
+    random.seed(5), np.random.seed(5), torch.manual_seed(5)
+    model = ConvM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    model, statis = sys_load(model_path, folder, model=model,
+                             optimizer=optimizer if restore_optimizer else None, store=store_dir)
+    _train(statis, model, optimizer, 2, loaders)
+    statis.close()
+    return statis, model
+
+
+def test_resume_through_sys_continues_the_curve_exactly(tmp_path, store_dir, capsys):
+    torch.manual_seed(0)
+    loaders = make_data()
+    model = ConvM()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    with Statistic(tmp_path / "straight", store=store_dir) as straight:
+        _train(straight, model, optimizer, 4, loaders)
+
+    halves, resumed_model = _halves(tmp_path, store_dir, restore_optimizer=True)
+    for attribute in KEYS:
+        assert getattr(halves, attribute) == getattr(straight, attribute)  # bit for bit
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), resumed_model.parameters()))
+    store = epochal.Store(store_dir)
+    for key in KEYS.values():
+        a, b = store.history("straight", key), store.history("halves", key)
+        assert a.values.tolist() == b.values.tolist() and a.steps.tolist() == b.steps.tolist()
+    assert store.run("halves").segment == 1  # one run, resumed once
+
+    # Without the optimizer's state (the original tool), the curve does not continue the same way.
+    jumped, _ = _halves(tmp_path / "no-optimizer", store_dir, restore_optimizer=False)
+    assert jumped.train_loss[:8] == straight.train_loss[:8]
+    assert jumped.train_loss[8:] != straight.train_loss[8:]
