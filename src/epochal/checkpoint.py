@@ -217,9 +217,9 @@ def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
     """torch.save to a temporary file beside ``target``, fsync, rename. Returns (size, sha256)."""
     import torch
 
-    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "wb") as file:
             torch.save(payload, file)
             file.flush()
@@ -230,7 +230,7 @@ def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
     except BaseException as exc:
         temporary.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write checkpoint {target}: {exc}") from exc
+            raise CheckpointError(f"cannot write {target}: {exc}") from exc
         raise
     directory = os.open(target.parent, os.O_RDONLY)
     try:
