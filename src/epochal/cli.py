@@ -1,4 +1,4 @@
-"""The ``epochal`` command: list, show, export, import, plot and delete the runs of a store.
+"""The ``epochal`` command: list, show, export, import, plot and delete the runs of a store, or serve them.
 
 Run ``epochal --help`` or ``epochal COMMAND --help`` (``python -m epochal.cli`` works too).
 Every command reads the store given by ``--store DIR``, by default ``$EPOCHAL_DIR``, else
@@ -13,6 +13,7 @@ Examples:
     $ epochal import tensorboard runs/ --project mnist
     $ epochal plot baseline -o baseline.png
     $ epochal rm 3f2a9c --yes
+    $ epochal ui --port 8765
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ examples:
   epochal plot baseline -o baseline.png      one panel per metric
   epochal rm 3f2a9c --yes                    delete a run and its files
   epochal demo                               train a small demo run into the store
+  epochal ui                                 the web dashboard on http://127.0.0.1:8765/
 
 A run is named by its id, an unambiguous id prefix, or its name (the newest run of that name).
 """
@@ -83,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"epochal {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     # Each command is an `_add_<name>` that registers its parser and handler through `_command`.
-    for add in (_add_ls, _add_show, _add_export, _add_import, _add_plot, _add_rm, _add_demo):
+    for add in (_add_ls, _add_show, _add_export, _add_import, _add_plot, _add_rm, _add_demo, _add_ui):
         add(commands)
     return parser
 
@@ -326,6 +328,33 @@ def _demo(args: argparse.Namespace) -> int:
     return demo.main(["--store", _location(args), "--epochs", str(args.epochs)])
 
 
+def _add_ui(commands: argparse._SubParsersAction) -> None:
+    parser = _command(
+        commands, "ui", _ui, "serve the web dashboard",
+        "Serve the dashboard over the store: runs table, run pages with charts, comparisons, live\n"
+        "updates while runs train. It binds to 127.0.0.1 unless --host says otherwise; on any other\n"
+        "address every API call needs a token (--token, or a new one printed in the URL). Changes\n"
+        "(tags, notes, deleting runs) need the token or a request from the dashboard's own page.\n"
+        "The JSON API and its OpenAPI schema are under /api (/api/docs).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=_port, default=8765, help="port to bind (default: 8765; 0 picks a free one)"
+    )
+    parser.add_argument("--token", metavar="T", help="the access token every API call must carry")
+    parser.add_argument("--read-only", action="store_true", help="refuse every change (tags, notes, deletes)")
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from epochal.server.serve import serve  # FastAPI and uvicorn load only for this command
+
+    if args.token is not None and len(args.token) < 8:
+        return _error(f"a --token needs at least 8 characters, got {len(args.token)}")
+    with _open(_location(args)) as store:
+        serve(store, host=args.host, port=args.port, token=args.token, read_only=args.read_only)
+    return 0
+
+
 # -- shared pieces ---------------------------------------------------------------------------------
 
 
@@ -384,6 +413,12 @@ def _project(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("a project is a non-empty name, got ''")
     return text
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
+    return int(text)
 
 
 def _positive_int(text: str) -> int:

@@ -8,7 +8,7 @@ a PostgreSQL backend for teams only has to implement this class.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from epochal.store.records import Checkpoint, KeySummary, RunRecord, WriteBatch
@@ -50,8 +50,20 @@ class Backend(ABC):
         """(segment, blob) of a key's series in the order they were written."""
 
     @abstractmethod
+    def series_version(self, run_id: str, key: str) -> int | None:
+        """A number that grows whenever the key's series changes; None if the run has no such key."""
+
+    @abstractmethod
     def summaries(self, run_id: str) -> dict[str, tuple[KeySummary, bool]]:
         """Per key its summary and whether it is exact (False after a resume rewound steps)."""
+
+    @abstractmethod
+    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+        """For every run that has any of ``keys``: per key its summary and whether it is exact."""
+
+    @abstractmethod
+    def all_keys(self) -> list[str]:
+        """Every key any run has logged, sorted."""
 
     @abstractmethod
     def checkpoints(self, run_id: str) -> list[Checkpoint]:

@@ -10,7 +10,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -365,6 +365,14 @@ class SQLiteBackend(Backend):
         ).fetchone()
         return [] if row is None else self._chunks_of(self._conn(), row[0])
 
+    def series_version(self, run_id: str, key: str) -> int | None:
+        row = self._conn().execute(
+            "SELECT max(chunks.id) FROM series JOIN chunks ON chunks.series_id = series.id "
+            "WHERE series.run_id = ? AND series.key = ?",
+            (run_id, key),
+        ).fetchone()
+        return row[0]
+
     @staticmethod
     def _chunks_of(conn: sqlite3.Connection, series_id: int) -> list[tuple[int, bytes]]:
         return conn.execute(
@@ -376,13 +384,24 @@ class SQLiteBackend(Backend):
             "SELECT key, count, last, last_step, min, max, exact FROM series WHERE run_id = ? ORDER BY key",
             (run_id,),
         )
-        return {
-            key: (
-                KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key)),
-                bool(exact),
-            )
-            for key, count, last, last_step, low, high, exact in rows
-        }
+        return {key: _summary_of(key, *rest) for key, *rest in rows}
+
+    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+        out: dict[str, dict[str, tuple[KeySummary, bool]]] = {}
+        if not keys:
+            return out
+        # One query for all runs: the runs page asks for a few keys of every run at once.
+        marks = ",".join("?" * len(keys))
+        rows = self._conn().execute(
+            f"SELECT run_id, key, count, last, last_step, min, max, exact FROM series WHERE key IN ({marks})",
+            tuple(keys),
+        )
+        for run_id, key, *rest in rows:
+            out.setdefault(run_id, {})[key] = _summary_of(key, *rest)
+        return out
+
+    def all_keys(self) -> list[str]:
+        return [key for (key,) in self._conn().execute("SELECT DISTINCT key FROM series ORDER BY key")]
 
     def checkpoints(self, run_id: str) -> list[Checkpoint]:
         rows = self._conn().execute(
@@ -391,6 +410,13 @@ class SQLiteBackend(Backend):
             (run_id,),
         )
         return [Checkpoint(*row) for row in rows]
+
+
+def _summary_of(
+    key: str, count: int, last: float | None, last_step: int, low: float | None, high: float | None, exact: int
+) -> tuple[KeySummary, bool]:
+    summary = KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key))
+    return summary, bool(exact)
 
 
 def _real_or_none(x: float) -> float | None:

@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from dataclasses import replace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from epochal import settings, system
 from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.store import series
 from epochal.store.backend import Backend
-from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, WriteBatch, best_mode
+from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch, best_mode
 from epochal.store.sqlite import SQLiteBackend
 
 #: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).
@@ -160,9 +160,41 @@ class Store:
             out[key] = summary if exact else _summarize(self.history(record, key))
         return out
 
+    def key_summaries(self, keys: Sequence[str]) -> dict[str, dict[str, KeySummary]]:
+        """For every run that logged any of ``keys``: run id -> key -> summary, in one read."""
+        out: dict[str, dict[str, KeySummary]] = {}
+        for run_id, per_key in self.backend.summaries_of_keys(list(keys)).items():
+            out[run_id] = {
+                key: summary if exact else _summarize(self.history(run_id, key))
+                for key, (summary, exact) in per_key.items()
+            }
+        return out
+
+    def all_keys(self) -> list[str]:
+        """Every key that any run in the store has logged, sorted."""
+        return self.backend.all_keys()
+
+    def update(
+        self, ref: str | RunRecord, *, tags: Sequence[str] | None = None, notes: str | None = None
+    ) -> RunRecord:
+        """Replace a run's tags and/or its notes (its description); works on running runs too."""
+        record = self.run(ref)
+        if tags is not None:
+            tags = tuple(dict.fromkeys(_checked_tag(t) for t in tags))
+        if notes is not None and not isinstance(notes, str):
+            raise TypeError(f"notes must be a string, got {type(notes).__name__}")
+        self.backend.write(WriteBatch(run_updates=(RunUpdate(record.id, tags=tags, description=notes),)))
+        return self.run(record.id)
+
     def checkpoints(self, ref: str | RunRecord) -> list[Checkpoint]:
         """A run's checkpoints, oldest first."""
         return self.backend.checkpoints(self.run(ref).id)
+
+
+def _checked_tag(tag: object) -> str:
+    if not isinstance(tag, str) or not tag.strip() or len(tag) > 100:
+        raise ValueError(f"a tag is a non-empty string of at most 100 characters, got {tag!r}")
+    return tag.strip()
 
 
 def _summarize(history: History) -> KeySummary:

@@ -1,0 +1,124 @@
+"""The dashboard's web app: the JSON API under /api and the built web UI.
+
+Run it with ``epochal ui``, or build it yourself and serve it with any ASGI server:
+
+    >>> app = create_app(Store("epochal-runs"), read_only=True)
+    >>> uvicorn.run(app, host="127.0.0.1", port=8765)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+import epochal
+from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError
+from epochal.server import files, runs, series, store_info
+from epochal.server.models import Problem
+from epochal.server.security import Access, require_token
+from epochal.store.store import Store
+
+#: Where `npm run build` in web/ puts the UI.
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def create_app(
+    store: Store,
+    *,
+    token: str | None = None,
+    read_only: bool = False,
+    allowed_hosts: Sequence[str] | None = None,
+    static_dir: Path | None = STATIC_DIR,
+) -> FastAPI:
+    """The dashboard over ``store``.
+
+    Args:
+        token: when set, every API call must carry it (``Authorization: Bearer`` or ``?token=``).
+        read_only: refuse every change (tags, notes, deleting runs) with 403.
+        allowed_hosts: accepted ``Host`` headers; the CLI sets the loopback names when bound to
+            127.0.0.1, so that a web page cannot reach the API through DNS rebinding.
+        static_dir: the built web UI; None serves the API only.
+
+    Examples:
+        >>> app = create_app(Store("epochal-runs"), token="s3cret")
+    """
+    app = FastAPI(
+        title="epochal",
+        version=epochal.__version__,
+        description="Runs recorded by epochal: their configs, summaries, series and checkpoints.",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.store = store
+    app.state.access = Access(token=token, read_only=read_only)
+    app.state.histories = series.HistoryCache()
+    if allowed_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+
+    guarded = [Depends(require_token)]
+    unauthorized = {401: {"model": Problem}}
+    for module in (store_info, runs, series, files):
+        app.include_router(module.router, prefix="/api", dependencies=guarded, responses=unauthorized)
+    _add_error_handlers(app)
+    _serve_ui(app, static_dir)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON ``{"detail": "..."}`` with a message a person can act on; none is a 500."""
+
+    def problem(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status)
+
+    @app.exception_handler(RunNotFoundError)
+    @app.exception_handler(SeriesNotFoundError)
+    async def not_found(request: Request, exc: EpochalError) -> JSONResponse:
+        return problem(404, str(exc))
+
+    @app.exception_handler(RunStateError)
+    async def conflict(request: Request, exc: RunStateError) -> JSONResponse:
+        return problem(409, str(exc))
+
+    @app.exception_handler(ValueError)
+    @app.exception_handler(TypeError)
+    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
+        return problem(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem(422, "; ".join(_describe(e) for e in exc.errors()) or "malformed request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body"))
+    received = error.get("input")
+    shown = "" if received is None or isinstance(received, dict) else f" (got {str(received)[:80]!r})"
+    return f"{where or 'request'}: {error.get('msg', 'invalid')}{shown}"
+
+
+def _serve_ui(app: FastAPI, static_dir: Path | None) -> None:
+    if static_dir is None:
+        return
+    if (static_dir / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=static_dir, html=True), name="ui")
+        return
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def not_built() -> str:
+        return (
+            "<!doctype html><title>epochal</title><p>The web UI is not built. Build it with "
+            "<code>make setup</code> (or <code>npm ci &amp;&amp; npm run build</code> in <code>web/</code>); "
+            "the JSON API is under <a href='/api/docs'>/api</a>.</p>"
+        )

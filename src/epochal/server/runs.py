@@ -1,0 +1,84 @@
+"""Runs: the table of runs, one run's details, and the changes a user may make (tags, notes, delete)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+
+from epochal.server import models
+from epochal.server.models import Deleted, Problem, RunDetail, RunList, RunPatch, Status
+from epochal.server.security import require_change_allowed
+from epochal.store.records import RunRecord
+from epochal.store.store import Store
+
+router = APIRouter()
+
+RunRef = Annotated[str, Path(description="a run's id, an unambiguous id prefix, or its name")]
+
+
+def store_of(request: Request) -> Store:
+    return request.app.state.store
+
+
+@router.get("/runs", response_model=RunList, responses={422: {"model": Problem}})
+def list_runs(
+    request: Request,
+    q: Annotated[str | None, Query(max_length=200, description="text in the name, id, tags or notes")] = None,
+    project: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    status: Status | None = None,
+    metric: Annotated[list[str], Query(max_length=50, description="keys whose last and best to include")] = [],  # noqa: B006
+) -> RunList:
+    store = store_of(request)
+    records = store.runs(project, status=status, tag=tag)
+    if q:
+        records = [r for r in records if _matches(r, q)]
+    summaries = store.key_summaries(metric) if metric else {}
+    config_keys = sorted({key for r in records for key in r.config.flat()})
+    filtered = any(f is not None for f in (q, project, tag, status))
+    metric_keys = _keys_of(store, records) if filtered else store.all_keys()
+    return RunList(
+        runs=[models.run_row(r, summaries.get(r.id)) for r in records],
+        metric_keys=metric_keys,
+        config_keys=config_keys,
+    )
+
+
+@router.get("/runs/{run}", response_model=RunDetail, responses={404: {"model": Problem}, 422: {"model": Problem}})
+def get_run(request: Request, run: RunRef) -> RunDetail:
+    store = store_of(request)
+    record = store.run(run)
+    return models.run_detail(record, store.summary(record), store.checkpoints(record))
+
+
+@router.patch(
+    "/runs/{run}",
+    response_model=RunDetail,
+    dependencies=[Depends(require_change_allowed)],
+    responses={403: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}},
+)
+def update_run(request: Request, run: RunRef, patch: RunPatch) -> RunDetail:
+    store = store_of(request)
+    record = store.update(run, tags=patch.tags, notes=patch.notes)
+    return models.run_detail(record, store.summary(record), store.checkpoints(record))
+
+
+@router.delete(
+    "/runs/{run}",
+    response_model=Deleted,
+    dependencies=[Depends(require_change_allowed)],
+    responses={403: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
+)
+def delete_run(request: Request, run: RunRef) -> Deleted:
+    return Deleted(deleted=store_of(request).delete(run).id)
+
+
+def _matches(record: RunRecord, text: str) -> bool:
+    needle = text.lower()
+    haystack = (record.name, record.id, record.project, record.description, *record.tags)
+    return any(needle in part.lower() for part in haystack)
+
+
+def _keys_of(store: Store, records: list[RunRecord]) -> list[str]:
+    return sorted({key for r in records for key in store.backend.keys(r.id)})

@@ -1,0 +1,77 @@
+"""Who may read and who may change: the access token, same-origin changes, read-only mode.
+
+On 127.0.0.1 (the default) anyone on this machine may read, as with any local file, and changes
+need a same-origin request so that another web page open in the browser cannot make them. Bound
+to any other address the server needs a token on every API call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+#: Host names that reach only this machine.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True)
+class Access:
+    token: str | None = None  # needed on every API call when set
+    read_only: bool = False  # refuse every change (tags, notes, deletes)
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def require_token(request: Request) -> None:
+    """FastAPI dependency of every API route."""
+    access: Access = request.app.state.access
+    if access.token is None:
+        return
+    if not _has_token(request, access.token):
+        raise HTTPException(401, "this dashboard needs its access token: open the URL that `epochal ui` printed")
+
+
+def require_change_allowed(request: Request) -> None:
+    """FastAPI dependency of the routes that change the store."""
+    access: Access = request.app.state.access
+    if access.read_only:
+        raise HTTPException(403, "the dashboard was started with --read-only: changes are refused")
+    if access.token is not None and _has_token(request, access.token):
+        return
+    if _same_origin(request):
+        return
+    raise HTTPException(
+        403, "a change needs the access token or a request from the dashboard's own page (same origin)"
+    )
+
+
+def _has_token(request: Request, token: str) -> bool:
+    given = request.query_params.get("token")
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        given = header[7:].strip()
+    return given is not None and secrets.compare_digest(given.encode(), token.encode())
+
+
+def _same_origin(request: Request) -> bool:
+    # Browsers send Sec-Fetch-Site on every request they make; older ones at least Origin.
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site == "same-origin"
+    origin = request.headers.get("origin")
+    host = request.headers.get("host")
+    return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"

@@ -1,0 +1,157 @@
+"""Series: a key's points for a chart (downsampled, optionally within an x range) and as CSV."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from epochal.server.models import Problem, Series, XAxis
+from epochal.server.runs import RunRef, store_of
+from epochal.store import series as series_ops
+from epochal.store.records import History
+from epochal.store.store import Store
+
+router = APIRouter()
+
+#: Decoded series kept in memory for zooming and live refreshes, up to this many bytes in all.
+CACHE_BYTES = 512 * 2**20
+
+
+class HistoryCache:
+    """Decoded histories by (run, key), dropped least recently used; stale once the key gains a chunk."""
+
+    def __init__(self, budget: int = CACHE_BYTES):
+        self.budget = budget
+        self._items: OrderedDict[tuple[str, str], tuple[int | None, History]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, run_id: str, key: str) -> History:
+        version = store.backend.series_version(run_id, key)
+        with self._lock:
+            hit = self._items.get((run_id, key))
+            if hit is not None and hit[0] == version:
+                self._items.move_to_end((run_id, key))
+                return hit[1]
+        history = store.history(run_id, key)
+        size = _nbytes(history)
+        with self._lock:
+            old = self._items.pop((run_id, key), None)
+            if old is not None:
+                self._bytes -= _nbytes(old[1])
+            if size <= self.budget:
+                self._items[(run_id, key)] = (version, history)
+                self._bytes += size
+                while self._bytes > self.budget:
+                    _, (_, dropped) = self._items.popitem(last=False)
+                    self._bytes -= _nbytes(dropped)
+        return history
+
+
+def _nbytes(history: History) -> int:
+    return sum(a.nbytes for a in (history.steps, history.epochs, history.values, history.times))
+
+
+@router.get(
+    "/runs/{run}/series",
+    response_model=Series,
+    responses={404: {"model": Problem}, 422: {"model": Problem}},
+)
+def get_series(
+    request: Request,
+    run: RunRef,
+    key: Annotated[str, Query(min_length=1, max_length=500)],
+    x: XAxis = "step",
+    min: Annotated[float | None, Query(description="lowest x to include", allow_inf_nan=False)] = None,  # noqa: A002
+    max: Annotated[float | None, Query(description="highest x to include", allow_inf_nan=False)] = None,  # noqa: A002
+    points: Annotated[int, Query(ge=2, le=100_000, description="about how many points to send")] = 2000,
+) -> Series:
+    store = store_of(request)
+    record = store.run(run)
+    history = request.app.state.histories.get(store, record.id, key)
+    total = len(history)
+    history = _within(history, x, min, max)
+    in_range = len(history)
+    shown = series_ops.downsample(history, points) if in_range > points else history
+    values = shown.values
+    finite = np.isfinite(values)
+    y: list[float | None] = values.tolist()
+    for i in np.flatnonzero(~finite):
+        y[i] = None
+    return Series(
+        key=key, x_axis=x, total=total, in_range=in_range, downsampled=len(shown) < in_range,
+        x=_axis(shown, x).tolist(), y=y, nonfinite=int(len(values) - finite.sum()),
+    )
+
+
+@router.get(
+    "/series.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "run,step,epoch,time,value"},
+        404: {"model": Problem},
+        422: {"model": Problem},
+    },
+)
+def series_csv(
+    request: Request,
+    key: Annotated[str, Query(min_length=1, max_length=500)],
+    run: Annotated[list[str], Query(min_length=1, max_length=50, description="one or more run ids")],
+) -> StreamingResponse:
+    """Every point of a key for one or more runs, at full resolution, values exactly as stored."""
+    store = store_of(request)
+    records = [store.run(ref) for ref in run]
+    histories = [(r.id, request.app.state.histories.get(store, r.id, key)) for r in records]
+    filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in key) + ".csv"
+    return StreamingResponse(
+        _csv_lines(histories),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _csv_lines(histories: list[tuple[str, History]]) -> Iterator[str]:
+    yield "run,step,epoch,time,value\n"
+    for run_id, h in histories:
+        for start in range(0, len(h), 50_000):
+            part = slice(start, start + 50_000)
+            # repr() of a float reads back to the same float: the CSV is lossless.
+            yield "".join(
+                f"{run_id},{s},{e},{t!r},{v!r}\n"
+                for s, e, t, v in zip(
+                    h.steps[part].tolist(), h.epochs[part].tolist(), h.times[part].tolist(), h.values[part].tolist()
+                )
+            )
+
+
+def _axis(history: History, x: str) -> np.ndarray:
+    if x == "epoch":
+        return history.epochs
+    if x == "time":
+        return history.times
+    return history.steps
+
+
+def _within(history: History, x: str, low: float | None, high: float | None) -> History:
+    """The points with low <= x <= high, plus one on each side so the line reaches the edges."""
+    if low is None and high is None:
+        return history
+    axis = _axis(history, x)
+    inside = np.ones(len(axis), dtype=bool)
+    if low is not None:
+        inside &= axis >= low
+    if high is not None:
+        inside &= axis <= high
+    hits = np.flatnonzero(inside)
+    if not len(hits):
+        return History(history.key, *(a[:0] for a in (history.steps, history.epochs, history.values, history.times)))
+    first, last = max(hits[0] - 1, 0), min(hits[-1] + 1, len(axis) - 1)
+    part = slice(first, last + 1)
+    return History(history.key, history.steps[part], history.epochs[part], history.values[part], history.times[part])
+

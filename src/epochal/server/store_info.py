@@ -1,0 +1,25 @@
+"""The store as a whole: where it is, how many runs, which projects and tags."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+import epochal
+from epochal.server.models import StoreInfo
+from epochal.server.runs import store_of
+
+router = APIRouter()
+
+
+@router.get("/store", response_model=StoreInfo)
+def get_store(request: Request) -> StoreInfo:
+    store = store_of(request)
+    records = store.runs()
+    return StoreInfo(
+        path=str(store.path),
+        runs=len(records),
+        projects=sorted({r.project for r in records}),
+        tags=sorted({t for r in records for t in r.tags}),
+        read_only=request.app.state.access.read_only,
+        version=epochal.__version__,
+    )
