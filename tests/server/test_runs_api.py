@@ -108,3 +108,15 @@ def test_store_info(client):
     body = client.get("/api/store").json()
     assert body["runs"] == 3 and body["projects"] == ["cifar", "mnist"] and body["tags"] == ["baseline", "wide"]
     assert body["read_only"] is False
+
+
+def test_a_body_that_is_not_json_is_422(client, ids):
+    response = client.patch(f"/api/runs/{ids['beta']}", content=b"{notes:", headers={
+        "Origin": "http://testserver", "Content-Type": "application/json"})
+    assert response.status_code == 422 and "JSON" in response.json()["detail"]
+
+
+def test_allow_lists_every_method_of_a_path(client, ids):
+    response = client.put(f"/api/runs/{ids['beta']}")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, PATCH"

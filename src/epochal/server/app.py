@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.routing import compile_path
 
 import epochal
 from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError
@@ -65,8 +66,10 @@ def create_app(
 
     guarded = [Depends(require_token)]
     unauthorized = {401: {"model": Problem}}
+    app.state.api_paths = []
     for module in (store_info, runs, series, files):
         app.include_router(module.router, prefix="/api", dependencies=guarded, responses=unauthorized)
+        app.state.api_paths += [(compile_path("/api" + r.path)[0], r.methods) for r in module.router.routes]
     _add_error_handlers(app)
     _serve_ui(app, static_dir)
     return app
@@ -98,7 +101,18 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            return problem(422, "the request body is not valid JSON; send an object such as {\"notes\": \"...\"}")
+        if exc.status_code == 405:
+            # Starlette names only the first matching route's methods; a path has several routes here.
+            headers = {"Allow": ", ".join(_methods_of(app, request))}
+        return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+
+def _methods_of(app: FastAPI, request: Request) -> list[str]:
+    path = request.url.path
+    return sorted({m for pattern, methods in app.state.api_paths for m in methods if pattern.match(path)})
 
 
 def _describe(error: dict) -> str:
