@@ -4,10 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -c constraints.txt
 STAMP := $(VENV)/.installed
+WEB_DEPS := web/node_modules/.package-lock.json
+WEB_BUILD := src/epochal/server/static/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
+CHROMIUM := /usr/bin/chromium
+PORT ?= 8765
 
-.PHONY: setup demo test bench clean
+.PHONY: setup web browser demo test screenshots bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(WEB_BUILD)
 
 # torch first, pinned, so that nothing later pulls a CUDA build from the registry.
 $(STAMP): pyproject.toml constraints.txt
@@ -16,16 +21,41 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(PY) -m epochal.demo
+# The web UI: TypeScript built by Vite into the package, where `epochal ui` serves it from.
+web: $(WEB_BUILD)
 
-test: $(STAMP)
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	touch $(WEB_DEPS)
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	cd web && npm run build
+
+# The browser tests drive Debian's Chromium; never a browser downloaded by a tool.
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	elif command -v sudo >/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
+	else echo "the browser tests need Chromium at $(CHROMIUM): apt-get install chromium" >&2; exit 1; fi
+
+demo: setup
+	$(PY) -m epochal.demo
+	@echo "serving the demo's store; stop with Ctrl-C"
+	$(VENV)/bin/epochal ui --port $(PORT)
+
+test: setup browser
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+# Re-make the README's dashboard pictures in docs/ from a demo run.
+screenshots: setup browser
+	EPOCHAL_DOCS_DIR=docs $(PY) -m pytest -q tests/e2e -k screenshot
+
+bench: setup browser
 	$(PIP) -e '.[dev,bench]'
 	$(PY) bench/log_overhead.py
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/dashboard.py
 
 clean:
-	rm -rf $(VENV) epochal-runs
+	rm -rf $(VENV) epochal-runs web/node_modules src/epochal/server/static

@@ -132,6 +132,7 @@ def report(store: str | Path, trainer: epochal.Trainer, accuracy: float, seconds
         print(f"checkpoint   {folder / ckpt.path}  ({what}, epoch {ckpt.epoch}{metric})")
     print(f"CSV tables   {folder / 'tables'}")
     print(f"chart        {chart}")
+    print(f"dashboard    epochal ui --store {store}   (then open http://127.0.0.1:8765/#/run/{run.id})")
     return chart
 
 
