@@ -275,3 +275,16 @@ def test_a_run_left_open_is_closed_when_the_interpreter_exits(store_dir, body, s
     store = epochal.Store(store_dir)
     assert store.run("script").status == status
     assert store.history("script", "a").values.tolist() == [1.0]
+
+
+def test_the_recorded_command_is_as_typed(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import epochal; r = epochal.start('p', 'n', store=%r); r.finish(); print(r.id)" % str(tmp_path / "s")
+    script = tmp_path / "train.py"
+    script.write_text(code)
+    subprocess.run([sys.executable, str(script), "--lr", "0.1"], check=True, capture_output=True)
+    with epochal.Store(tmp_path / "s") as store:
+        [record] = store.runs()
+    assert record.command == f"{os.path.basename(sys.executable)} {script} --lr 0.1"

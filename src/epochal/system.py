@@ -15,7 +15,14 @@ def host() -> str:
 
 
 def command_line() -> str:
-    return shlex.join([Path(sys.executable).name, *sys.argv]) if sys.argv and sys.argv[0] else Path(sys.executable).name
+    """The command as typed: ``python -m pkg.mod ARGS``, ``python script.py ARGS``, or ``tool ARGS``
+    for a console script installed beside the interpreter (such as ``epochal demo``)."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    python = Path(argv[0]).name
+    script = Path(argv[1]) if len(argv) > 1 else None
+    if script is not None and script.parent == Path(sys.executable).parent and script.is_file():
+        return shlex.join([script.name, *argv[2:]])
+    return shlex.join([python, *argv[1:]])
 
 
 def python_version() -> str:
