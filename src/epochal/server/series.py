@@ -21,6 +21,8 @@ router = APIRouter()
 
 #: Decoded series kept in memory for zooming and live refreshes, up to this many bytes in all.
 CACHE_BYTES = 512 * 2**20
+#: Answers kept for repeated requests (every chart's full view, polled while a run is live).
+VIEWS = 512
 
 
 class HistoryCache:
@@ -31,6 +33,7 @@ class HistoryCache:
         self._items: OrderedDict[tuple[str, str], tuple[int | None, History]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self.views: dict[tuple, Series] = {}
 
     def get(self, store: Store, run_id: str, key: str) -> History:
         version = store.backend.series_version(run_id, key)
@@ -54,6 +57,13 @@ class HistoryCache:
         return history
 
 
+    def remember(self, view: tuple, answer: Series) -> None:
+        with self._lock:
+            self.views[view] = answer
+            while len(self.views) > VIEWS:
+                self.views.pop(next(iter(self.views)))
+
+
 def _nbytes(history: History) -> int:
     return sum(a.nbytes for a in (history.steps, history.epochs, history.values, history.times))
 
@@ -74,7 +84,16 @@ def get_series(
 ) -> Series:
     store = store_of(request)
     record = store.run(run)
-    history = request.app.state.histories.get(store, record.id, key)
+    cache: HistoryCache = request.app.state.histories
+    view = (record.id, key, store.backend.series_version(record.id, key), x, min, max, points)
+    answer = cache.views.get(view)
+    if answer is None:
+        answer = _series(cache.get(store, record.id, key), key, x, min, max, points)
+        cache.remember(view, answer)
+    return answer
+
+
+def _series(history: History, key: str, x: str, min: float | None, max: float | None, points: int) -> Series:  # noqa: A002
     total = len(history)
     history = _within(history, x, min, max)
     in_range = len(history)
