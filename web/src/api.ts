@@ -1,0 +1,250 @@
+// Typed client for the JSON API under /api, with the access token handled in one place.
+
+export type Status = "running" | "finished" | "failed" | "interrupted" | "crashed";
+export type Mode = "min" | "max";
+export type XAxis = "step" | "epoch" | "time";
+export type ConfigValue = string | number | boolean | null;
+
+export interface StoreInfo {
+  path: string;
+  runs: number;
+  projects: string[];
+  tags: string[];
+  read_only: boolean;
+  version: string;
+}
+
+export interface MetricCell {
+  last: number | null;
+  best: number | null;
+  mode: Mode;
+  count: number;
+  last_step: number;
+}
+
+export interface RunRow {
+  id: string;
+  name: string;
+  project: string;
+  status: Status;
+  tags: string[];
+  started: number;
+  ended: number | null;
+  duration: number;
+  steps: number;
+  epochs: number;
+  notes: string;
+  config: Record<string, ConfigValue>;
+  metrics: Record<string, MetricCell>;
+}
+
+export interface RunList {
+  runs: RunRow[];
+  metric_keys: string[];
+  config_keys: string[];
+}
+
+export interface SummaryRow {
+  key: string;
+  count: number;
+  last: number | null;
+  last_step: number;
+  min: number | null;
+  max: number | null;
+  best: number | null;
+  mode: Mode;
+}
+
+export interface Checkpoint {
+  path: string;
+  step: number;
+  epoch: number;
+  size: number;
+  sha256: string;
+  created: number;
+  metric_key: string | null;
+  metric_value: number | null;
+  mode: Mode | null;
+  kind: "resume" | "weights";
+  url: string;
+}
+
+export type ConfigTree = { [key: string]: ConfigValue | ConfigTree | ConfigValue[] };
+
+export interface RunDetail extends RunRow {
+  host: string;
+  pid: number;
+  command: string;
+  git_commit: string | null;
+  python: string;
+  torch: string | null;
+  segment: number;
+  heartbeat: number | null;
+  config_tree: ConfigTree;
+  summary: SummaryRow[];
+  checkpoints: Checkpoint[];
+}
+
+export interface Series {
+  key: string;
+  x_axis: XAxis;
+  total: number;
+  in_range: number;
+  downsampled: boolean;
+  x: number[];
+  y: (number | null)[];
+  nonfinite: number;
+}
+
+/** An answer other than 2xx; `detail` is the server's message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+// ---- access token -------------------------------------------------------------------------
+
+const TOKEN_KEY = "epochal.token";
+
+/** Reads `?token=` from the page URL once, and keeps it for this tab. */
+export function initToken(): void {
+  const fromUrl = new URLSearchParams(window.location.search).get("token");
+  if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+}
+
+function token(): string | null {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+/** Adds the token to a URL the browser fetches by itself (downloads), where no header can be set. */
+export function withToken(url: string): string {
+  const t = token();
+  if (!t) return url;
+  return url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(t);
+}
+
+// Listeners told about a 401, so the shell can show its banner once instead of every page.
+const unauthorizedListeners: (() => void)[] = [];
+export function onUnauthorized(fn: () => void): void {
+  unauthorizedListeners.push(fn);
+}
+
+// ---- requests -----------------------------------------------------------------------------
+
+// Relative to the page, so a server mounted under a prefix works too; "/api" in the contract.
+const BASE = "api";
+
+type Query = Record<string, string | number | boolean | null | undefined | string[]>;
+
+function url(path: string, query?: Query): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query ?? {})) {
+    if (v === undefined || v === null || v === "") continue;
+    if (Array.isArray(v)) v.forEach((item) => params.append(k, item));
+    else params.append(k, String(v));
+  }
+  const qs = params.toString();
+  return `${BASE}${path}${qs ? "?" + qs : ""}`;
+}
+
+async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(url(path, opts.query), {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    signal: opts.signal,
+  });
+  if (!res.ok) {
+    if (res.status === 401) unauthorizedListeners.forEach((fn) => fn());
+    throw new ApiError(res.status, await errorDetail(res));
+  }
+  return (await res.json()) as T;
+}
+
+async function errorDetail(res: Response): Promise<string> {
+  const text = await res.text().catch(() => "");
+  try {
+    const body = JSON.parse(text) as { detail?: unknown };
+    if (typeof body.detail === "string") return body.detail;
+    // FastAPI's validation errors (422) are a list of {loc, msg}.
+    if (Array.isArray(body.detail)) {
+      return body.detail.map((d: { loc?: unknown[]; msg?: string }) => `${(d.loc ?? []).join(".")}: ${d.msg ?? ""}`).join("; ");
+    }
+  } catch {
+    /* not JSON: fall through */
+  }
+  return `${res.status} ${res.statusText}${text ? ": " + text.slice(0, 200) : ""}`;
+}
+
+/** Runs at most `size` tasks at once; the rest wait in order. Keeps 20 charts from opening 20 requests. */
+export class Limiter {
+  private active = 0;
+  private queue: (() => void)[] = [];
+  constructor(private readonly size: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.size) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.queue.shift()?.();
+    }
+  }
+}
+
+const seriesLimiter = new Limiter(6);
+
+export interface SeriesQuery {
+  key: string;
+  x: XAxis;
+  min?: number;
+  max?: number;
+  points?: number;
+}
+
+export const api = {
+  store: (signal?: AbortSignal) => request<StoreInfo>("GET", "/store", { signal }),
+
+  runs: (metrics: string[], signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { metric: metrics }, signal }),
+
+  run: (id: string, signal?: AbortSignal) => request<RunDetail>("GET", `/runs/${encodeURIComponent(id)}`, { signal }),
+
+  updateRun: (id: string, body: { tags?: string[]; notes?: string }) =>
+    request<RunDetail>("PATCH", `/runs/${encodeURIComponent(id)}`, { body }),
+
+  deleteRun: (id: string) => request<{ deleted: string }>("DELETE", `/runs/${encodeURIComponent(id)}`),
+
+  series: (run: string, q: SeriesQuery, signal?: AbortSignal) =>
+    seriesLimiter.run(() => {
+      // A page left while this waited in the queue: don't start the request at all.
+      if (signal?.aborted) return Promise.reject(new DOMException("aborted", "AbortError"));
+      return request<Series>("GET", `/runs/${encodeURIComponent(run)}/series`, {
+        query: { key: q.key, x: q.x, min: q.min, max: q.max, points: q.points ?? 2000 },
+        signal,
+      });
+    }),
+
+  /** Download link for the full-resolution CSV of `key` in `runs`. */
+  seriesCsvUrl: (key: string, runs: string[]) => withToken(url("/series.csv", { key, run: runs })),
+};
+
+export function isAbort(err: unknown): boolean {
+  return err instanceof DOMException && err.name === "AbortError";
+}
+
+/** A message for any error, for banners and inline notes. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof ApiError) return err.detail;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,432 @@
+// One chart: a key's curve for one or more runs, drawn with uPlot.
+// The server sends at most ~2000 points per series (each bucket's min and max); zooming fetches the
+// visible range again so finer points appear, and resetting fetches the full range.
+
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import { api, ApiError, errorMessage, isAbort, type Series } from "./api";
+import type { ChartView, XMode } from "./chartview";
+import { withAlpha } from "./colors";
+import { debounce, h, replace } from "./dom";
+import { fmtDateTime, fmtInt, fmtNum, fmtRelTick, fmtTick } from "./format";
+import { smooth } from "./smoothing";
+import { zoomPlugin } from "./zoomplugin";
+
+export interface ChartRun {
+  id: string;
+  name: string;
+  color: string;
+  /** Unix seconds; the origin of the relative-time axis. */
+  started: number;
+}
+
+/** One run's series as drawn: x in display units (relative time already subtracted). */
+interface Drawn {
+  run: ChartRun;
+  xs: number[];
+  ys: (number | null)[];
+  smoothed: (number | null)[] | null;
+}
+
+const HEIGHT = 210;
+// About how many points a chart asks for: more would not show, fewer would hide detail on hover.
+const TARGET_POINTS = 2000;
+
+export class Chart {
+  readonly el: HTMLDivElement;
+  private readonly plotEl: HTMLDivElement;
+  private readonly legendEl: HTMLDivElement;
+  private readonly notesEl: HTMLSpanElement;
+  private plot: uPlot | null = null;
+  private structure = "";
+  private loaded = new Map<string, Series>();
+  private errors = new Map<string, string>();
+  private drawn: Drawn[] = [];
+  /** Display-x extent of the full series, once known: the bounds for zoom and pan. */
+  private full: [number, number] | null = null;
+  /** Whether the full-range fetch already held every point (then zooming needs no refetch). */
+  private fullComplete = false;
+  /** The range the loaded data was fetched for; null = full range. */
+  private loadedRange: [number, number] | null = null;
+  private zoom: [number, number] | null = null;
+  private seq = 0;
+  private draws = 0;
+  private pendingDraw = false;
+  private points = 0;
+  private readonly refetchSoon = debounce(() => void this.load(), 200);
+  private readonly unlisten: () => void;
+  private readonly resize: ResizeObserver;
+
+  /** The runs drawn, as "id,id": a chart for other runs is another chart. */
+  get runIds(): string {
+    return this.runs.map((r) => r.id).join(",");
+  }
+
+  constructor(
+    readonly key: string,
+    private readonly runs: ChartRun[],
+    private readonly view: ChartView,
+    private readonly signal: AbortSignal,
+    private readonly syncKey: string,
+  ) {
+    this.plotEl = h("div", { class: "chart-plot loading" });
+    this.legendEl = h("div", { class: "chart-legend" });
+    this.notesEl = h("span", { class: "chart-notes" });
+    const csv = h("a", { class: "mini-btn", href: api.seriesCsvUrl(key, runs.map((r) => r.id)), download: "", title: "All points, full resolution" }, "CSV");
+    const png = h("button", { type: "button", class: "mini-btn", onclick: () => this.downloadPng() }, "PNG");
+    this.el = h("div", { class: "chart", dataset: { key, draws: "0" } },
+      h("div", { class: "chart-head" }, h("span", { class: "chart-title", title: key }, key), this.notesEl, h("span", { class: "chart-actions" }, csv, png)),
+      this.plotEl,
+      this.legendEl,
+    );
+    this.unlisten = view.onChange((changed) => {
+      if (changed.includes("x")) {
+        // Ranges in another unit mean nothing: start over with the full range.
+        this.zoom = null;
+        this.full = null;
+        void this.load();
+      } else this.render();
+    });
+    this.resize = new ResizeObserver(() => {
+      if (this.plot && this.plotEl.clientWidth > 0 && Math.abs(this.plot.width - this.plotEl.clientWidth) > 1) {
+        this.plot.setSize({ width: this.plotEl.clientWidth, height: HEIGHT });
+      }
+    });
+    this.resize.observe(this.plotEl);
+  }
+
+  /** Fetches every run's series for the current x axis and zoom, then draws. Also the live refresh. */
+  async load(): Promise<void> {
+    const seq = ++this.seq;
+    const mode = this.view.state.x;
+    const zoom = this.zoom;
+    const points = this.pointsWanted();
+    const results = await Promise.allSettled(
+      this.runs.map((run) => {
+        // The server adds one point beyond each end of a range, so lines reach the plot's edges.
+        const offset = mode === "rel" ? run.started : 0;
+        const [min, max] = zoom ? [zoom[0] + offset, zoom[1] + offset] : [undefined, undefined];
+        return api.series(run.id, { key: this.key, x: mode === "rel" ? "time" : mode, min, max, points }, this.signal);
+      }),
+    );
+    // A newer load (another zoom, another axis) started meanwhile: its answer wins.
+    if (seq !== this.seq || this.signal.aborted) return;
+    this.loaded = new Map();
+    this.errors = new Map();
+    results.forEach((res, i) => {
+      const run = this.runs[i];
+      if (res.status === "fulfilled") this.loaded.set(run.id, res.value);
+      else if (!isAbort(res.reason)) {
+        const msg = res.reason instanceof ApiError && res.reason.status === 404 ? "no such key" : errorMessage(res.reason);
+        this.errors.set(run.id, msg);
+      }
+    });
+    this.loadedRange = zoom;
+    this.pendingDraw = true;
+    this.render();
+    if (!zoom) {
+      this.full = extent(this.drawn);
+      this.fullComplete = [...this.loaded.values()].every((s) => !s.downsampled);
+    }
+  }
+
+  /**
+   * Points to ask for. The server keeps each bucket's min and max over equal runs of points; with a
+   * whole number of buckets per pixel column, every column then shows the true min-max extent of
+   * its points (with a fixed 2000, some columns miss an extreme and the band shows thin gaps).
+   */
+  private pointsWanted(): number {
+    const css = this.plot ? this.plot.over.clientWidth : this.plotEl.clientWidth - 50; // 50: y axis, before it exists
+    const px = Math.max(50, Math.round(css * window.devicePixelRatio));
+    const perPixel = Math.max(1, Math.floor(TARGET_POINTS / 2 / px));
+    return 2 * perPixel * px + 2;
+  }
+
+  /** Redraws from the loaded data (smoothing, log scale and axis changes need no fetch). */
+  private render(): void {
+    const { x: mode, logY, smoothing } = this.view.state;
+    let hiddenNonPositive = 0;
+    this.drawn = this.runs.flatMap((run) => {
+      const s = this.loaded.get(run.id);
+      if (!s) return [];
+      const offset = mode === "rel" ? run.started : 0;
+      const xs = offset ? s.x.map((v) => v - offset) : s.x;
+      let ys = s.y;
+      if (logY) {
+        // A log axis cannot show zero or negative values: leave them out, and say so.
+        ys = s.y.map((v) => (v !== null && v <= 0 ? (hiddenNonPositive++, null) : v));
+      }
+      return [{ run, xs, ys, smoothed: smoothing > 0 ? smooth(ys, smoothing) : null }];
+    });
+    this.renderNotes(hiddenNonPositive);
+
+    const points = this.drawn.reduce((n, d) => n + d.xs.length, 0);
+    this.plotEl.classList.remove("loading");
+    this.plotEl.classList.toggle("empty", points === 0);
+    this.plotEl.dataset.message = points === 0 ? (this.errors.size ? "No data" : "No points in this range") : "";
+
+    const structure = [mode, logY, smoothing > 0, this.drawn.map((d) => d.run.id).join(",")].join("|");
+    const data = alignedData(this.drawn);
+    if (this.plot && structure === this.structure) {
+      this.plot.setData(data, !this.zoom);
+    } else {
+      this.plot?.destroy();
+      this.structure = structure;
+      this.plot = new uPlot(this.options(mode, logY, smoothing > 0), data, this.plotEl);
+    }
+    if (this.zoom) this.plot.setScale("x", { min: this.zoom[0], max: this.zoom[1] });
+    this.points = points;
+    this.renderLegend(null);
+  }
+
+  private options(mode: XMode, logY: boolean, smoothed: boolean): uPlot.Options {
+    const series: uPlot.Series[] = [{ label: mode }];
+    for (const d of this.drawn) {
+      series.push({
+        label: d.run.name,
+        stroke: smoothed ? withAlpha(d.run.color, 0.25) : d.run.color,
+        width: smoothed ? 1 : 1.5,
+        spanGaps: false,
+        ...(smoothed ? { points: { show: false } } : {}),
+      });
+      if (smoothed) series.push({ label: `${d.run.name} (smoothed)`, stroke: d.run.color, width: 1.75, spanGaps: false, points: { show: false } });
+    }
+    const axisStyle = { stroke: "#5b6472", font: "11px system-ui, sans-serif", grid: { stroke: "#eceef2", width: 1 }, ticks: { stroke: "#dfe2e7", width: 1, size: 4 } };
+    const xAxis: uPlot.Axis = { ...axisStyle };
+    if (mode === "rel") {
+      xAxis.values = (_u, splits) => splits.map((v) => (v == null ? "" : fmtRelTick(v)));
+      xAxis.incrs = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
+    } else if (mode !== "time") xAxis.values = (_u, splits) => splits.map(tick);
+    const yAxis: uPlot.Axis = {
+      ...axisStyle,
+      values: (_u, splits) => splits.map(tick),
+      // Wide enough for the longest tick label, and no wider: charts in a grid should line up loosely.
+      size: (_u, values) => Math.max(34, 12 + 6.5 * Math.max(0, ...(values ?? []).map((v) => String(v).length))),
+    };
+    return {
+      width: this.plotEl.clientWidth || 400,
+      height: HEIGHT,
+      legend: { show: false },
+      cursor: {
+        sync: {
+          key: this.syncKey,
+          // Share the hover position only: zooming one chart should not zoom the others.
+          filters: { pub: (type) => type === "mousemove" || type === "mouseleave" || type === "mouseenter" },
+        },
+        drag: { x: true, y: false, setScale: false },
+        bind: { dblclick: () => () => (this.resetZoom(), null) },
+        points: { size: 6 },
+      },
+      scales: {
+        // A key logged once (a test metric) gets a small range around its x instead of uPlot's wide one.
+        x: { time: mode === "time", range: (_u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) },
+        y: logY ? { distr: 3, log: 10 } : {},
+      },
+      axes: [xAxis, yAxis],
+      series,
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width > 3) {
+              this.zoomTo(u.posToVal(u.select.left, "x"), u.posToVal(u.select.left + u.select.width, "x"), true);
+            }
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+          },
+        ],
+        setCursor: [(u) => this.renderLegend(u.cursor.left !== undefined && u.cursor.left >= 0 ? u.posToVal(u.cursor.left, "x") : null)],
+        draw: [
+          () => {
+            // Set once uPlot has really drawn, so tests and benchmarks measure the drawing too.
+            if (!this.pendingDraw) return;
+            this.pendingDraw = false;
+            this.el.dataset.points = String(this.points);
+            this.el.dataset.draws = String(++this.draws);
+          },
+        ],
+      },
+      plugins: [zoomPlugin({ bounds: () => this.full, change: (min, max, final) => this.zoomTo(min, max, final) })],
+    };
+  }
+
+  /** Shows [min, max]; fetches it again once the gesture is over, unless all points are already here. */
+  private zoomTo(min: number, max: number, final: boolean): void {
+    if (!(max > min)) return;
+    if (this.full && min <= this.full[0] && max >= this.full[1]) {
+      if (final) this.resetZoom();
+      return;
+    }
+    this.zoom = [min, max];
+    this.el.dataset.zoomed = `${min},${max}`;
+    this.plot?.setScale("x", { min, max });
+    if (final && (this.loadedRange || !this.fullComplete)) this.refetchSoon();
+  }
+
+  private resetZoom(): void {
+    this.zoom = null;
+    delete this.el.dataset.zoomed;
+    if (this.full) this.plot?.setScale("x", { min: this.full[0], max: this.full[1] });
+    if (this.loadedRange || !this.full) this.refetchSoon();
+  }
+
+  private renderNotes(hiddenNonPositive: number): void {
+    const notes: (HTMLElement | string)[] = [];
+    const nonfinite = [...this.loaded.values()].reduce((n, s) => n + s.nonfinite, 0);
+    if (nonfinite > 0) notes.push(h("span", { class: "note warn", title: "NaN or ±inf: drawn as gaps" }, `${fmtInt(nonfinite)} non-finite value${nonfinite === 1 ? "" : "s"}`));
+    if (hiddenNonPositive > 0) notes.push(h("span", { class: "note", title: "A log axis cannot show them" }, `${fmtInt(hiddenNonPositive)} ≤ 0 hidden`));
+    const series = [...this.loaded.values()];
+    if (series.some((s) => s.downsampled)) {
+      const sent = series.reduce((n, s) => n + s.x.length, 0);
+      const inRange = series.reduce((n, s) => n + s.in_range, 0);
+      notes.push(h("span", { class: "note muted", title: `${fmtInt(sent)} of ${fmtInt(inRange)} points drawn: each bucket's min and max. Zoom in for more.` }, `${fmtTick(inRange)} pts`));
+    }
+    for (const [id, msg] of this.errors) {
+      const run = this.runs.find((r) => r.id === id);
+      notes.push(h("span", { class: "note error", title: msg }, this.runs.length > 1 ? `${run?.name}: ${msg}` : msg));
+    }
+    replace(this.notesEl, notes);
+  }
+
+  /** The read-out under the chart: x at the cursor and each run's value there (the last values otherwise). */
+  private renderLegend(x: number | null): void {
+    const mode = this.view.state.x;
+    const items = this.drawn.map((d) => {
+      const i = x === null ? lastFinite(d.ys) : nearest(d.xs, x);
+      const raw = i < 0 ? undefined : d.ys[i];
+      const sm = d.smoothed && i >= 0 ? d.smoothed[i] : undefined;
+      const value = d.smoothed ? fmtValue(sm) : fmtValue(raw);
+      return h("span", { class: "legend-item" },
+        h("i", { class: "swatch", style: { background: d.run.color } }),
+        this.runs.length > 1 ? h("span", { class: "legend-name" }, d.run.name) : null,
+        h("b", { class: "num" }, value),
+        d.smoothed ? h("span", { class: "muted num at", title: "raw value" }, `(${fmtValue(raw)})`) : null,
+        x === null && i >= 0 ? h("span", { class: "muted at" }, `@ ${fmtX(d.xs[i], mode)}`) : null,
+      );
+    });
+    const head = x === null ? h("span", { class: "legend-x muted" }, "last") : h("span", { class: "legend-x" }, `${xName(mode)} ${fmtX(x, mode)}`);
+    replace(this.legendEl, head, items);
+  }
+
+  /** The chart as a PNG on white, with its key and run names, as a download. */
+  private downloadPng(): void {
+    const u = this.plot;
+    if (!u) return;
+    const src = u.ctx.canvas;
+    const ratio = src.width / u.width;
+    const head = 26 * ratio;
+    const out = document.createElement("canvas");
+    out.width = src.width;
+    out.height = src.height + head;
+    const ctx = out.getContext("2d")!;
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.font = `600 ${13 * ratio}px system-ui, sans-serif`;
+    ctx.fillStyle = "#1f2933";
+    ctx.textBaseline = "middle";
+    ctx.fillText(this.key, 8 * ratio, head / 2);
+    let x = 16 * ratio + ctx.measureText(this.key).width;
+    ctx.font = `${11 * ratio}px system-ui, sans-serif`;
+    for (const d of this.drawn) {
+      if (this.runs.length < 2) break;
+      ctx.fillStyle = d.run.color;
+      ctx.fillRect(x, head / 2 - 4 * ratio, 8 * ratio, 8 * ratio);
+      ctx.fillStyle = "#1f2933";
+      ctx.fillText(d.run.name, x + 12 * ratio, head / 2);
+      x += 24 * ratio + ctx.measureText(d.run.name).width;
+    }
+    ctx.drawImage(src, 0, head);
+    out.toBlob((blob) => {
+      if (!blob) return;
+      const a = h("a", { href: URL.createObjectURL(blob), download: `${this.key.replace(/[^\w.-]+/g, "_")}.png` });
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    }, "image/png");
+  }
+
+  destroy(): void {
+    this.seq++;
+    this.unlisten();
+    this.resize.disconnect();
+    this.plot?.destroy();
+    this.plot = null;
+  }
+}
+
+/** uPlot's data: one x array, then each run's raw (and smoothed) y. Runs' x values are merged. */
+function alignedData(drawn: Drawn[]): uPlot.AlignedData {
+  const tables = drawn.map((d) => (d.smoothed ? [d.xs, d.ys, d.smoothed] : [d.xs, d.ys]) as uPlot.AlignedData);
+  if (tables.length === 0) return [[]];
+  if (tables.length === 1) return tables[0];
+  // uPlot.join keys rows by x value; it needs each run's x strictly increasing (an epoch axis of
+  // per-step values repeats x). Otherwise interleave the rows, which draws the same lines.
+  if (tables.every((t) => strictlyIncreasing(t[0] as number[]))) return uPlot.join(tables);
+  return interleave(tables);
+}
+
+function interleave(tables: uPlot.AlignedData[]): uPlot.AlignedData {
+  const rows: [number, number, number][] = [];
+  tables.forEach((t, ti) => (t[0] as number[]).forEach((x, i) => rows.push([x, ti, i])));
+  rows.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  const xs = rows.map((r) => r[0]);
+  const out: (number | null | undefined)[][] = [];
+  tables.forEach((t, ti) => {
+    for (let s = 1; s < t.length; s++) {
+      const col = t[s] as (number | null)[];
+      out.push(rows.map(([, rt, i]) => (rt === ti ? col[i] : undefined)));
+    }
+  });
+  return [xs, ...out] as uPlot.AlignedData;
+}
+
+function strictlyIncreasing(xs: number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (!(xs[i] > xs[i - 1])) return false;
+  return true;
+}
+
+function extent(drawn: Drawn[]): [number, number] | null {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const d of drawn) {
+    if (!d.xs.length) continue;
+    lo = Math.min(lo, d.xs[0]);
+    hi = Math.max(hi, d.xs[d.xs.length - 1]);
+  }
+  return hi >= lo ? [lo, hi] : null;
+}
+
+/** Index of the x closest to `x` in an ascending array. */
+function nearest(xs: number[], x: number): number {
+  if (!xs.length) return -1;
+  let lo = 0;
+  let hi = xs.length - 1;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < x) lo = mid;
+    else hi = mid;
+  }
+  return Math.abs(xs[lo] - x) <= Math.abs(xs[hi] - x) ? lo : hi;
+}
+
+function lastFinite(ys: (number | null)[]): number {
+  for (let i = ys.length - 1; i >= 0; i--) if (ys[i] !== null) return i;
+  return -1;
+}
+
+/** uPlot leaves some splits of a log axis null (no label there). */
+function tick(v: number | null): string {
+  return v == null ? "" : fmtTick(v);
+}
+
+function fmtValue(v: number | null | undefined): string {
+  if (v === undefined) return "–";
+  return v === null ? "non-finite" : fmtNum(v, 5);
+}
+
+function xName(mode: XMode): string {
+  return { step: "step", epoch: "epoch", time: "", rel: "t +" }[mode];
+}
+
+function fmtX(x: number, mode: XMode): string {
+  if (mode === "time") return fmtDateTime(x, true);
+  if (mode === "rel") return fmtRelTick(Math.round(x));
+  return mode === "step" ? fmtInt(x) : fmtNum(x, 4);
+}

@@ -1,0 +1,95 @@
+// The chart settings a page shares across its charts (x axis, log scale, smoothing) and their toolbar.
+// They persist in localStorage: someone who likes 0.6 smoothing wants it on the next run too.
+
+import { h } from "./dom";
+
+export type XMode = "step" | "epoch" | "time" | "rel";
+
+export interface ViewState {
+  x: XMode;
+  logY: boolean;
+  smoothing: number;
+}
+
+const STORAGE_KEY = "epochal.chartView";
+const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0 };
+
+export class ChartView {
+  state: ViewState;
+  private listeners: ((changed: (keyof ViewState)[]) => void)[] = [];
+
+  constructor() {
+    this.state = { ...DEFAULTS, ...load() };
+  }
+
+  set(patch: Partial<ViewState>): void {
+    const changed = (Object.keys(patch) as (keyof ViewState)[]).filter((k) => patch[k] !== this.state[k]);
+    if (!changed.length) return;
+    this.state = { ...this.state, ...patch };
+    localStorage.setItem(STORAGE_KEY, JSON.stringify(this.state));
+    this.listeners.forEach((fn) => fn(changed));
+  }
+
+  onChange(fn: (changed: (keyof ViewState)[]) => void): () => void {
+    this.listeners.push(fn);
+    return () => (this.listeners = this.listeners.filter((l) => l !== fn));
+  }
+}
+
+function load(): Partial<ViewState> {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORAGE_KEY) ?? "{}") as Partial<ViewState>;
+    const out: Partial<ViewState> = {};
+    if (saved.x && ["step", "epoch", "time", "rel"].includes(saved.x)) out.x = saved.x;
+    if (typeof saved.logY === "boolean") out.logY = saved.logY;
+    if (typeof saved.smoothing === "number" && saved.smoothing >= 0 && saved.smoothing < 1) out.smoothing = saved.smoothing;
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+const X_LABELS: [XMode, string][] = [
+  ["step", "Step"],
+  ["epoch", "Epoch"],
+  ["rel", "Relative time"],
+  ["time", "Wall time"],
+];
+
+/** The toolbar above a page's charts. `extra` holds page-specific controls (the compare key selector). */
+export function chartToolbar(view: ChartView, ...extra: HTMLElement[]): HTMLElement {
+  const xButtons = X_LABELS.map(([mode, label]) =>
+    h("button", {
+      type: "button",
+      class: "seg" + (view.state.x === mode ? " active" : ""),
+      dataset: { mode },
+      onclick: () => view.set({ x: mode }),
+    }, label),
+  );
+  const log = h("input", { type: "checkbox", checked: view.state.logY, onchange: () => view.set({ logY: log.checked }) });
+  const smoothValue = h("output", { class: "num" }, view.state.smoothing.toFixed(2));
+  const slider = h("input", {
+    type: "range",
+    min: "0",
+    max: "0.99",
+    step: "0.01",
+    value: String(view.state.smoothing),
+    oninput: () => {
+      smoothValue.textContent = Number(slider.value).toFixed(2);
+      view.set({ smoothing: Number(slider.value) });
+    },
+  });
+  slider.value = String(view.state.smoothing);
+  view.onChange(() => {
+    xButtons.forEach((b) => b.classList.toggle("active", b.dataset.mode === view.state.x));
+  });
+
+  return h("div", { class: "toolbar" },
+    h("div", { class: "tool" }, h("span", { class: "tool-label" }, "X axis"), h("div", { class: "segmented" }, xButtons)),
+    h("label", { class: "tool" }, log, "Log y"),
+    h("label", { class: "tool smoothing", title: "Exponential moving average, debiased (as TensorBoard). The raw curve stays faint behind." },
+      h("span", { class: "tool-label" }, "Smoothing"), slider, smoothValue),
+    extra,
+    h("span", { class: "tool-hint" }, "drag: zoom · double-click: reset · shift-drag: pan · ctrl+wheel: zoom"),
+  );
+}

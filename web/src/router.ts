@@ -1,0 +1,49 @@
+// Hash routes: #/ (runs), #/run/<id>, #/compare?runs=<id>,<id>&key=<key>.
+// Hash routing needs nothing from the server: any static file server can serve the built UI.
+
+export type Route =
+  | { page: "runs" }
+  | { page: "run"; id: string }
+  | { page: "compare"; runs: string[]; key: string | null }
+  | { page: "missing"; hash: string };
+
+export function parseHash(hash: string): Route {
+  const raw = hash.replace(/^#/, "") || "/";
+  const [path, query = ""] = raw.split("?", 2);
+  const params = new URLSearchParams(query);
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts.length === 0) return { page: "runs" };
+  if (parts[0] === "run" && parts.length === 2) return { page: "run", id: parts[1] };
+  if (parts[0] === "compare" && parts.length === 1) {
+    const runs = (params.get("runs") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null };
+  }
+  return { page: "missing", hash: raw };
+}
+
+export function href(route: Route): string {
+  switch (route.page) {
+    case "runs":
+      return "#/";
+    case "run":
+      return `#/run/${encodeURIComponent(route.id)}`;
+    case "compare": {
+      // Commas stay readable in the address bar; ids never contain them.
+      let h = `#/compare?runs=${route.runs.map(encodeURIComponent).join(",")}`;
+      if (route.key) h += `&key=${encodeURIComponent(route.key)}`;
+      return h;
+    }
+    case "missing":
+      return `#${route.hash}`;
+  }
+}
+
+/** Rewrites the hash without a navigation (no page rebuild, no history entry): a page's own state. */
+export function replaceRoute(route: Route): void {
+  history.replaceState(history.state, "", href(route));
+}
+
+export function onRoute(render: (route: Route) => void): void {
+  window.addEventListener("hashchange", () => render(parseHash(location.hash)));
+  render(parseHash(location.hash));
+}
