@@ -71,7 +71,7 @@ def test_tags_and_notes_are_changed_by_a_same_origin_request(client, ids, store)
 
 
 def test_a_bad_tag_is_422_and_changes_nothing(client, ids, store):
-    response = client.patch(f"/api/runs/{ids['beta']}", json={"tags": [""]}, headers={"Origin": "http://testserver"})
+    response = client.patch(f"/api/runs/{ids['beta']}", json={"tags": ["  "]}, headers={"Origin": "http://testserver"})
     assert response.status_code == 422 and "tag" in response.json()["detail"]
     assert store.run(ids["beta"]).tags == ("baseline",)
 
@@ -120,3 +120,9 @@ def test_allow_lists_every_method_of_a_path(client, ids):
     response = client.put(f"/api/runs/{ids['beta']}")
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET, PATCH"
+
+
+def test_a_single_valued_parameter_given_twice_is_422(client):
+    response = client.get("/api/runs", params=[("tag", "baseline"), ("tag", "wide")])
+    assert response.status_code == 422 and "'tag'" in response.json()["detail"]
+    assert client.get("/api/runs", params=[("metric", "odd"), ("metric", "valid/loss")]).status_code == 200

@@ -23,7 +23,7 @@ import epochal
 from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError
 from epochal.server import files, runs, series, store_info
 from epochal.server.models import Problem
-from epochal.server.security import Access, require_token
+from epochal.server.security import Access, reject_repeated_parameters, require_token
 from epochal.store.store import Store
 
 #: Where `npm run build` in web/ puts the UI.
@@ -64,7 +64,7 @@ def create_app(
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
-    guarded = [Depends(require_token)]
+    guarded = [Depends(require_token), Depends(reject_repeated_parameters)]
     unauthorized = {401: {"model": Problem}}
     app.state.api_paths = []
     for module in (store_info, runs, series, files):

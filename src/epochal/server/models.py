@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 from urllib.parse import quote
-from typing import Literal, Union
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from epochal.store.records import Checkpoint, KeySummary, RunRecord
 
@@ -15,6 +16,8 @@ Status = Literal["running", "finished", "failed", "interrupted", "crashed"]
 #: A config leaf as JSON carries it; lists and other objects are shown as their JSON text.
 ConfigValue = Union[bool, int, float, str, None]
 XAxis = Literal["step", "epoch", "time"]
+#: A tag as the store accepts it: 1 to 100 characters, not only spaces.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]
 
 
 class Problem(BaseModel):
@@ -110,7 +113,7 @@ class RunPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tags: list[str] | None = Field(None, max_length=100)
+    tags: list[Tag] | None = Field(None, max_length=100)
     notes: str | None = Field(None, max_length=100_000)
 
 
@@ -143,15 +146,22 @@ def config_leaf(value: object) -> ConfigValue:
     return json.dumps(value, default=str)
 
 
-def metric_cell(summary: KeySummary) -> MetricCell:
-    return MetricCell(
-        last=finite_or_none(summary.last), best=finite_or_none(summary.best), mode=summary.mode,  # type: ignore[arg-type]
-        count=summary.count, last_step=summary.last_step,
-    )
+def metric_cell(summary: KeySummary) -> dict:
+    return {
+        "last": finite_or_none(summary.last), "best": finite_or_none(summary.best), "mode": summary.mode,
+        "count": summary.count, "last_step": summary.last_step,
+    }
 
 
-def run_row(record: RunRecord, metrics: dict[str, KeySummary] | None = None) -> RunRow:
-    return RunRow(**_row_fields(record), metrics={k: metric_cell(s) for k, s in (metrics or {}).items()})
+def run_row(record: RunRecord, metrics: dict[str, KeySummary] | None = None) -> dict:
+    """A :class:`RunRow` as plain JSON data: the runs table of a big store is a thousand of them,
+    built from the store's own typed records, so they skip pydantic's validation."""
+    return {**_row_fields(record), "metrics": {k: metric_cell(s) for k, s in (metrics or {}).items()}}
+
+
+def json_response(data: object) -> Response:
+    """JSON as declared by the route's response model, without FastAPI validating it once more."""
+    return Response(json.dumps(data, allow_nan=False, separators=(",", ":")), media_type="application/json")
 
 
 def _row_fields(record: RunRecord) -> dict:

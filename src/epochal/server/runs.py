@@ -35,14 +35,13 @@ def list_runs(
     if q:
         records = [r for r in records if _matches(r, q)]
     summaries = store.key_summaries(metric) if metric else {}
-    config_keys = sorted({key for r in records for key in r.config.flat()})
+    rows = [models.run_row(r, summaries.get(r.id)) for r in records]
     filtered = any(f is not None for f in (q, project, tag, status))
-    metric_keys = _keys_of(store, records) if filtered else store.all_keys()
-    return RunList(
-        runs=[models.run_row(r, summaries.get(r.id)) for r in records],
-        metric_keys=metric_keys,
-        config_keys=config_keys,
-    )
+    return models.json_response({  # type: ignore[return-value]
+        "runs": rows,
+        "metric_keys": _keys_of(store, records) if filtered else store.all_keys(),
+        "config_keys": sorted({key for row in rows for key in row["config"]}),
+    })
 
 
 @router.get("/runs/{run}", response_model=RunDetail, responses={404: {"model": Problem}, 422: {"model": Problem}})

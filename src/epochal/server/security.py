@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
+from typing import get_origin
 
 from fastapi import HTTPException, Request
 
@@ -75,3 +76,18 @@ def _same_origin(request: Request) -> bool:
     origin = request.headers.get("origin")
     host = request.headers.get("host")
     return origin is not None and host is not None and origin == f"{request.url.scheme}://{host}"
+
+
+def reject_repeated_parameters(request: Request) -> None:
+    """FastAPI dependency: a parameter that takes one value, given several times, is 422 (FastAPI
+    would quietly keep the last one)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    many = {f.alias for f in dependant.query_params if get_origin(f.field_info.annotation) is list}
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name not in many:
+            raise HTTPException(422, f"query parameter {name!r} takes one value, and was given several")
+        seen.add(name)

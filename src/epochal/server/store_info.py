@@ -14,12 +14,12 @@ router = APIRouter()
 @router.get("/store", response_model=StoreInfo)
 def get_store(request: Request) -> StoreInfo:
     store = store_of(request)
-    records = store.runs()
+    count, projects, tags = store.backend.overview()
     return StoreInfo(
         path=str(store.path),
-        runs=len(records),
-        projects=sorted({r.project for r in records}),
-        tags=sorted({t for r in records for t in r.tags}),
+        runs=count,
+        projects=projects,
+        tags=tags,
         read_only=request.app.state.access.read_only,
         version=epochal.__version__,
     )

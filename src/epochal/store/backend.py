@@ -36,6 +36,10 @@ class Backend(ABC):
         """Runs matching every filter given, newest first. ``status`` is the stored one."""
 
     @abstractmethod
+    def overview(self) -> tuple[int, list[str], list[str]]:
+        """How many runs, and the sorted names of their projects and tags."""
+
+    @abstractmethod
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     @abstractmethod

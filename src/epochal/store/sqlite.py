@@ -7,6 +7,7 @@ writes; a busy timeout lets two writing processes take turns.
 from __future__ import annotations
 
 import json
+import os
 import math
 import sqlite3
 import threading
@@ -312,7 +313,7 @@ class SQLiteBackend(Backend):
             heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
             torch=torch_version, description=description, tags=tuple(json.loads(tags)),
             config=Config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
-            path=str(Path(self.files_root) / run_id),
+            path=os.path.join(self.files_root, run_id),
         )
 
     def find_runs(
@@ -343,6 +344,16 @@ class SQLiteBackend(Backend):
                 params += [key, json.dumps(value)]
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._run_rows(where, tuple(params))
+
+    def overview(self) -> tuple[int, list[str], list[str]]:
+        conn = self._conn()
+        (count,) = conn.execute("SELECT count(*) FROM runs").fetchone()
+        projects = conn.execute(
+            "SELECT name FROM projects WHERE EXISTS (SELECT 1 FROM runs WHERE runs.project_id = projects.id) "
+            "ORDER BY name"
+        )
+        tags = conn.execute("SELECT DISTINCT tag FROM run_tags ORDER BY tag")
+        return count, [p for (p,) in projects], [t for (t,) in tags]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         found = self._run_rows("WHERE runs.id = ?", (run_id,))
