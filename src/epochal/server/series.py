@@ -36,7 +36,8 @@ class HistoryCache:
         self.views: dict[tuple, Series] = {}
 
     def get(self, store: Store, run_id: str, key: str) -> History:
-        version = store.backend.series_version(run_id, key)
+        state = store.backend.series_state(run_id, key)
+        version = None if state is None else state[0]
         with self._lock:
             hit = self._items.get((run_id, key))
             if hit is not None and hit[0] == version:
@@ -85,19 +86,25 @@ def get_series(
     store = store_of(request)
     record = store.run(run)
     cache: HistoryCache = request.app.state.histories
-    view = (record.id, key, store.backend.series_version(record.id, key), x, min, max, points)
+    state = store.backend.series_state(record.id, key)
+    view = (record.id, key, state, x, min, max, points)
     answer = cache.views.get(view)
-    if answer is None:
-        answer = _series(cache.get(store, record.id, key), key, x, min, max, points)
-        cache.remember(view, answer)
+    if answer is not None:
+        return answer
+    if min is None and max is None and state is not None and state[1] > points:
+        # The whole of a long series: from the store's chunk overviews, not every point decoded.
+        shown = store.history(record.id, key, max_points=points)
+        answer = _answer(shown, key, x, total=state[1], in_range=state[1])
+    else:
+        history = cache.get(store, record.id, key)
+        within = _within(history, x, min, max)
+        shown = series_ops.downsample(within, points) if len(within) > points else within
+        answer = _answer(shown, key, x, total=len(history), in_range=len(within))
+    cache.remember(view, answer)
     return answer
 
 
-def _series(history: History, key: str, x: str, min: float | None, max: float | None, points: int) -> Series:  # noqa: A002
-    total = len(history)
-    history = _within(history, x, min, max)
-    in_range = len(history)
-    shown = series_ops.downsample(history, points) if in_range > points else history
+def _answer(shown: History, key: str, x: str, *, total: int, in_range: int) -> Series:
     values = shown.values
     finite = np.isfinite(values)
     y: list[float | None] = values.tolist()

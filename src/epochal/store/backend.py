@@ -54,8 +54,14 @@ class Backend(ABC):
         """(segment, blob) of a key's series in the order they were written."""
 
     @abstractmethod
-    def series_version(self, run_id: str, key: str) -> int | None:
-        """A number that grows whenever the key's series changes; None if the run has no such key."""
+    def overview_chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
+        """Like :meth:`chunks`, with each long chunk replaced by its stored overview (its extremes)."""
+
+    @abstractmethod
+    def series_state(self, run_id: str, key: str) -> tuple[int, int] | None:
+        """(version, count) of a key's series: the version grows whenever the series changes, the
+        count is of the points written (superseded ones included until the run's summaries are
+        refreshed); None if the run has no such key."""
 
     @abstractmethod
     def summaries(self, run_id: str) -> dict[str, tuple[KeySummary, bool]]:

@@ -59,15 +59,23 @@ def downsample(history: History, max_points: int) -> History:
     the first non-finite value of each bucket are kept too, so neither spikes
     nor NaNs disappear from a chart.
     """
-    n = len(history)
     if max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
-    if n <= max_points:
+    if len(history) <= max_points:
         return history
+    keep = extremes(history.values, max_points)
+    return History(
+        history.key, history.steps[keep], history.epochs[keep], history.values[keep], history.times[keep]
+    )
+
+
+def extremes(values: np.ndarray, max_points: int) -> np.ndarray:
+    """Sorted indices of about ``max_points`` of ``values``: first, last, and per bucket of equal
+    runs its lowest, its highest and its first non-finite value."""
+    n = len(values)
     buckets = max(1, (max_points - 2) // 2)
     bounds = np.linspace(0, n, buckets + 1).astype(np.int64)
     starts, counts = bounds[:-1], np.diff(bounds)
-    values = history.values
     bucket_of = np.repeat(np.arange(buckets), counts)
     picks = [np.array([0, n - 1])]
     with np.errstate(invalid="ignore"):
@@ -80,7 +88,16 @@ def downsample(history: History, max_points: int) -> History:
     if len(odd):
         _, first = np.unique(bucket_of[odd], return_index=True)
         picks.append(odd[first])
-    keep = np.unique(np.concatenate(picks))
-    return History(
-        history.key, history.steps[keep], history.epochs[keep], values[keep], history.times[keep]
-    )
+    return np.unique(np.concatenate(picks))
+
+
+def from_overviews(key: str, overview_chunks: Sequence[tuple[int, bytes]], max_points: int) -> History | None:
+    """A key's series downsampled to about ``max_points`` from its chunks' overviews (each chunk's
+    own extremes), without decoding every point; None where the overviews cannot stand in for the
+    points: several segments (a resume hides older points, maybe extremes) or too few of them."""
+    if not overview_chunks or len({segment for segment, _ in overview_chunks}) > 1:
+        return None
+    coarse = assemble(key, overview_chunks)
+    if len(coarse) < max_points:
+        return None
+    return downsample(coarse, max_points)

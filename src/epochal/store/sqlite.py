@@ -32,7 +32,11 @@ from epochal.store.records import (
 )
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
+#: them (its extremes), so that charts of long series are drawn without decoding every point.
+OVERVIEW_FROM = 1024
+OVERVIEW_POINTS = 128
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -96,7 +100,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     n INTEGER NOT NULL,
     step_min INTEGER NOT NULL,
     step_max INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    overview BLOB  -- NULL: the chunk is small enough to be its own overview
 );
 CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks(series_id, id);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -172,6 +177,8 @@ class SQLiteBackend(Backend):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if version == 1:  # schema 2 added chunk overviews; older chunks read as their own
+                conn.execute("ALTER TABLE chunks ADD COLUMN overview BLOB")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -277,10 +284,14 @@ class SQLiteBackend(Backend):
                 (count + len(values), last, last_step, _fold(min, old_min, low), _fold(max, old_max, high),
                  max(old_segment, chunk.segment), int(not rewound), series_id),
             )
+        overview = None
+        if len(values) > OVERVIEW_FROM:
+            keep = series.extremes(values, OVERVIEW_POINTS)
+            overview = encoding.encode(steps[keep], chunk.epochs[keep], values[keep], chunk.times_us[keep])
         conn.execute(
-            "INSERT INTO chunks(series_id, segment, n, step_min, step_max, data) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO chunks(series_id, segment, n, step_min, step_max, data, overview) VALUES (?,?,?,?,?,?,?)",
             (series_id, chunk.segment, len(values), int(steps.min()), int(steps.max()),
-             encoding.encode(steps, chunk.epochs, values, chunk.times_us)),
+             encoding.encode(steps, chunk.epochs, values, chunk.times_us), overview),
         )
 
     def _refresh_summaries(self, conn: sqlite3.Connection, run_id: str) -> None:
@@ -376,13 +387,21 @@ class SQLiteBackend(Backend):
         ).fetchone()
         return [] if row is None else self._chunks_of(self._conn(), row[0])
 
-    def series_version(self, run_id: str, key: str) -> int | None:
+    def series_state(self, run_id: str, key: str) -> tuple[int, int] | None:
         row = self._conn().execute(
-            "SELECT max(chunks.id) FROM series JOIN chunks ON chunks.series_id = series.id "
-            "WHERE series.run_id = ? AND series.key = ?",
+            "SELECT (SELECT max(id) FROM chunks WHERE series_id = series.id), count FROM series "
+            "WHERE run_id = ? AND key = ?",
             (run_id, key),
         ).fetchone()
-        return row[0]
+        return None if row is None else (row[0], row[1])
+
+    def overview_chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
+        return self._conn().execute(
+            "SELECT chunks.segment, coalesce(chunks.overview, chunks.data) FROM series "
+            "JOIN chunks ON chunks.series_id = series.id WHERE series.run_id = ? AND series.key = ? "
+            "ORDER BY chunks.id",
+            (run_id, key),
+        ).fetchall()
 
     @staticmethod
     def _chunks_of(conn: sqlite3.Connection, series_id: int) -> list[tuple[int, bytes]]:
