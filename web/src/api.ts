@@ -184,7 +184,11 @@ async function errorDetail(res: Response): Promise<string> {
   return `${res.status} ${res.statusText}${text ? ": " + text.slice(0, 200) : ""}`;
 }
 
-/** Runs at most `size` tasks at once; the rest wait in order. Keeps 20 charts from opening 20 requests. */
+/**
+ * Runs at most `size` tasks at once; the rest wait in order. It only guards against hundreds of keys:
+ * the browser itself sends 6 requests at a time per server and queues the rest off the main thread,
+ * so that requests keep going out while charts draw (a limit of 6 here made each wait for a draw).
+ */
 export class Limiter {
   private active = 0;
   private queue: (() => void)[] = [];
@@ -202,7 +206,7 @@ export class Limiter {
   }
 }
 
-const seriesLimiter = new Limiter(6);
+const seriesLimiter = new Limiter(32);
 
 export interface SeriesQuery {
   key: string;

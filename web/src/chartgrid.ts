@@ -47,7 +47,7 @@ export class ChartGrid {
   /**
    * Shows a chart per spec. Charts already shown for the same key and runs are kept as they are
    * (zoom included), so a live run that logs a new key only adds that chart. New charts start
-   * fetching at once; the API client keeps about 6 requests in flight.
+   * fetching at once; the browser sends 6 requests at a time and queues the rest.
    */
   show(specs: ChartSpec[], emptyMessage = "Nothing logged yet."): void {
     const previous = this.charts;
