@@ -25,7 +25,7 @@ _TRAIN = {
     "EarlyStopping": "epochal.train.early_stopping", "ModelCheckpoint": "epochal.train.checkpointing",
     "MetricLogger": "epochal.train.logger", "ProgressBar": "epochal.train.progress",
     "EpochTable": "epochal.train.epoch_table", "CSVTables": "epochal.train.csv_tables",
-    "TensorBoard": "epochal.train.tensorboard",
+    "TensorBoard": "epochal.train.tensorboard", "RecordDynamics": "epochal.train.dynamics",
 }
 
 

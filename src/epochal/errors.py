@@ -33,3 +33,7 @@ class EpochalWarning(UserWarning):
 
 class SeriesNotFoundError(EpochalError, LookupError):
     """The run has logged no values under that key."""
+
+
+class DynamicsError(EpochalError):
+    """Recorded training dynamics that are missing or do not fit together."""

@@ -186,6 +186,12 @@ class Run:
 
         return checkpoint.save(self, **kwargs)
 
+    def record_dynamics(self, model: Any, inputs: Any, labels: Any, **kwargs: Any):
+        """Record this epoch's representations and predictions of ``inputs``. See :func:`epochal.dynamics.record.record`."""
+        from epochal.dynamics.record import record
+
+        return record(self, model, inputs, labels, **kwargs)
+
     def load_checkpoint(self, which: Any = "last", **kwargs: Any):
         """Load a checkpoint into the given objects. See :func:`epochal.checkpoint.load`."""
         from epochal import checkpoint

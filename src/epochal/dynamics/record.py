@@ -1,0 +1,183 @@
+"""Recording training dynamics: each epoch's representations, logits, predictions and losses.
+
+    >>> path = run.record_dynamics(model, inputs, labels)            # hand-written loop, once per epoch
+    >>> Trainer(..., callbacks=[epochal.RecordDynamics((x, y))])     # or let the Trainer do it
+
+Files go to the run's folder, ``dynamics/``: ``samples.npz`` once (labels, split, original indices)
+and ``epoch-NNNN.npz`` per recorded epoch. Each file is written to a temporary name and renamed,
+so a crash never leaves half a file under a real name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epochal.errors import DynamicsError
+
+FOLDER = "dynamics"
+SAMPLES_FILE = "samples.npz"
+
+
+def epoch_file(folder: Path, epoch: int) -> Path:
+    return folder / f"epoch-{epoch:04d}.npz"
+
+
+def recorded_epochs(folder: Path) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9][0-9].npz"))
+
+
+def find_layer(model: Any, layer: str | None) -> tuple[str, Any]:
+    """The module whose input is the representation: ``layer`` by name, else the last ``nn.Linear``."""
+    import torch
+
+    modules = dict(model.named_modules())
+    if layer is None:
+        linears = [name for name, module in modules.items() if isinstance(module, torch.nn.Linear)]
+        if not linears:
+            raise DynamicsError(
+                f"{type(model).__name__} has no nn.Linear to take the representation before; name a layer "
+                f"with layer=, one of: {', '.join(n for n in modules if n) or 'none'}"
+            )
+        layer = linears[-1]
+    if layer not in modules or not layer:
+        raise DynamicsError(
+            f"{type(model).__name__} has no layer {layer!r}; its layers: {', '.join(n for n in modules if n)}"
+        )
+    return layer, modules[layer]
+
+
+def represent(model: Any, inputs: Any, *, layer: str | None = None, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(representations, logits) of ``inputs``, in evaluation mode and without gradients.
+
+    A model with ``feature(x)`` and ``prediction(h)`` methods (as the Time-Travelling Visualizer's
+    subject models have) is used as is when no layer is named; otherwise the representation is the
+    input of ``layer``, caught by a forward hook, so the model needs no change.
+    """
+    import torch
+
+    split_model = layer is None and callable(getattr(model, "feature", None)) and callable(getattr(model, "prediction", None))
+    caught: list[torch.Tensor] = []
+    handle = None
+    if not split_model:
+        _, module = find_layer(model, layer)
+        handle = module.register_forward_pre_hook(lambda _m, args: caught.append(args[0].detach()))
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    reps, logits = [], []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(inputs), batch_size):
+                batch = torch.as_tensor(inputs[start : start + batch_size]).to(device)
+                if split_model:
+                    hidden = model.feature(batch)
+                    out = model.prediction(hidden)
+                else:
+                    caught.clear()
+                    out = model(batch)
+                    hidden = caught[-1]
+                reps.append(hidden.flatten(1).float().cpu().numpy())
+                logits.append(out.float().cpu().numpy())
+    finally:
+        if handle is not None:
+            handle.remove()
+        model.train(was_training)
+    return np.concatenate(reps), np.concatenate(logits)
+
+
+def record(
+    run: Any,
+    model: Any,
+    inputs: Any,
+    labels: Any,
+    *,
+    layer: str | None = None,
+    split: str | Sequence[str] = "train",
+    epoch: int | None = None,
+    indices: Sequence[int] | None = None,
+    dtype: Any = np.float16,
+    batch_size: int = 1024,
+) -> Path:
+    """Record one epoch of ``model`` on ``inputs`` into ``run``'s folder; the epoch file's path.
+
+    Args:
+        split: 'train' or 'test' for all samples, or one name per sample.
+        epoch: the epoch to file it under (default: the run's epoch counter).
+        indices: the samples' indices in their data set, kept so a sample can be found again.
+        dtype: of the stored representations (float16 halves the size; float32 to keep them exact).
+    """
+    labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.int64).ravel()
+    if len(labels) != len(inputs):
+        raise DynamicsError(f"{len(inputs)} inputs but {len(labels)} labels; give one label per input")
+    if len(labels) == 0:
+        raise DynamicsError("no samples to record: inputs is empty")
+    splits = np.full(len(labels), split) if isinstance(split, str) else np.asarray(split, dtype=str)
+    if len(splits) != len(labels) or not set(splits.tolist()) <= {"train", "test"}:
+        raise DynamicsError(f"split must be 'train', 'test' or one of them per sample, got {split!r:.80}")
+    folder = Path(run.path) / FOLDER
+    epoch = run.epochs if epoch is None else int(epoch)
+    reps, logits = represent(model, inputs, layer=layer, batch_size=batch_size)
+    _check_fits(folder, labels, splits, reps.shape[1], epoch)
+    if not (folder / SAMPLES_FILE).exists():
+        order = np.arange(len(labels)) if indices is None else np.asarray(indices, dtype=np.int64)
+        _save(folder / SAMPLES_FILE, labels=labels, split=splits, indices=order)
+    losses = _cross_entropy(logits, labels)
+    head = {}
+    if layer is not None or not callable(getattr(model, "feature", None)):
+        # The prediction head after a Linear layer is that layer: keep it, to draw boundaries later.
+        _, module = find_layer(model, layer)
+        if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 2:
+            head["head_weight"] = module.weight.detach().float().cpu().numpy()
+            if getattr(module, "bias", None) is not None:
+                head["head_bias"] = module.bias.detach().float().cpu().numpy()
+    target = epoch_file(folder, epoch)
+    _save(target, representations=reps.astype(dtype), logits=logits.astype(np.float32),
+          predictions=logits.argmax(1).astype(np.int64), losses=losses, **head)
+    return target
+
+
+def _check_fits(folder: Path, labels: np.ndarray, splits: np.ndarray, width: int, epoch: int) -> None:
+    if not (folder / SAMPLES_FILE).exists():
+        return
+    with np.load(folder / SAMPLES_FILE) as known:
+        if not np.array_equal(known["labels"], labels) or not np.array_equal(known["split"], splits):
+            raise DynamicsError(
+                f"the samples differ from those recorded before ({len(known['labels'])} samples); record the "
+                "same samples, in the same order, at every epoch"
+            )
+    for other in recorded_epochs(folder):
+        if other != epoch:
+            with np.load(epoch_file(folder, other)) as earlier:
+                old = earlier["representations"].shape[1]
+            if old != width:
+                raise DynamicsError(
+                    f"representations are {width} wide at epoch {epoch} but were {old} wide at epoch {other}; "
+                    "record the same layer at every epoch"
+                )
+            return
+
+
+def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(1))
+    if labels.max() >= logits.shape[1] or labels.min() < 0:
+        raise DynamicsError(f"labels run from {labels.min()} to {labels.max()} but the model has {logits.shape[1]} classes")
+    return (log_norm - shifted[np.arange(len(labels)), labels]).astype(np.float32)
+
+
+def _save(target: Path, **arrays: np.ndarray) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
