@@ -50,6 +50,7 @@ examples:
   epochal rm 3f2a9c --yes                    delete a run and its files
   epochal demo                               train a small demo run into the store
   epochal ui                                 the web dashboard on http://127.0.0.1:8765/
+  epochal dynamics samples baseline          hard, ambiguous, forgotten and likely mislabeled samples
 
 A run is named by its id, an unambiguous id prefix, or its name (the newest run of that name).
 """
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"epochal {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     # Each command is an `_add_<name>` that registers its parser and handler through `_command`.
-    for add in (_add_ls, _add_show, _add_export, _add_import, _add_plot, _add_rm, _add_demo, _add_ui):
+    for add in (_add_ls, _add_show, _add_export, _add_import, _add_plot, _add_rm, _add_demo, _add_ui, _add_dynamics):
         add(commands)
     return parser
 
@@ -353,6 +354,64 @@ def _ui(args: argparse.Namespace) -> int:
     with _open(_location(args)) as store:
         serve(store, host=args.host, port=args.port, token=args.token, read_only=args.read_only)
     return 0
+
+
+def _add_dynamics(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "dynamics", help="training dynamics recorded with RecordDynamics",
+        description="Training dynamics: what a run's recorded epochs say about each sample.",
+    )
+    actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
+    samples = _command(
+        actions, "samples", _dynamics_samples, "the samples that matter",
+        "From each recorded epoch's predictions: how many samples are easy, ambiguous or hard to\n"
+        "learn (mean confidence in the given label against its variability across epochs), how many\n"
+        "were forgotten (right at one recorded epoch, wrong at the next), and the hard-to-learn ones,\n"
+        "least confident first: the likely mislabeled samples.",
+    )
+    samples.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    samples.add_argument("--top", metavar="N", type=_positive_int, default=20,
+                         help="list this many likely mislabeled samples (default: 20)")
+
+
+def _dynamics_samples(args: argparse.Namespace) -> int:
+    from epochal.dynamics.record import FOLDER
+    from epochal.dynamics.samples import sample_stats
+
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+    stats = sample_stats(Path(record.path) / FOLDER)
+    epochs = stats.epochs.tolist()
+    print(f"run {record.name} ({record.id}): {len(stats.labels):,} samples over {len(epochs)} recorded epochs "
+          f"({epochs[0]}..{epochs[-1]})")
+    for split in ("train", "test"):
+        mine = stats.split == split
+        if not mine.any():
+            continue
+        kinds = Counter(stats.category[mine].tolist())
+        right = (stats.predictions[-1] == stats.labels)[mine].mean()
+        print(f"  {split:5s} {mine.sum():6,} samples: {kinds['easy']:,} easy, {kinds['ambiguous']:,} ambiguous, "
+              f"{kinds['hard']:,} hard to learn; {int((stats.forgetting[mine] > 0).sum()):,} forgotten at least once; "
+              f"{right:.1%} right at the last epoch")
+    top = stats.likely_mislabeled(args.top)
+    if not len(top):
+        print("no hard-to-learn samples: nothing looks mislabeled")
+        return 0
+    usual = stats.usual_prediction()
+    header = ["split", "index", "label", "predicted", "confidence", "variability", "forgotten", "history"]
+    rows = [
+        [str(stats.split[i]), str(stats.indices[i]), str(stats.labels[i]), str(usual[i]), f"{stats.confidence[i]:.3f}",
+         f"{stats.variability[i]:.3f}", str(stats.forgetting[i]), "".join(_mark(p, stats.labels[i]) for p in stats.predictions[:, i])]
+        for i in top
+    ]
+    print("\nlikely mislabeled (hard to learn, least confident in the given label first; history per recorded "
+          "epoch: + right, else the class predicted):")
+    print(_table(header, rows, right={1, 2, 3, 4, 5, 6}))
+    return 0
+
+
+def _mark(predicted: int, label: int) -> str:
+    return "+" if predicted == label else str(int(predicted)) if predicted < 10 else "x"
 
 
 # -- shared pieces ---------------------------------------------------------------------------------

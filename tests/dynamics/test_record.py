@@ -130,3 +130,25 @@ def test_a_different_width_or_other_samples_are_refused(store):
 def test_no_recorded_dynamics_is_a_clear_error(tmp_path):
     with pytest.raises(DynamicsError, match="no recorded dynamics"):
         sample_stats(tmp_path)
+
+
+def test_the_cli_lists_the_flipped_samples_first(store, capsys):
+    from epochal import cli
+
+    trainer, _, (x, y, *_, flipped) = fit(
+        store, lambda x, y, xt, yt: [epochal.RecordDynamics((x, y))], epochs=6, flip=20)
+    capsys.readouterr()
+    assert cli.main(["dynamics", "samples", trainer.run.id, "--store", str(store.path), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "1,400 samples over 6 recorded epochs" in out and "hard to learn" in out
+    listed = [int(line.split()[1]) for line in out.splitlines() if line.startswith("train ")]
+    assert len(listed) == 5 and set(listed) <= set(flipped.tolist())
+
+
+def test_the_cli_on_a_run_without_dynamics_says_so(store, capsys):
+    from epochal import cli
+
+    with epochal.start("p", "plain", store=store) as run:
+        run.log({"x": 1.0})
+    assert cli.main(["dynamics", "samples", "plain", "--store", str(store.path)]) == 2
+    assert "no recorded dynamics" in capsys.readouterr().err

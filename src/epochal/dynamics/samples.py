@@ -19,10 +19,13 @@ import numpy as np
 
 from epochal.dynamics.record import SAMPLES_FILE, DynamicsError, epoch_file, recorded_epochs
 
-#: Data-map thresholds: variability at or above AMBIGUOUS is ambiguous; below it, mean confidence at
-#: or above EASY is easy to learn, lower is hard to learn.
-AMBIGUOUS = 0.2
-EASY = 0.5
+#: Data-map thresholds on the mean confidence in the given label: at or above EASY a sample is easy
+#: to learn; below HARD, with a variability below STEADY (the model never wavered towards it), hard
+#: to learn; anything between is ambiguous. Absolute, so that a well-learned data set has few
+#: ambiguous samples instead of a fixed third of them.
+EASY = 0.7
+HARD = 0.3
+STEADY = 0.2
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,9 @@ class SampleStats:
     @property
     def category(self) -> np.ndarray:
         """'easy', 'ambiguous' or 'hard' per sample, by the data-map thresholds."""
-        out = np.where(self.confidence >= EASY, "easy", "hard").astype("<U9")
-        out[self.variability >= AMBIGUOUS] = "ambiguous"
+        out = np.full(len(self.labels), "ambiguous", dtype="<U9")
+        out[self.confidence >= EASY] = "easy"
+        out[(self.confidence < HARD) & (self.variability < STEADY)] = "hard"
         return out
 
     def likely_mislabeled(self, count: int = 20) -> np.ndarray:
