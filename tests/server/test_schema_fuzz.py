@@ -1,5 +1,6 @@
 """Schemathesis fuzzes every operation of the OpenAPI schema: no 500s, every answer as declared."""
 
+import os
 import tempfile
 
 import schemathesis
@@ -17,7 +18,8 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", create_app(_store, 
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# Random examples on a developer's machine keep finding new cases; the same ones on CI keep it steady.
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=bool(os.environ.get("CI")))
 def test_api_conforms_to_its_schema(case):
     # Same-origin, so that the changing operations are exercised too, not only refused.
     case.call_and_validate(headers={"Origin": "http://testserver"})
