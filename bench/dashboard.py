@@ -70,7 +70,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 from dashboard_store import BIG_KEYS, SERIES_KEY, Built, build_store, log_big_run  # beside this script
-from targets import Target, print_targets  # bench/targets.py, beside this script
+from targets import Target, print_columns, print_targets  # bench/targets.py, beside this script
 
 import epochal
 
@@ -419,11 +419,7 @@ def ms(seconds: float) -> str:
 
 def print_side_by_side(rows: list[tuple[str, str, str]], notes: list[str]) -> None:
     headers = ("", "epochal", "TensorBoard")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    print_columns(headers, rows)
     for note in notes:
         print(f"  {note}")
 

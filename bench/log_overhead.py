@@ -48,7 +48,7 @@ os.environ["DO_NOT_TRACK"] = "true"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
-from targets import Target, print_targets  # bench/targets.py, beside this script
+from targets import Target, print_columns, print_targets  # bench/targets.py, beside this script
 
 import epochal
 
@@ -400,11 +400,7 @@ def print_table(rows: list[Row]) -> None:
             read += " *"
         lines.append((row.tool, f"{row.scalars:,}", fmt(row.us_per_scalar, 3), fmt(row.scalars_per_s, 0),
                       fmt(row.bytes_per_scalar, 2), read))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    print_columns(headers, lines)
     for row in rows:
         if row.read_scaled:
             print(f"  * {row.tool}: measured on {row.read_points:,} points and scaled linearly to 1M")

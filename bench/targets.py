@@ -1,7 +1,8 @@
-"""A benchmark target and how the bench scripts print them: the figure, then met / NOT met."""
+"""What the bench scripts print: a table of figures, and each target with met / NOT met."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -19,3 +20,10 @@ def print_targets(targets: list[Target]) -> None:
     for t in targets:
         verdict = "not measured" if t.met is None else "met" if t.met else "NOT met"
         print(f"  {t.what.ljust(width)}  {t.figure.rjust(figure_width)}  {verdict}")
+
+
+def print_columns(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> None:
+    """Columns as wide as their widest cell: the first left-aligned, the rest right-aligned."""
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    for cells in (headers, ["-" * w for w in widths], *lines):
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))

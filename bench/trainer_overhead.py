@@ -60,7 +60,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import torch
-from targets import Target, print_targets  # bench/targets.py, beside this script
+from targets import Target, print_columns, print_targets  # bench/targets.py, beside this script
 from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
@@ -355,11 +355,7 @@ def print_table(rows: list[Row]) -> None:
         diff = "-" if row.max_weight_diff is None else f"{row.max_weight_diff:.1e}"
         lines.append((row.tool, f"{row.steps:,}", f"{row.total_s:.3f}", f"{row.ms_per_step:.3f}",
                       f"{row.spread_pct:.1f}%", overhead, diff))
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
-    print("  ".join("-" * w for w in widths))
-    for line in lines:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    print_columns(headers, lines)
     print("  spread = (slowest - fastest) / median of the repetitions; overhead = median total over the "
           "hand-written loop's")
     for row in rows:
