@@ -119,19 +119,22 @@ def record(
     splits = np.full(len(labels), split) if isinstance(split, str) else np.asarray(split, dtype=str)
     if len(splits) != len(labels) or not set(splits.tolist()) <= {"train", "test"}:
         raise DynamicsError(f"split must be 'train', 'test' or one of them per sample, got {split!r:.80}")
+    import torch
+
     folder = Path(run.path) / FOLDER
     epoch = run.epochs if epoch is None else int(epoch)
     reps, logits = represent(model, inputs, layer=layer, batch_size=batch_size)
     _check_fits(folder, labels, splits, reps.shape[1], epoch)
     if not (folder / SAMPLES_FILE).exists():
         order = np.arange(len(labels)) if indices is None else np.asarray(indices, dtype=np.int64)
-        _save(folder / SAMPLES_FILE, labels=labels, split=splits, indices=order)
+        _save(folder / SAMPLES_FILE, labels=labels, split=splits, indices=order, width=reps.shape[1],
+              first_epoch=epoch)
     losses = _cross_entropy(logits, labels)
     head = {}
     if layer is not None or not callable(getattr(model, "feature", None)):
         # The prediction head after a Linear layer is that layer: keep it, to draw boundaries later.
         _, module = find_layer(model, layer)
-        if hasattr(module, "weight") and module.weight is not None and module.weight.dim() == 2:
+        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2:
             head["head_weight"] = module.weight.detach().float().cpu().numpy()
             if getattr(module, "bias", None) is not None:
                 head["head_bias"] = module.bias.detach().float().cpu().numpy()
@@ -142,6 +145,7 @@ def record(
 
 
 def _check_fits(folder: Path, labels: np.ndarray, splits: np.ndarray, width: int, epoch: int) -> None:
+    """The samples and the representation width must be those of the run's first recorded epoch."""
     if not (folder / SAMPLES_FILE).exists():
         return
     with np.load(folder / SAMPLES_FILE) as known:
@@ -150,16 +154,12 @@ def _check_fits(folder: Path, labels: np.ndarray, splits: np.ndarray, width: int
                 f"the samples differ from those recorded before ({len(known['labels'])} samples); record the "
                 "same samples, in the same order, at every epoch"
             )
-    for other in recorded_epochs(folder):
-        if other != epoch:
-            with np.load(epoch_file(folder, other)) as earlier:
-                old = earlier["representations"].shape[1]
-            if old != width:
-                raise DynamicsError(
-                    f"representations are {width} wide at epoch {epoch} but were {old} wide at epoch {other}; "
-                    "record the same layer at every epoch"
-                )
-            return
+        old, first = int(known["width"]), int(known["first_epoch"])
+    if old != width:
+        raise DynamicsError(
+            f"representations are {width} wide at epoch {epoch} but were {old} wide at epoch {first}; "
+            "record the same layer at every epoch"
+        )
 
 
 def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

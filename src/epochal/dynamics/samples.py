@@ -92,12 +92,9 @@ def stats_of(
     forgetting = (right[:-1] & ~right[1:]).sum(0)
     ever = right.any(0)
     first = np.where(ever, epochs[right.argmax(0)], -1)
-    # The last wrong epoch, from the end; stays learned from the epoch after it.
-    wrong_from_end = (~right)[::-1]
-    last_wrong = len(epochs) - 1 - wrong_from_end.argmax(0)
-    learned = np.where(~wrong_from_end.any(0), epochs[0], -1)
-    stays = wrong_from_end.any(0) & right[-1]
-    learned[stays] = epochs[np.minimum(last_wrong[stays] + 1, len(epochs) - 1)]
+    # right_to_end[e]: right at e and at every recorded epoch after it.
+    right_to_end = np.logical_and.accumulate(right[::-1], axis=0)[::-1]
+    learned = np.where(right[-1], epochs[right_to_end.argmax(0)], -1)
     return SampleStats(
         epochs=epochs, labels=labels, split=split, indices=indices, predictions=predictions,
         confidence=probabilities.mean(0), variability=probabilities.std(0), correctness=right.mean(0),

@@ -35,9 +35,8 @@ class HistoryCache:
         self._lock = threading.Lock()
         self.views: dict[tuple, Series] = {}
 
-    def get(self, store: Store, run_id: str, key: str) -> History:
-        state = store.backend.series_state(run_id, key)
-        version = None if state is None else state[0]
+    def get(self, store: Store, run_id: str, key: str, version: int | None) -> History:
+        """The key's history as of ``version`` (from ``series_state``), decoded once per version."""
         with self._lock:
             hit = self._items.get((run_id, key))
             if hit is not None and hit[0] == version:
@@ -96,7 +95,7 @@ def get_series(
         shown = store.history(record.id, key, max_points=points)
         answer = _answer(shown, key, x, total=state[1], in_range=state[1])
     else:
-        history = cache.get(store, record.id, key)
+        history = cache.get(store, record.id, key, None if state is None else state[0])
         within = _within(history, x, min, max)
         shown = series_ops.downsample(within, points) if len(within) > points else within
         answer = _answer(shown, key, x, total=len(history), in_range=len(within))
@@ -133,13 +132,19 @@ def series_csv(
     """Every point of a key for one or more runs, at full resolution, values exactly as stored."""
     store = store_of(request)
     records = [store.run(ref) for ref in run]
-    histories = [(r.id, request.app.state.histories.get(store, r.id, key)) for r in records]
+    cache: HistoryCache = request.app.state.histories
+    histories = [(r.id, cache.get(store, r.id, key, _version(store, r.id, key))) for r in records]
     filename = "".join(c if c.isalnum() or c in "-_." else "_" for c in key) + ".csv"
     return StreamingResponse(
         _csv_lines(histories),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def _version(store: Store, run_id: str, key: str) -> int | None:
+    state = store.backend.series_state(run_id, key)
+    return None if state is None else state[0]
 
 
 def _csv_lines(histories: list[tuple[str, History]]) -> Iterator[str]:

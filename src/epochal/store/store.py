@@ -145,7 +145,8 @@ class Store:
                 default the newest timeline wins for a step that was logged twice).
         """
         record = self.run(ref)
-        if max_points is not None and not superseded:
+        state = self.backend.series_state(record.id, key) if max_points is not None and not superseded else None
+        if state is not None and state[1] > max_points:
             # Long series are drawn from the chunks' overviews: the same extremes, a fraction of the decoding.
             quick = series.from_overviews(key, self.backend.overview_chunks(record.id, key), max_points)
             if quick is not None:
