@@ -1,4 +1,4 @@
 from epochal.server.app import create_app
 from epochal.server.security import Access
 
-__all__ = ["create_app", "Access"]
+__all__ = ["Access", "create_app"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Annotated, Literal
 from urllib.parse import quote
-from typing import Annotated, Literal, Union
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -14,7 +14,7 @@ from epochal.store.records import Checkpoint, KeySummary, RunRecord
 
 Status = Literal["running", "finished", "failed", "interrupted", "crashed"]
 #: A config leaf as JSON carries it; lists and other objects are shown as their JSON text.
-ConfigValue = Union[bool, int, float, str, None]
+ConfigValue = bool | int | float | str | None
 XAxis = Literal["step", "epoch", "time"]
 #: A tag as the store accepts it: 1 to 100 characters, not only spaces.
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"\S")]

@@ -78,8 +78,8 @@ def get_series(
     run: RunRef,
     key: Annotated[str, Query(min_length=1, max_length=500)],
     x: XAxis = "step",
-    min: Annotated[float | None, Query(description="lowest x to include", allow_inf_nan=False)] = None,  # noqa: A002
-    max: Annotated[float | None, Query(description="highest x to include", allow_inf_nan=False)] = None,  # noqa: A002
+    min: Annotated[float | None, Query(description="lowest x to include", allow_inf_nan=False)] = None,
+    max: Annotated[float | None, Query(description="highest x to include", allow_inf_nan=False)] = None,
     points: Annotated[int, Query(ge=2, le=100_000, description="about how many points to send")] = 2000,
 ) -> Series:
     store = store_of(request)

@@ -7,8 +7,8 @@ writes; a busy timeout lets two writing processes take turns.
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
