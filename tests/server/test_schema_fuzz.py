@@ -5,6 +5,7 @@ import tempfile
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
 from sample_runs import make_runs
 
 import epochal
@@ -21,5 +22,7 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", create_app(_store, 
 # Random examples on a developer's machine keep finding new cases; the same ones on CI keep it steady.
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=bool(os.environ.get("CI")))
 def test_api_conforms_to_its_schema(case):
-    # Same-origin, so that the changing operations are exercised too, not only refused.
-    case.call_and_validate(headers={"Origin": "http://testserver"})
+    # Same-origin, so that the changing operations are exercised too, not only refused. Not checked:
+    # that every "schema-violating" request is refused, since in a query string a one-element array
+    # and a string are the same text (`metric=x`, `q=false`); the tests of each resource check the 422s.
+    case.call_and_validate(headers={"Origin": "http://testserver"}, excluded_checks=[negative_data_rejection])
