@@ -10,25 +10,16 @@ so a crash never leaves half a file under a real name.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from epochal.dynamics.files import FOLDER, SAMPLES_FILE, epoch_file, recorded_epochs, write_atomically
 from epochal.errors import DynamicsError
 
-FOLDER = "dynamics"
-SAMPLES_FILE = "samples.npz"
-
-
-def epoch_file(folder: Path, epoch: int) -> Path:
-    return folder / f"epoch-{epoch:04d}.npz"
-
-
-def recorded_epochs(folder: Path) -> list[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9][0-9].npz"))
+__all__ = ["FOLDER", "SAMPLES_FILE", "epoch_file", "find_layer", "record", "recorded_epochs", "represent"]
 
 
 def find_layer(model: Any, layer: str | None) -> tuple[str, Any]:
@@ -171,13 +162,4 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _save(target: Path, **arrays: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_atomically(target, lambda file: np.savez(file, **arrays))

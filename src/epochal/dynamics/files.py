@@ -1,0 +1,85 @@
+"""Where a run's training dynamics live in its folder, and the small JSON files beside the arrays.
+
+    <run folder>/dynamics/
+        samples.npz              labels, split ('train'/'test'), indices, width, first_epoch
+        sprites.npz              images: uint8 (samples, h, w) or (samples, h, w, 3), when recorded
+        epoch-NNNN.npz           representations, logits, predictions, losses[, head_weight, head_bias]
+        projection/
+            projection.json      epochs, extent, resolution, colors, params, seconds
+            model.pt             the visualization model (encoder and decoder)
+            epoch-NNNN.npz       coords: float32 (samples, 2), in samples.npz order
+            background-NNNN.png  the decoded and classified grid over `extent`, row 0 at the top (max y)
+            quality.json         the quality measures, per epoch and split
+            progress.json        state of a fit: running / done / failed, stage, fraction, message
+            epoch-NNNN.png, dynamics.gif   pictures made by `epochal dynamics plot`
+
+Every file is written to a temporary name and renamed, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+FOLDER = "dynamics"
+SAMPLES_FILE = "samples.npz"
+SPRITES_FILE = "sprites.npz"
+PROJECTION_FOLDER = "projection"
+META_FILE = "projection.json"
+MODEL_FILE = "model.pt"
+QUALITY_FILE = "quality.json"
+PROGRESS_FILE = "progress.json"
+ANIMATION_FILE = "dynamics.gif"
+
+
+def dynamics_folder(run_path: str | Path) -> Path:
+    return Path(run_path) / FOLDER
+
+
+def projection_folder(run_path: str | Path) -> Path:
+    return dynamics_folder(run_path) / PROJECTION_FOLDER
+
+
+def epoch_file(folder: Path, epoch: int) -> Path:
+    """The recorded arrays of ``epoch`` in ``folder`` (the coordinates, in the projection folder)."""
+    return folder / f"epoch-{epoch:04d}.npz"
+
+
+def background_file(folder: Path, epoch: int) -> Path:
+    return folder / f"background-{epoch:04d}.png"
+
+
+def picture_file(folder: Path, epoch: int) -> Path:
+    return folder / f"epoch-{epoch:04d}.png"
+
+
+def recorded_epochs(folder: Path) -> list[int]:
+    return sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9][0-9].npz"))
+
+
+def write_atomically(target: Path, write: Any) -> None:
+    """Call ``write(file)`` on a temporary file beside ``target``, sync it, and rename it over ``target``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_json(target: Path, value: Any) -> None:
+    write_atomically(target, lambda file: file.write(json.dumps(value, indent=1).encode()))
+
+
+def read_json(target: Path) -> Any | None:
+    """The JSON in ``target``; None when it does not exist."""
+    try:
+        return json.loads(target.read_text())
+    except FileNotFoundError:
+        return None
