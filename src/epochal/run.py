@@ -186,11 +186,15 @@ class Run:
 
         return checkpoint.save(self, **kwargs)
 
-    def record_dynamics(self, model: Any, inputs: Any, labels: Any, **kwargs: Any):
-        """Record this epoch's representations and predictions of ``inputs``. See :func:`epochal.dynamics.record.record`."""
+    def record_dynamics(self, model: Any, inputs: Any, labels: Any, *, image_shape: tuple[int, ...] | None = None,
+                        **kwargs: Any):
+        """Record this epoch's representations and predictions of ``inputs``. See :func:`epochal.dynamics.record.record`.
+
+        ``image_shape=(h, w)`` or ``(h, w, 3)`` folds flat inputs into images to keep a sprite of each sample.
+        """
         from epochal.dynamics.record import record
 
-        return record(self, model, inputs, labels, **kwargs)
+        return record(self, model, inputs, labels, image_shape=image_shape, **kwargs)
 
     def load_checkpoint(self, which: Any = "last", **kwargs: Any):
         """Load a checkpoint into the given objects. See :func:`epochal.checkpoint.load`."""

@@ -3,6 +3,8 @@
     <run folder>/dynamics/
         samples.npz              labels, split ('train'/'test'), indices, width, first_epoch
         sprites.npz              images: uint8 (samples, h, w) or (samples, h, w, 3), when recorded
+        classes.json             the class names, by label (written by an import that knows them)
+        fit.json                 the projection's parameters to fit with unless told otherwise (imported)
         epoch-NNNN.npz           representations, logits, predictions, losses[, head_weight, head_bias]
         projection/
             projection.json      epochs, extent, resolution, colors, params, seconds
@@ -26,6 +28,8 @@ from typing import Any
 FOLDER = "dynamics"
 SAMPLES_FILE = "samples.npz"
 SPRITES_FILE = "sprites.npz"
+CLASSES_FILE = "classes.json"
+FIT_FILE = "fit.json"
 PROJECTION_FOLDER = "projection"
 META_FILE = "projection.json"
 MODEL_FILE = "model.pt"

@@ -3,8 +3,9 @@
     >>> path = run.record_dynamics(model, inputs, labels)            # hand-written loop, once per epoch
     >>> Trainer(..., callbacks=[epochal.RecordDynamics((x, y))])     # or let the Trainer do it
 
-Files go to the run's folder, ``dynamics/``: ``samples.npz`` once (labels, split, original indices)
-and ``epoch-NNNN.npz`` per recorded epoch. Each file is written to a temporary name and renamed,
+Files go to the run's folder, ``dynamics/``: ``samples.npz`` once (labels, split, original indices),
+``sprites.npz`` once when the inputs are images (see :mod:`epochal.dynamics.sprites`), and
+``epoch-NNNN.npz`` per recorded epoch. Each file is written to a temporary name and renamed,
 so a crash never leaves half a file under a real name.
 """
 
@@ -16,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from epochal.dynamics.files import FOLDER, SAMPLES_FILE, epoch_file, recorded_epochs, write_atomically
+from epochal.dynamics.files import FOLDER, SAMPLES_FILE, SPRITES_FILE, epoch_file, recorded_epochs, write_atomically
+from epochal.dynamics.sprites import image_view, save_sprites, to_sprites
 from epochal.errors import DynamicsError
 
 __all__ = ["FOLDER", "SAMPLES_FILE", "epoch_file", "find_layer", "record", "recorded_epochs", "represent"]
@@ -93,6 +95,7 @@ def record(
     indices: Sequence[int] | None = None,
     dtype: Any = np.float16,
     batch_size: int = 1024,
+    image_shape: Sequence[int] | None = None,
 ) -> Path:
     """Record one epoch of ``model`` on ``inputs`` into ``run``'s folder; the epoch file's path.
 
@@ -101,6 +104,10 @@ def record(
         epoch: the epoch to file it under (default: the run's epoch counter).
         indices: the samples' indices in their data set, kept so a sample can be found again.
         dtype: of the stored representations (float16 halves the size; float32 to keep them exact).
+        image_shape: ``(h, w)`` or ``(h, w, 3)`` that each flat input folds into, to keep a sprite
+            (thumbnail) of every sample. Inputs shaped as images, ``(n, h, w)``, ``(n, 1, h, w)``,
+            ``(n, 3, h, w)`` or ``(n, h, w, 3)``, get sprites without it; other inputs get none.
+            Sprites are written once per run, with ``samples.npz``.
     """
     labels = np.asarray(labels.cpu() if hasattr(labels, "cpu") else labels).astype(np.int64).ravel()
     if len(labels) != len(inputs):
@@ -114,9 +121,12 @@ def record(
 
     folder = Path(run.path) / FOLDER
     epoch = run.epochs if epoch is None else int(epoch)
+    images = image_view(inputs, image_shape)
     reps, logits = represent(model, inputs, layer=layer, batch_size=batch_size)
     _check_fits(folder, labels, splits, reps.shape[1], epoch)
     if not (folder / SAMPLES_FILE).exists():
+        if images is not None and not (folder / SPRITES_FILE).exists():  # an importer may have written them
+            save_sprites(folder, to_sprites(images))
         order = np.arange(len(labels)) if indices is None else np.asarray(indices, dtype=np.int64)
         _save(folder / SAMPLES_FILE, labels=labels, split=splits, indices=order, width=reps.shape[1],
               first_epoch=epoch)

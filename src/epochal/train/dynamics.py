@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from epochal.dynamics.record import DynamicsError, record
+from epochal.dynamics.sprites import image_view
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
@@ -23,27 +24,33 @@ class RecordDynamics(Callback):
         layer: the module whose input is the representation (default: the last ``nn.Linear``).
         every_n_epochs: record after every n-th epoch (and after the last one).
         max_samples: keep at most this many samples, chosen stratified by label (fixed by ``seed``).
+        image_shape: ``(h, w)`` or ``(h, w, 3)`` that each flat input folds into, to keep a sprite
+            (thumbnail) of every sample; inputs shaped as images get sprites without it.
 
     Examples:
         >>> trainer = Trainer(model, optimizer, loss_fn, train_data=loader,
         ...                   callbacks=[RecordDynamics({"train": (x_train, y_train), "test": (x_test, y_test)})])
+        >>> RecordDynamics((digits_x, digits_y), image_shape=(8, 8))  # 64 flat values: 8x8 sprites
     """
 
     def __init__(self, samples: Any, layer: str | None = None, every_n_epochs: int = 1,
-                 max_samples: int | None = None, dtype: Any = np.float16, seed: int = 0):
+                 max_samples: int | None = None, dtype: Any = np.float16, seed: int = 0,
+                 image_shape: Sequence[int] | None = None):
         if every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be at least 1, got {every_n_epochs}")
         if max_samples is not None and max_samples < 1:
             raise ValueError(f"max_samples must be at least 1, got {max_samples}")
         self.layer, self.every_n_epochs, self.dtype = layer, every_n_epochs, dtype
         self.inputs, self.labels, self.split, self.indices = _gather(samples, max_samples, seed)
+        self.image_shape = image_shape
+        image_view(self.inputs, image_shape)  # a wrong image_shape fails here, not after the first epoch
 
     def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
         last = trainer.max_epochs is not None and trainer.epoch + 1 >= trainer.max_epochs
         if (trainer.epoch + 1) % self.every_n_epochs and not last:
             return
         record(trainer.run, trainer.model, self.inputs, self.labels, layer=self.layer, split=self.split,
-               epoch=trainer.epoch, indices=self.indices, dtype=self.dtype)
+               epoch=trainer.epoch, indices=self.indices, dtype=self.dtype, image_shape=self.image_shape)
 
 
 def _gather(samples: Any, max_samples: int | None, seed: int) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
