@@ -1,0 +1,96 @@
+"""The 2D layout of every epoch at once, which the visualization model then learns to reproduce.
+
+Each epoch is laid out like t-SNE lays out one data set (van der Maaten & Hinton, 2008): the
+affinities are that epoch's fuzzy k-NN graph (UMAP's, see ``neighbours``), normalised to sum to one,
+and the 2D similarities a Cauchy kernel. t-SNE's normalisation keeps near neighbours nearer than
+UMAP's loss does, which is what the neighbour-preservation rate measures. The repulsion is estimated
+from a few random samples of the same epoch per point and step, so a step costs O(edges), not O(n^2),
+and 20,000 samples an epoch stay cheap.
+
+Epochs are tied by temporal edges: a sample at one epoch is attracted to itself at the next, the
+more strongly the less its representation moved between them (relative to the median move). Every
+epoch starts from the same layout, so a sample whose representation stays put stays where it was,
+and one that moves far is free to move in 2D.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+def layout(
+    graphs: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    moves: list[np.ndarray],
+    start: np.ndarray,
+    *,
+    temporal_weight: float = 1.0,
+    iterations: int = 500,
+    negatives: int = 8,
+    exaggeration: float = 12.0,
+    seed: int = 0,
+    report: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """(epochs, n, 2) coordinates.
+
+    Args:
+        graphs: per epoch, the symmetric fuzzy graph as (rows, cols, weights), sample indices 0..n-1.
+        moves: per pair of consecutive epochs, how far each sample moved in the representation.
+        start: (n, 2) starting layout shared by every epoch (e.g. the principal components).
+        temporal_weight: the share of a sample's attraction that goes to its own other epochs.
+        iterations: gradient steps; the first quarter with the attraction exaggerated.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    epochs, n = len(graphs), start.shape[0]
+    heads, tails, weights = [], [], []
+    for index, (rows, cols, values) in enumerate(graphs):
+        heads.append(rows + index * n)
+        tails.append(cols + index * n)
+        weights.append(values / values.sum() / epochs)  # each epoch's affinities sum to 1 / epochs
+    for index in range(epochs - 1):
+        # As much affinity mass per sample as its neighbours have, times the temporal weight, for a
+        # sample that moved a typical distance; more for one that stayed, less for one that moved far.
+        typical = np.median(moves[index]) or 1.0
+        strength = np.exp(1 - moves[index] / typical) * temporal_weight / (n * epochs)
+        ids = np.arange(n)
+        heads += [ids + index * n, ids + (index + 1) * n]
+        tails += [ids + (index + 1) * n, ids + index * n]
+        weights += [strength, strength]
+    head = torch.from_numpy(np.concatenate(heads).astype(np.int64))
+    tail = torch.from_numpy(np.concatenate(tails).astype(np.int64))
+    p = torch.from_numpy(np.concatenate(weights).astype(np.float32))
+
+    scaled = (start - start.mean(0)) / (start[:, 0].std() or 1.0) * 1e-4  # t-SNE's tiny start
+    y = torch.from_numpy(np.tile(scaled.astype(np.float32), (epochs, 1)))
+    total = epochs * n
+    epoch_start = torch.arange(epochs).repeat_interleave(n) * n
+    update = torch.zeros_like(y)
+    gains = torch.ones_like(y)
+    rate = max(n / exaggeration / 4, 50.0)  # scikit-learn's 'auto' learning rate, per epoch's n
+    early = iterations // 4
+    for step in range(iterations):
+        boost = exaggeration if step < early else 1.0
+        momentum = 0.5 if step < early else 0.8
+        # Attraction: 4 * sum_j p_ij * w_ij * (y_i - y_j), over the edges.
+        diff = y[head] - y[tail]
+        w = 1 / (1 + diff.pow(2).sum(1))
+        grad = torch.zeros_like(y).index_add_(0, head, (4 * boost * p * w)[:, None] * diff)
+        # Repulsion: -4 / Z * sum_j w_ij^2 (y_i - y_j), from `negatives` random samples of the same epoch.
+        others = epoch_start.repeat_interleave(negatives) + torch.randint(0, n, (total * negatives,), generator=generator)
+        diff = y.repeat_interleave(negatives, 0) - y[others]
+        w = 1 / (1 + diff.pow(2).sum(1))
+        z = w.view(epochs, n * negatives).mean(1) * n * (n - 1)  # per epoch's normaliser
+        push = (w * w)[:, None] * diff
+        push = push.view(total, negatives, 2).sum(1) * ((n - 1) / negatives)
+        grad -= 4 * push / z.repeat_interleave(n)[:, None] / epochs
+        # t-SNE's gains and momentum.
+        same = torch.sign(grad) == torch.sign(update)
+        gains = torch.where(same, gains * 0.8, gains + 0.2).clamp_min(0.01)
+        update = momentum * update - rate * epochs * gains * grad
+        y += update
+        if report is not None and step % 50 == 49:
+            report((step + 1) / iterations)
+    return y.view(epochs, n, 2).numpy()

@@ -1,0 +1,403 @@
+"""The visualization model: a 2D layout of all of a run's epochs, an encoder and a decoder.
+
+    >>> projection = Projection(random_state=0).fit(representations, heads=heads)
+    >>> projection.embedding_[3]                                  # the recorded samples at the 4th epoch
+    >>> coords = projection.transform(new_representations)        # new samples, by the encoder
+    >>> decoded = projection.inverse_transform(coords, epoch=4)   # back to the 4th epoch's space
+
+A fit has three parts:
+
+1. **graphs**: each epoch's fuzzy k-nearest-neighbour graph, UMAP's (``neighbours``);
+2. **layout**: every epoch laid out at once, t-SNE's loss over those graphs plus temporal edges that
+   hold a sample in place across epochs unless its representation moved (``layout``). Like
+   umap-learn's ``embedding_``, these are the recorded samples' coordinates;
+3. **networks**: an encoder learns the layout (representation to 2D, the same function for every
+   epoch, so ``transform`` needs no epoch and a representation that did not move cannot move in 2D),
+   and a decoder, told the epoch, learns the way back. The decoder is trained on reconstruction and on
+   the prediction head's verdict (the head of that epoch must give the decoded point the class
+   probabilities it gives the sample), on the samples and on **boundary samples**: points mixed from
+   two samples of different predicted classes where the head hesitates between them, placed among
+   their nearest samples. They teach the decoder what lies between the classes, so the background,
+   decoded and classified, shows the boundaries.
+
+What it avoids from the reference implementations (DVI, TimeVis): no parameter-space temporal loss
+(which collapses DVI's projection), no learning-rate schedule that stops learning after a few passes,
+boundary samples made from the recorded samples of each split, train and test alike.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from epochal.dynamics.layout import layout
+from epochal.dynamics.neighbours import fuzzy_graph, nearest_neighbours
+from epochal.errors import DynamicsError
+
+#: (stage, fraction done of the whole fit, message)
+Progress = Callable[[str, float, str], None]
+
+
+@dataclass
+class Params:
+    """The visualization model's settings; the names the Time-Travelling Visualizer's config maps to."""
+
+    n_neighbors: int = 15  # N_NEIGHBORS, counting the sample itself as umap-learn does
+    encoder_dims: tuple[int, ...] = (256, 256)  # ENCODER_DIMS, without the input width and the 2
+    decoder_dims: tuple[int, ...] = (256, 256)  # DECODER_DIMS, likewise
+    reconstruction_weight: float = 1.0  # LAMBDA1
+    temporal_weight: float = 1.0  # LAMBDA2: how strongly a sample is held to its place across epochs
+    prediction_weight: float = 1.0
+    boundary_bound: float = 0.4  # BOUNDARY.L_BOUND: widest gap between the top two probabilities
+    boundary_share: float = 0.1  # boundary samples per epoch, as a share of the samples
+    layout_iterations: int = 500
+    max_epochs: int = 20  # MAX_EPOCH: the networks' passes over the points
+    patience: int = 3  # PATIENT: passes without improvement before stopping
+    batch_size: int = 512  # BATCH_SIZE
+    learning_rate: float = 1e-3
+    max_steps: int = 400  # per pass, so that very large fits still finish in time
+    resolution: int = 300  # RESOLUTION of the background images
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in cls.__dataclass_fields__.values()]
+
+
+class Projection:
+    """The layout, encoder and decoder of all epochs, fitted together; scikit-learn style.
+
+    Args:
+        random_state: seed of the layout, the sampling and the weights.
+        device: torch device for the networks (default: CUDA when available, else CPU).
+        **params: any field of :class:`Params`.
+    """
+
+    def __init__(self, *, random_state: int | None = None, device: Any = None, **params: Any):
+        unknown = sorted(set(params) - set(Params.names()))
+        if unknown:
+            raise DynamicsError(f"unknown projection parameter(s) {', '.join(unknown)}; known: {', '.join(Params.names())}")
+        self.params = Params(**params)
+        self.random_state = random_state
+        self.device = device
+        self.epochs_: list[int] = []
+        self.history_: list[float] = []
+
+    # -- scikit-learn API ---------------------------------------------------------------------------
+
+    def fit(
+        self,
+        representations: Sequence[np.ndarray],
+        *,
+        epochs: Sequence[int] | None = None,
+        heads: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+        progress: Progress | None = None,
+    ) -> Projection:
+        """Fit on one (samples, width) array per epoch, the same samples in the same order each time.
+
+        Args:
+            epochs: the epochs' numbers (default 1, 2, ...), as ``inverse_transform`` takes them.
+            heads: per epoch, the prediction head's ``(weight, bias)`` (a Linear layer); without them
+                there is no prediction term and no boundary samples.
+            progress: called with (stage, fraction of the whole fit done, message).
+        """
+        report = progress or (lambda *_: None)
+        reps = [np.asarray(r, dtype=np.float32) for r in representations]
+        self._check(reps, epochs, heads)
+        p = self.params
+        self.epochs_ = list(range(1, len(reps) + 1)) if epochs is None else [int(e) for e in epochs]
+        seed = 0 if self.random_state is None else int(self.random_state)
+        rng = np.random.default_rng(self.random_state)
+        n, width = reps[0].shape
+        # One scale for every epoch, so that movement between epochs keeps its size.
+        self.center_ = np.mean([r.mean(0) for r in reps], axis=0).astype(np.float32)
+        self.scale_ = float(np.sqrt(np.mean([((r - self.center_) ** 2).sum(1).mean() for r in reps]))) or 1.0
+        scaled = [(r - self.center_) / self.scale_ for r in reps]
+        self.heads_ = None if heads is None else [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in heads]
+
+        report("graph", 0.0, "neighbour graphs")
+        graphs, neighbours = [], []
+        for index, points in enumerate(scaled):
+            found, distances = nearest_neighbours(points, p.n_neighbors - 1)  # umap-learn counts the sample itself
+            graph = fuzzy_graph(found, distances)
+            graphs.append((graph.row, graph.col, graph.data))
+            neighbours.append(found)
+            report("graph", 0.1 * (index + 1) / len(scaled), f"neighbour graph of epoch {self.epochs_[index]}")
+
+        moves = [np.linalg.norm(after - before, axis=1) for before, after in zip(scaled, scaled[1:])]
+        start = _principal_components(np.concatenate(scaled), n)
+        embedding = layout(
+            graphs, moves, start, temporal_weight=p.temporal_weight, iterations=p.layout_iterations, seed=seed,
+            report=lambda done: report("layout", 0.1 + 0.5 * done, f"layout, step {int(done * p.layout_iterations)}/{p.layout_iterations}"),
+        )
+        # Unit spread, so the networks' outputs need no scaling.
+        self.layout_center_ = embedding.reshape(-1, 2).mean(0)
+        self.layout_scale_ = float(embedding.reshape(-1, 2).std()) or 1.0
+        self.embedding_ = ((embedding - self.layout_center_) / self.layout_scale_).astype(np.float32)
+
+        points, coords, epoch_of = np.concatenate(scaled), self.embedding_.reshape(-1, 2), np.repeat(np.arange(len(reps)), n)
+        self.boundary_ = (np.zeros((0, width), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+        if self.heads_ is not None and p.boundary_share > 0:
+            report("boundary", 0.6, "boundary samples")
+            scaled_heads = [(w * self.scale_, b + w @ self.center_) for w, b in self.heads_]
+            extra, extra_coords, extra_epoch = _boundary_samples(
+                scaled, self.embedding_, neighbours, scaled_heads, p.boundary_share, p.boundary_bound, rng
+            )
+            self.boundary_ = (extra * self.scale_ + self.center_, extra_coords, extra_epoch)
+            points = np.concatenate([points, extra])
+            coords = np.concatenate([coords, extra_coords])
+            epoch_of = np.concatenate([epoch_of, extra_epoch])
+        self._train(points, coords, epoch_of, n * len(reps), len(reps), seed, lambda done, message: report("train", 0.62 + 0.33 * done, message))
+        return self
+
+    def fit_transform(self, representations: Sequence[np.ndarray], **kwargs: Any) -> np.ndarray:
+        """The (epochs, samples, 2) layout of the recorded samples."""
+        return self.fit(representations, **kwargs).embedding_
+
+    def transform(self, representations: np.ndarray) -> np.ndarray:
+        """2D coordinates of (samples, width) representations of any epoch, by the encoder."""
+        import torch
+
+        self._fitted()
+        x = (np.asarray(representations, dtype=np.float32) - self.center_) / self.scale_
+        with torch.no_grad():
+            return _batched(self.encoder_, x, self._device()).astype(np.float32)
+
+    def inverse_transform(self, coords: np.ndarray, epoch: int) -> np.ndarray:
+        """Representations decoded from 2D coordinates, in the space of ``epoch``."""
+        import torch
+
+        self._fitted()
+        index = self._epoch_index(epoch)
+        with torch.no_grad():
+            decoded = _batched(
+                lambda chunk: self._decode(chunk, torch.full((len(chunk),), index, device=chunk.device)),
+                np.asarray(coords, dtype=np.float32), self._device(),
+            )
+        return decoded * self.scale_ + self.center_
+
+    def predict_proba(self, representations: np.ndarray, epoch: int) -> np.ndarray:
+        """Class probabilities the prediction head of ``epoch`` gives to representations."""
+        if self.heads_ is None:
+            raise DynamicsError("this projection was fitted without prediction heads, so it cannot classify")
+        weight, bias = self.heads_[self._epoch_index(epoch)]
+        return _softmax(np.asarray(representations, dtype=np.float32) @ weight.T + bias)
+
+    # -- persistence --------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything the fit learned, for ``torch.save``; ``from_state`` makes the projection again."""
+        self._fitted()
+        return {
+            "params": asdict(self.params), "random_state": self.random_state, "epochs": self.epochs_,
+            "center": self.center_, "scale": self.scale_, "heads": self.heads_, "history": self.history_,
+            "width": self.width_, "embedding": self.embedding_, "boundary": self.boundary_,
+            "layout_center": self.layout_center_, "layout_scale": self.layout_scale_,
+            "encoder": self.encoder_.state_dict(), "decoder": self.decoder_.state_dict(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Projection:
+        params = dict(state["params"])
+        params["encoder_dims"], params["decoder_dims"] = tuple(params["encoder_dims"]), tuple(params["decoder_dims"])
+        projection = cls(random_state=state["random_state"], device="cpu", **params)
+        projection.epochs_ = list(state["epochs"])
+        projection.center_, projection.scale_ = np.asarray(state["center"]), float(state["scale"])
+        projection.heads_ = state["heads"]
+        projection.history_ = list(state["history"])
+        projection.embedding_, projection.boundary_ = state["embedding"], state["boundary"]
+        projection.layout_center_, projection.layout_scale_ = state["layout_center"], state["layout_scale"]
+        projection._build(int(state["width"]), len(projection.epochs_), "cpu", 0)
+        projection.encoder_.load_state_dict(state["encoder"])
+        projection.decoder_.load_state_dict(state["decoder"])
+        projection.encoder_.eval()
+        projection.decoder_.eval()
+        return projection
+
+    # -- inside ------------------------------------------------------------------------------------
+
+    def _build(self, width: int, n_epochs: int, device: Any, seed: int) -> None:
+        import torch
+
+        torch.manual_seed(seed)
+        p = self.params
+        self.width_ = width
+        self.encoder_ = _mlp([width, *p.encoder_dims, 2]).to(device)
+        # The decoder is told the epoch: one 2D point stands for different representations over time.
+        self.decoder_ = torch.nn.ModuleDict(
+            {"epoch": torch.nn.Embedding(n_epochs, 8), "net": _mlp([2 + 8, *p.decoder_dims, width])}
+        ).to(device)
+
+    def _decode(self, coords: Any, epoch_ids: Any) -> Any:
+        import torch
+
+        return self.decoder_["net"](torch.cat([coords, self.decoder_["epoch"](epoch_ids)], dim=1))
+
+    def _train(self, points, coords, epoch_of, samples, n_epochs, seed, report):  # noqa: ANN001
+        """Encoder: representation -> layout, on the samples; decoder: layout -> representation, on all."""
+        import torch
+        import torch.nn.functional as F
+
+        p = self.params
+        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._build(points.shape[1], n_epochs, device, seed)
+        generator = torch.Generator().manual_seed(seed)
+        x, y = torch.from_numpy(points).to(device), torch.from_numpy(coords.astype(np.float32)).to(device)
+        epoch_ids = torch.from_numpy(epoch_of.astype(np.int64)).to(device)
+        heads_w = heads_b = None
+        if self.heads_ is not None:
+            heads_w = torch.from_numpy(np.stack([w * self.scale_ for w, _ in self.heads_])).to(device)
+            heads_b = torch.from_numpy(np.stack([b + w @ self.center_ for w, b in self.heads_])).to(device)
+        optimizer = torch.optim.Adam([*self.encoder_.parameters(), *self.decoder_.parameters()], lr=p.learning_rate)
+        # At least 50 steps a pass: a small run has few points but the networks still need to learn.
+        steps = min(p.max_steps, max(50, math.ceil(len(points) / p.batch_size)))
+        best, stale = math.inf, 0
+        started = time.perf_counter()
+        for pass_number in range(p.max_epochs):
+            total = 0.0
+            for _ in range(steps):
+                chosen = torch.randint(0, len(points), (p.batch_size,), generator=generator).to(device)
+                samples_only = chosen[chosen < samples]  # boundary samples have no encoder target
+                loss = (self.encoder_(x[samples_only]) - y[samples_only]).pow(2).sum(1).mean()
+                decoded = self._decode(y[chosen], epoch_ids[chosen])
+                loss = loss + p.reconstruction_weight * (decoded - x[chosen]).pow(2).sum(1).mean()
+                if heads_w is not None and p.prediction_weight > 0:
+                    weight, bias = heads_w[epoch_ids[chosen]], heads_b[epoch_ids[chosen]]
+                    target = torch.einsum("nd,ncd->nc", x[chosen], weight) + bias
+                    got = torch.einsum("nd,ncd->nc", decoded, weight) + bias
+                    loss = loss + p.prediction_weight * F.kl_div(
+                        F.log_softmax(got, 1), F.log_softmax(target, 1), log_target=True, reduction="batchmean"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+            mean = total / steps
+            self.history_.append(mean)
+            report((pass_number + 1) / p.max_epochs,
+                   f"networks, pass {pass_number + 1}/{p.max_epochs}, loss {mean:.4f}, {time.perf_counter() - started:.0f} s")
+            if math.isinf(best) or mean < best - 1e-3 * abs(best):
+                best, stale = mean, 0
+            else:
+                stale += 1
+                if stale >= p.patience:
+                    break
+        self.encoder_.eval()
+        self.decoder_.eval()
+
+    def _check(self, reps: list[np.ndarray], epochs: Sequence[int] | None, heads: Sequence | None) -> None:
+        if not reps:
+            raise DynamicsError("no epochs to fit: give at least one epoch's representations")
+        shapes = {r.shape for r in reps}
+        if len(shapes) != 1 or reps[0].ndim != 2:
+            raise DynamicsError(f"every epoch needs a (samples, width) array of the same shape, got {sorted(shapes)}")
+        n = reps[0].shape[0]
+        if n < self.params.n_neighbors:
+            raise DynamicsError(
+                f"n_neighbors={self.params.n_neighbors} needs at least {self.params.n_neighbors} samples, got {n}; "
+                "record more samples or lower n_neighbors"
+            )
+        if self.params.n_neighbors < 2:
+            raise DynamicsError(f"n_neighbors must be at least 2 (the sample and one neighbour), got {self.params.n_neighbors}")
+        if epochs is not None and len(epochs) != len(reps):
+            raise DynamicsError(f"{len(epochs)} epoch numbers for {len(reps)} epochs of representations")
+        if heads is not None and len(heads) != len(reps):
+            raise DynamicsError(f"{len(heads)} prediction heads for {len(reps)} epochs of representations")
+        bad = [e for e, r in zip(epochs or range(1, len(reps) + 1), reps) if not np.isfinite(r).all()]
+        if bad:
+            raise DynamicsError(f"representations hold NaN or infinite values at epoch(s) {bad}")
+
+    def _fitted(self) -> None:
+        if not hasattr(self, "encoder_"):
+            raise DynamicsError("this projection is not fitted yet; call fit() first")
+
+    def _epoch_index(self, epoch: int) -> int:
+        try:
+            return self.epochs_.index(int(epoch))
+        except ValueError:
+            raise DynamicsError(f"epoch {epoch} was not fitted; fitted epochs: {self.epochs_}") from None
+
+    def _device(self) -> Any:
+        return next(self.encoder_.parameters()).device
+
+
+def _boundary_samples(
+    scaled: list[np.ndarray], embedding: np.ndarray, neighbours: list[np.ndarray],
+    heads: list[tuple[np.ndarray, np.ndarray]], share: float, bound: float, rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Points between samples of different predicted classes where the head hesitates: (points, coords, epochs).
+
+    Each mixes a sample with another sample predicted as its second most likely class, the mix found
+    by bisection where the two classes' probabilities cross; kept when the top two probabilities are
+    within ``bound``. Its 2D place is the mean of its nearest samples' places in that epoch's layout.
+    """
+    n, k = len(scaled[0]), neighbours[0].shape[1]
+    count = max(1, int(share * n))
+    points, places, epochs = [], [], []
+    for index, (reps, (weight, bias)) in enumerate(zip(scaled, heads)):
+        ranked = np.argsort(-(reps @ weight.T + bias), axis=1)
+        first, second = ranked[:, 0], ranked[:, 1]
+        by_class = {c: np.flatnonzero(first == c) for c in np.unique(first)}
+        starts = rng.integers(0, n, size=count * 2)
+        starts = starts[np.isin(second[starts], list(by_class))][:count]
+        if len(starts) == 0:
+            continue  # every sample is predicted the same class: no boundary to find
+        ends = np.array([rng.choice(by_class[second[s]]) for s in starts])
+        rows = np.arange(len(starts))
+        low, high = np.zeros(len(starts)), np.ones(len(starts))
+        for _ in range(16):
+            mid = (low + high) / 2
+            mixed = (1 - mid[:, None]) * reps[starts] + mid[:, None] * reps[ends]
+            logits = mixed @ weight.T + bias
+            past = logits[rows, second[starts]] > logits[rows, first[starts]]
+            high, low = np.where(past, mid, high), np.where(past, low, mid)
+        mixed = ((1 - mid[:, None]) * reps[starts] + mid[:, None] * reps[ends]).astype(np.float32)
+        top = np.sort(_softmax(mixed @ weight.T + bias), axis=1)[:, ::-1]
+        mixed = mixed[top[:, 0] - top[:, 1] <= bound]
+        if len(mixed) == 0:
+            continue
+        found, _ = nearest_neighbours(np.concatenate([mixed, reps]), k)
+        nearest = np.where(found[: len(mixed)] >= len(mixed), found[: len(mixed)] - len(mixed), -1)
+        weights = (nearest >= 0).astype(np.float32)
+        place = (embedding[index][nearest.clip(0)] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True).clip(1)
+        points.append(mixed)
+        places.append(place.astype(np.float32))
+        epochs.append(np.full(len(mixed), index))
+    if not points:
+        return np.zeros((0, scaled[0].shape[1]), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(points), np.concatenate(places), np.concatenate(epochs)
+
+
+def _principal_components(points: np.ndarray, n: int) -> np.ndarray:
+    """The first two principal components of every epoch's points, averaged per sample: one start for all."""
+    centred = points - points.mean(0)
+    _, _, vt = np.linalg.svd(centred[:: max(1, len(centred) // 20000)], full_matrices=False)
+    projected = centred @ vt[:2].T
+    return projected.reshape(-1, n, 2).mean(0)
+
+
+def _mlp(widths: Sequence[int]) -> Any:
+    import torch
+
+    layers: list[Any] = []
+    for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(torch.nn.Linear(fan_in, fan_out))
+        if index < len(widths) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def _batched(function: Callable[[Any], Any], values: np.ndarray, device: Any, size: int = 65536) -> np.ndarray:
+    import torch
+
+    out = [function(torch.from_numpy(values[i : i + size]).to(device)).cpu().numpy() for i in range(0, len(values), size)]
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(1, keepdims=True))
+    return shifted / shifted.sum(1, keepdims=True)
