@@ -1,0 +1,158 @@
+"""Fit a run's projection and keep it in the run's folder: coordinates, backgrounds, the model.
+
+    >>> projection = epochal.dynamics.fit(run)            # a Run, a RunRecord or a run's folder
+    >>> projection = epochal.dynamics.load(run)           # later, without fitting again
+
+Settings come from, in order: the keyword arguments, the run's ``dynamics/fit.json`` (written by
+``epochal import ttv`` from the seed's config.json), then :class:`~epochal.dynamics.projection.Params`.
+While it runs, ``projection/progress.json`` says how far it got, for the dashboard; a failed fit
+leaves ``failed`` there with its message, and the previous projection's files stay as they were
+until the new ones replace them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from epochal.dynamics import files
+from epochal.dynamics.background import background, class_colors, extent_of, grid, save_png
+from epochal.dynamics.projection import Params, Progress, Projection
+from epochal.errors import DynamicsError
+
+
+def run_folder(run: Any) -> Path:
+    """The folder of a Run, a RunRecord, or a path."""
+    return Path(getattr(run, "path", run))
+
+
+def recorded(run: Any) -> tuple[Path, list[int]]:
+    """(dynamics folder, recorded epochs); a DynamicsError saying how to record when there are none."""
+    folder = files.dynamics_folder(run_folder(run))
+    epochs = files.recorded_epochs(folder)
+    if not epochs or not (folder / files.SAMPLES_FILE).exists():
+        raise DynamicsError(
+            f"the run in '{run_folder(run)}' has no recorded dynamics; record them while training with "
+            "epochal.RecordDynamics(...) or run.record_dynamics(model, inputs, labels) once per epoch"
+        )
+    return folder, epochs
+
+
+def fit(
+    run: Any, *, random_state: int | None = 0, progress: Progress | None = None, device: Any = None, **params: Any
+) -> Projection:
+    """Fit the projection of every recorded epoch of ``run`` and write its files; the fitted projection."""
+    folder, epochs = recorded(run)
+    target = folder / files.PROJECTION_FOLDER
+    settings = {**(files.read_json(folder / files.FIT_FILE) or {}), **params}
+    unknown = sorted(set(settings) - set(Params.names()))
+    if unknown:
+        raise DynamicsError(f"unknown projection setting(s) {', '.join(unknown)}; known: {', '.join(Params.names())}")
+    reporter = _Reporter(target / files.PROGRESS_FILE, progress)
+    started = time.perf_counter()
+    try:
+        reporter("load", 0.0, f"loading {len(epochs)} epochs")
+        representations, heads = [], []
+        for epoch in epochs:
+            with np.load(files.epoch_file(folder, epoch)) as arrays:
+                representations.append(arrays["representations"].astype(np.float32))
+                heads.append((arrays["head_weight"], arrays["head_bias"]) if "head_bias" in arrays else None)
+        usable_heads = heads if all(h is not None for h in heads) else None
+        projection = Projection(random_state=random_state, device=device, **settings)
+        projection.fit(representations, epochs=epochs, heads=usable_heads, progress=reporter)
+        reporter("save", 0.97, "writing coordinates and backgrounds")
+        _save(target, projection, epochs, time.perf_counter() - started)
+    except BaseException as error:
+        reporter.fail(error)
+        raise
+    reporter.done(f"fitted {len(epochs)} epochs in {time.perf_counter() - started:.1f} s")
+    return projection
+
+
+def load(run: Any) -> Projection:
+    """The projection last fitted for ``run``."""
+    import torch
+
+    path = files.projection_folder(run_folder(run)) / files.MODEL_FILE
+    if not path.exists():
+        raise DynamicsError(f"the run in '{run_folder(run)}' has no fitted projection; fit one with `epochal dynamics fit RUN`")
+    return Projection.from_state(torch.load(path, map_location="cpu", weights_only=False))
+
+
+def coordinates(run: Any, epoch: int) -> np.ndarray:
+    """The recorded samples' (samples, 2) coordinates at ``epoch`` from the fitted projection's files."""
+    target = files.epoch_file(files.projection_folder(run_folder(run)), epoch)
+    if not target.exists():
+        meta = files.read_json(files.projection_folder(run_folder(run)) / files.META_FILE) or {}
+        raise DynamicsError(f"no coordinates for epoch {epoch}; fitted epochs: {meta.get('epochs', [])}")
+    with np.load(target) as arrays:
+        return arrays["coords"]
+
+
+def _save(target: Path, projection: Projection, epochs: list[int], seconds: float) -> None:
+    import torch
+
+    resolution = projection.params.resolution
+    extent = extent_of(np.concatenate([projection.embedding_.reshape(-1, 2), projection.boundary_[1]]))
+    classes = projection.heads_[0][0].shape[0] if projection.heads_ is not None else 0
+    colors = class_colors(max(classes, 1))
+    pixels = grid(extent, resolution)
+    for index, epoch in enumerate(epochs):
+        coords = projection.embedding_[index]
+        files.write_atomically(files.epoch_file(target, epoch), lambda file, c=coords: np.savez(file, coords=c))
+        if projection.heads_ is not None:
+            probabilities = projection.predict_proba(projection.inverse_transform(pixels, epoch), epoch)
+            image = background(probabilities, resolution, colors)
+            files.write_atomically(files.background_file(target, epoch), lambda file, i=image: save_png(i, file))
+    files.write_atomically(target / files.MODEL_FILE, lambda file: torch.save(projection.state(), file))
+    files.write_json(target / files.META_FILE, {
+        "epochs": epochs, "extent": extent, "resolution": resolution, "colors": colors, "classes": classes,
+        "backgrounds": projection.heads_ is not None, "samples": int(projection.embedding_.shape[1]),
+        "boundary_samples": int(len(projection.boundary_[0])), "params": _jsonable(projection.params),
+        "random_state": projection.random_state, "seconds": round(seconds, 2),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    })
+    (target / files.QUALITY_FILE).unlink(missing_ok=True)  # measured on the old projection
+
+
+def _jsonable(params: Params) -> dict[str, Any]:
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in vars(params).items()}
+
+
+class _Reporter:
+    """Passes progress on and keeps progress.json current, at most twice a second."""
+
+    def __init__(self, path: Path, forward: Progress | None):
+        self.path, self.forward = path, forward
+        self.started = _now()
+        self.last = 0.0
+
+    def __call__(self, stage: str, fraction: float, message: str) -> None:
+        if self.forward is not None:
+            self.forward(stage, fraction, message)
+        if time.monotonic() - self.last >= 0.5 or fraction == 0.0:
+            self._write("running", stage, fraction, message)
+
+    def done(self, message: str) -> None:
+        self._write("done", "done", 1.0, message)
+
+    def fail(self, error: BaseException) -> None:
+        message = str(error) if isinstance(error, DynamicsError) else "".join(traceback.format_exception_only(error)).strip()
+        self._write("failed", "failed", 0.0, message)
+
+    def _write(self, state: str, stage: str, fraction: float, message: str) -> None:
+        self.last = time.monotonic()
+        files.write_json(self.path, {
+            "state": state, "stage": stage, "fraction": round(float(fraction), 4), "message": message,
+            "pid": os.getpid(), "started": self.started, "updated": _now(),
+        })
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
