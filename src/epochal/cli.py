@@ -11,6 +11,7 @@ Examples:
     $ epochal export baseline -o baseline.csv
     $ epochal export baseline --format tensorboard -o tb/baseline
     $ epochal import tensorboard runs/ --project mnist
+    $ epochal import ttv training_dynamic/ --method DVI
     $ epochal plot baseline -o baseline.png
     $ epochal rm 3f2a9c --yes
     $ epochal ui --port 8765
@@ -38,7 +39,7 @@ from epochal.store.store import Store
 LS_METRICS = 3
 
 _EXPORT_FORMATS = ("csv", "json", "tensorboard")
-_IMPORT_FORMATS = ("tensorboard",)
+_IMPORT_FORMATS = ("tensorboard", "ttv")
 _EXAMPLES = """\
 examples:
   epochal ls --project mnist                 runs of one project, newest first
@@ -46,11 +47,15 @@ examples:
   epochal export baseline -o baseline.csv    every series, losslessly (or .json, or -o - for stdout)
   epochal export baseline -o tb/baseline     TensorBoard event files in a directory
   epochal import tensorboard runs/           every TensorBoard run under runs/, into the store
+  epochal import ttv training_dynamic/       a Time-Travelling Visualizer folder, as one run with dynamics
   epochal plot baseline -o baseline.png      one panel per metric
   epochal rm 3f2a9c --yes                    delete a run and its files
   epochal demo                               train a small demo run into the store
   epochal ui                                 the web dashboard on http://127.0.0.1:8765/
   epochal dynamics samples baseline          hard, ambiguous, forgotten and likely mislabeled samples
+  epochal dynamics fit baseline              the 2D projection of every recorded epoch, with backgrounds
+  epochal dynamics quality baseline          its NPR, trustworthiness, PPR and temporal correlations
+  epochal dynamics plot baseline             a PNG per epoch and an animated GIF
 
 A run is named by its id, an unambiguous id prefix, or its name (the newest run of that name).
 """
@@ -224,22 +229,45 @@ def _export_format(path: Path) -> str:
 
 def _add_import(commands: argparse._SubParsersAction) -> None:
     parser = _command(
-        commands, "import", _import, "read the runs of a TensorBoard log directory into the store",
-        "Read every run of a TensorBoard log directory into the store (created if missing): each\n"
-        "directory at or below LOGDIR that holds event files (events.out.tfevents.*) becomes one\n"
-        "finished run, named by its path below LOGDIR, with every scalar at its step and wall time\n"
-        "and its value as stored. A damaged event file stops the import before anything is written.",
+        commands, "import", _import, "read TensorBoard runs or a Time-Travelling Visualizer folder into the store",
+        "Read runs recorded by other tools into the store (created if missing).\n\n"
+        "epochal import tensorboard LOGDIR: every directory at or below LOGDIR that holds event\n"
+        "files (events.out.tfevents.*) becomes one finished run, named by its path below LOGDIR,\n"
+        "with every scalar at its step and wall time and its value as stored. A damaged event file\n"
+        "stops the import before anything is written.\n\n"
+        "epochal import ttv FOLDER: a Time-Travelling Visualizer training_dynamic folder\n"
+        "(Model/model.py, Model/Epoch_N/subject_model.pth, Training_data/, Testing_data/,\n"
+        "sprites/, config.json) becomes one run (project ttv) with recorded training dynamics: for\n"
+        "each epoch, the model's feature(x) and prediction(h) of every training and testing sample\n"
+        "and each split's loss and accuracy; and the sprites, the class names and the visualization\n"
+        "settings of the config.json section named by --method (needed when it has several).\n"
+        "Missing parts are reported before the run is created. model.py is run as Python: import\n"
+        "only folders you trust.",
     )
-    parser.add_argument("format", choices=_IMPORT_FORMATS, help="the kind of files to read: tensorboard")
-    parser.add_argument("logdir", metavar="LOGDIR", help="a TensorBoard log directory, such as runs/")
+    parser.add_argument("format", choices=_IMPORT_FORMATS, help="the kind of thing to read: tensorboard or ttv")
     parser.add_argument(
-        "--project", metavar="P", type=_project, help="the project of the imported runs (default: tensorboard)"
+        "logdir", metavar="PATH", help="a TensorBoard log directory, such as runs/, or a TTV training_dynamic folder"
+    )
+    parser.add_argument(
+        "--project", metavar="P", type=_project,
+        help="the project of the imported runs (default: tensorboard, or ttv)",
+    )
+    parser.add_argument(
+        "--method", metavar="NAME", help="ttv: the section of config.json to read (needed when it has several)"
+    )
+    parser.add_argument("--name", metavar="N", type=_run_name, help="ttv: the run's name (default: the folder's name)")
+    parser.add_argument(
+        "--device", metavar="D", help="ttv: where the model runs (default: cuda if there is one, else cpu)"
     )
 
 
 def _import(args: argparse.Namespace) -> int:
     from epochal.interop.tensorboard import import_tensorboard
 
+    if args.format == "ttv":
+        return _import_ttv(args)
+    if given := [f"--{option}" for option in ("method", "name", "device") if getattr(args, option) is not None]:
+        return _error(f"{' and '.join(given)} only apply to `epochal import ttv`")
     location = _location(args)
     ids = import_tensorboard(location, args.logdir, project=args.project)  # reads it all before creating anything
     with Store(location) as store:
@@ -250,6 +278,31 @@ def _import(args: argparse.Namespace) -> int:
         ]
     print(f"imported {len(records)} run{'s' * (len(records) != 1)} from {args.logdir} into {location}")
     print(_table(["id", "name", "project", "points", "keys"], rows, right={3, 4}))
+    return 0
+
+
+def _import_ttv(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from epochal.dynamics.files import SAMPLES_FILE, dynamics_folder, recorded_epochs
+    from epochal.interop.ttv import import_ttv  # imports torch, which the other imports do without
+
+    def progress(epoch: int, done: int, total: int) -> None:
+        print(f"  epoch {epoch} recorded ({done}/{total})", file=sys.stderr, flush=True)
+
+    location = _location(args)
+    run_id = import_ttv(args.logdir, location, method=args.method, name=args.name, project=args.project,
+                        device=args.device, progress=progress)
+    with Store(location) as store:
+        record = store.run(run_id)
+    folder = dynamics_folder(record.path)
+    epochs = recorded_epochs(folder)
+    with np.load(folder / SAMPLES_FILE) as samples:
+        counts = Counter(samples["split"].tolist())
+    print(f"imported {args.logdir} into {location} as run {record.name} ({record.id}), project {record.project}: "
+          f"{len(epochs)} epochs ({epochs[0]}..{epochs[-1]}), {counts['train']:,} training and {counts['test']:,} "
+          f"testing samples")
+    print(f"dynamics in {folder}")
     return 0
 
 
@@ -373,6 +426,44 @@ def _add_dynamics(commands: argparse._SubParsersAction) -> None:
     samples.add_argument("--top", metavar="N", type=_positive_int, default=20,
                          help="list this many likely mislabeled samples (default: 20)")
 
+    fit = _command(
+        actions, "fit", _dynamics_fit, "fit the 2D projection of every recorded epoch",
+        "Lays out every recorded epoch in 2D at once (t-SNE's loss over each epoch's fuzzy k-NN graph,\n"
+        "with temporal edges that keep a sample in place while its representation stays), trains an\n"
+        "encoder to that layout and a decoder back, and writes each epoch's coordinates and background\n"
+        "image into the run's folder (dynamics/projection/). Settings come from --set, then the run's\n"
+        "dynamics/fit.json (from `epochal import ttv`), then the defaults:\n"
+        + "".join(f"  {name} = {value}\n" for name, value in _projection_defaults()),
+    )
+    fit.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    fit.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], type=_setting,
+                     help="a projection setting, e.g. --set n_neighbors=30 (repeatable)")
+    fit.add_argument("--seed", type=int, default=0, help="random state of the fit (default: 0)")
+    fit.add_argument("--device", metavar="DEVICE", help="torch device for the networks (default: cuda if available)")
+    fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+    quality = _command(
+        actions, "quality", _dynamics_quality, "measure the fitted projection",
+        "Per epoch, for train and test samples apart: NPR@k (the share of each sample's k nearest\n"
+        "neighbours in the representation kept among its k nearest in 2D), trustworthiness, and PPR\n"
+        "(the share of samples whose decoded 2D point the model classifies as it did the sample). Per\n"
+        "pair of consecutive epochs: the Spearman correlation between each sample's movement in the\n"
+        "representation and in 2D, and between its neighbourhood change and its 2D movement.\n"
+        "Written to dynamics/projection/quality.json and printed.",
+    )
+    quality.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    quality.add_argument("-k", type=_positive_int, default=15, help="neighbours for NPR and trustworthiness (default: 15)")
+
+    plot = _command(
+        actions, "plot", _dynamics_plot, "PNG pictures and an animated GIF of the projection",
+        "One PNG per epoch (the background with the samples on top, coloured by label; rings are test\n"
+        "samples, a black edge marks a wrong prediction) and dynamics.gif over the epochs.",
+    )
+    plot.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
+    plot.add_argument("--epoch", metavar="N", type=int, action="append", help="only this epoch (repeatable)")
+    plot.add_argument("-o", "--out", metavar="DIR", help="where to write (default: the run's dynamics/projection/)")
+    plot.add_argument("--no-gif", action="store_true", help="no animated GIF")
+
 
 def _dynamics_samples(args: argparse.Namespace) -> int:
     from epochal.dynamics.record import FOLDER
@@ -408,6 +499,84 @@ def _dynamics_samples(args: argparse.Namespace) -> int:
           "epoch: + right, else the class predicted):")
     print(_table(header, rows, right={1, 2, 3, 4, 5, 6}))
     return 0
+
+
+def _dynamics_fit(args: argparse.Namespace) -> int:
+    from epochal.dynamics.fitting import fit
+
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+
+    def progress(stage: str, fraction: float, message: str) -> None:
+        if not args.quiet:
+            print(f"{fraction:6.1%}  {message}", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    projection = fit(record, random_state=args.seed, device=args.device, progress=progress, **dict(args.set))
+    print(f"fitted {len(projection.epochs_)} epochs of {projection.embedding_.shape[1]:,} samples in "
+          f"{time.perf_counter() - started:.1f} s; files in {Path(record.path) / 'dynamics' / 'projection'}")
+    return 0
+
+
+def _dynamics_quality(args: argparse.Namespace) -> int:
+    from epochal.dynamics.scoring import evaluate
+
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+    report = evaluate(record, k=args.k)
+    splits = list(report["mean"])
+    header = ["epoch"] + [f"{m} {s}" for s in splits for m in ("NPR", "trust", "PPR")]
+    rows = []
+    for epoch, per_split in report["epochs"].items():
+        rows.append([epoch] + [_number(per_split[s].get(m), 3) for s in splits for m in ("npr", "trustworthiness", "ppr")])
+    print(f"run {record.name} ({record.id}), k = {args.k}")
+    print(_table(header, rows, right=set(range(len(header)))))
+    if report["temporal"]:
+        header = ["epochs"] + [f"{m} {s}" for s in splits for m in ("movement", "neighbourhood")]
+        rows = [[pair] + [_number(per_split[s][m], 3) for s in splits for m in ("movement", "neighbourhood")]
+                for pair, per_split in report["temporal"].items()]
+        print("\ntemporal (Spearman correlation with the 2D movement)")
+        print(_table(header, rows, right=set(range(len(header)))))
+    means = report["mean"]
+    print("\nmean " + "; ".join(f"{s}: " + ", ".join(f"{m} {_number(v, 3)}" for m, v in means[s].items()) for s in splits))
+    return 0
+
+
+def _dynamics_plot(args: argparse.Namespace) -> int:
+    from epochal.dynamics.pictures import plot
+
+    with _open(_location(args)) as store:
+        record = store.run(args.run)
+    for path in plot(record, epochs=args.epoch, out=args.out, gif=not args.no_gif):
+        print(path)
+    return 0
+
+
+def _projection_defaults() -> list[tuple[str, object]]:
+    from dataclasses import fields
+
+    from epochal.dynamics.projection import Params
+
+    return [(f.name, f.default) for f in fields(Params)]
+
+
+def _setting(text: str) -> tuple[str, object]:
+    from dataclasses import fields
+
+    from epochal.dynamics.projection import Params
+
+    name, _, value = text.partition("=")
+    known = {f.name: f.default for f in fields(Params)}
+    if name not in known or not value:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE with NAME one of: {', '.join(known)}")
+    default = known[name]
+    try:
+        if isinstance(default, tuple):
+            return name, tuple(int(v) for v in value.split(","))
+        return name, type(default)(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} takes a {type(default).__name__}"
+                                         f"{' list like 256,256' if isinstance(default, tuple) else ''}, got {value!r}") from None
 
 
 def _mark(predicted: int, label: int) -> str:
@@ -465,6 +634,12 @@ def _unwritable(path: str) -> str | None:
 def _run_ref(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("a run is named by its id, an id prefix or its name, got ''")
+    return text
+
+
+def _run_name(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a run's name is a non-empty string, got ''")
     return text
 
 
