@@ -56,6 +56,7 @@ bench: setup browser
 	$(PY) bench/log_overhead.py
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/dynamics.py
 
 clean:
 	rm -rf $(VENV) epochal-runs web/node_modules src/epochal/server/static
