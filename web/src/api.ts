@@ -96,6 +96,82 @@ export interface Series {
   nonfinite: number;
 }
 
+export interface ProjectionInfo {
+  epochs: number[];
+  /** xmin, xmax, ymin, ymax: of every epoch's coordinates and background image (row 0 at ymax). */
+  extent: [number, number, number, number];
+  resolution: number;
+  /** One colour per class, by class number. */
+  colors: string[];
+  /** Whether each epoch has a background image (a projection fitted without prediction heads has none). */
+  backgrounds: boolean;
+  params: Record<string, unknown>;
+  seconds: number | null;
+}
+
+/** measure name -> value */
+export type Measures = Record<string, number | null>;
+
+export interface Quality {
+  /** epoch -> split -> measures */
+  epochs: Record<string, Record<string, Measures>>;
+  /** "a-b" -> split -> measures */
+  temporal: Record<string, Record<string, Measures>>;
+  /** split -> each measure's mean over the epochs */
+  mean: Record<string, Measures>;
+}
+
+export interface FitProgress {
+  state: "running" | "done" | "failed";
+  stage: string;
+  fraction: number;
+  message: string;
+  pid: number | null;
+  started: string | null;
+  updated: string | null;
+  /** state running and its process alive */
+  running: boolean;
+}
+
+export interface DynamicsInfo {
+  run: string;
+  epochs: number[];
+  samples: number;
+  splits: Record<string, number>;
+  classes: number;
+  class_names: string[] | null;
+  sprites: boolean;
+  projection: ProjectionInfo | null;
+  quality: Quality | null;
+  progress: FitProgress | null;
+}
+
+export type SampleCategory = "easy" | "ambiguous" | "hard";
+export type Split = "train" | "test";
+
+export interface SampleTable {
+  epochs: number[];
+  labels: number[];
+  split: Split[];
+  indices: number[];
+  /** per recorded epoch, per sample */
+  predictions: number[][];
+  confidence: (number | null)[];
+  variability: (number | null)[];
+  correctness: (number | null)[];
+  forgetting: number[];
+  first_learned: number[];
+  learned_from: number[];
+  category: SampleCategory[];
+  likely_mislabeled: number[];
+}
+
+export interface EpochCoords {
+  epoch: number;
+  x: (number | null)[];
+  y: (number | null)[];
+}
+
 /** An answer other than 2xx; `detail` is the server's message. */
 export class ApiError extends Error {
   constructor(
@@ -240,6 +316,20 @@ export const api = {
 
   /** Download link for the full-resolution CSV of `key` in `runs`. */
   seriesCsvUrl: (key: string, runs: string[]) => withToken(url("/series.csv", { key, run: runs })),
+
+  dynamics: (run: string, signal?: AbortSignal) => request<DynamicsInfo>("GET", `/runs/${encodeURIComponent(run)}/dynamics`, { signal }),
+
+  dynamicsSamples: (run: string, signal?: AbortSignal) =>
+    request<SampleTable>("GET", `/runs/${encodeURIComponent(run)}/dynamics/samples`, { signal }),
+
+  dynamicsEpoch: (run: string, epoch: number, signal?: AbortSignal) =>
+    request<EpochCoords>("GET", `/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}`, { signal }),
+
+  fitDynamics: (run: string) => request<FitProgress>("POST", `/runs/${encodeURIComponent(run)}/dynamics/fit`),
+
+  backgroundUrl: (run: string, epoch: number) => withToken(url(`/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}/background.png`)),
+
+  spriteUrl: (run: string, index: number) => withToken(url(`/runs/${encodeURIComponent(run)}/dynamics/sprites/${index}.png`)),
 };
 
 export function isAbort(err: unknown): boolean {

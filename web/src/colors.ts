@@ -42,3 +42,21 @@ export function sequential(t: number): string {
   const [r, g, b] = VIRIDIS[i].map((v, k) => Math.round(v + (VIRIDIS[i + 1][k] - v) * f));
   return `rgb(${r}, ${g}, ${b})`;
 }
+
+// Classes without colours of their own (no projection yet): matplotlib's tab10, then tab20's light ones.
+const CLASS_PALETTE = [
+  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+  "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+];
+
+/** One colour per class: the projection's own when it has them, else a fixed palette (repeating). */
+export function classColors(count: number, given?: string[] | null): string[] {
+  const source = given && given.length ? given : CLASS_PALETTE;
+  return Array.from({ length: Math.max(count, 1) }, (_, i) => source[i % source.length]);
+}
+
+/** Where a sample sits on the data map: easy to learn, ambiguous, or hard to learn. */
+export const CATEGORY_COLORS = { easy: "#16a34a", ambiguous: "#d97706", hard: "#dc2626" } as const;
+
+/** Right and wrong predictions. */
+export const CORRECTNESS_COLORS = ["#16a34a", "#dc2626"];

@@ -7,7 +7,7 @@ import { mountCompare } from "./pages/compare";
 import { mountRun } from "./pages/run";
 import { mountRuns } from "./pages/runs";
 import { href, onRoute, type Route } from "./router";
-import { showBanner } from "./ui";
+import { errorBox, showBanner } from "./ui";
 
 export interface PageContext {
   /** Aborted when the page is left: fetches stop, timers clear. */
@@ -49,6 +49,14 @@ function render(route: Route): void {
       break;
     case "run":
       mountRun(app, ctx, route.id);
+      break;
+    case "dynamics":
+      // WebGL scatter plots are for this page only: its code loads when it is opened.
+      replace(app, h("div", { class: "loading-note" }, "Loading…"));
+      import("./pages/dynamics").then(
+        (page) => ctx.signal.aborted || page.mountDynamics(app, ctx, route.id),
+        (err) => ctx.signal.aborted || replace(app, errorBox(err, "Could not load the page")),
+      );
       break;
     case "compare":
       mountCompare(app, ctx, route.runs, route.key);

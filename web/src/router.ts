@@ -1,9 +1,10 @@
-// Hash routes: #/ (runs), #/run/<id>, #/compare?runs=<id>,<id>&key=<key>.
+// Hash routes: #/ (runs), #/run/<id>, #/run/<id>/dynamics, #/compare?runs=<id>,<id>&key=<key>.
 // Hash routing needs nothing from the server: any static file server can serve the built UI.
 
 export type Route =
   | { page: "runs" }
   | { page: "run"; id: string }
+  | { page: "dynamics"; id: string }
   | { page: "compare"; runs: string[]; key: string | null }
   | { page: "missing"; hash: string };
 
@@ -14,6 +15,7 @@ export function parseHash(hash: string): Route {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: "runs" };
   if (parts[0] === "run" && parts.length === 2) return { page: "run", id: parts[1] };
+  if (parts[0] === "run" && parts.length === 3 && parts[2] === "dynamics") return { page: "dynamics", id: parts[1] };
   if (parts[0] === "compare" && parts.length === 1) {
     const runs = (params.get("runs") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
     return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null };
@@ -27,6 +29,8 @@ export function href(route: Route): string {
       return "#/";
     case "run":
       return `#/run/${encodeURIComponent(route.id)}`;
+    case "dynamics":
+      return `#/run/${encodeURIComponent(route.id)}/dynamics`;
     case "compare": {
       // Commas stay readable in the address bar; ids never contain them.
       let h = `#/compare?runs=${route.runs.map(encodeURIComponent).join(",")}`;

@@ -21,7 +21,7 @@ from starlette.routing import compile_path
 
 import epochal
 from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError
-from epochal.server import files, runs, series, store_info
+from epochal.server import dynamics, files, runs, series, store_info
 from epochal.server.models import Problem
 from epochal.server.security import Access, reject_repeated_parameters, require_token
 from epochal.store.store import Store
@@ -67,7 +67,7 @@ def create_app(
     guarded = [Depends(require_token), Depends(reject_repeated_parameters)]
     unauthorized = {401: {"model": Problem}}
     app.state.api_paths = []
-    for module in (store_info, runs, series, files):
+    for module in (store_info, runs, series, files, dynamics):
         app.include_router(module.router, prefix="/api", dependencies=guarded, responses=unauthorized)
         app.state.api_paths += [(compile_path("/api" + r.path)[0], r.methods) for r in module.router.routes]
     _add_error_handlers(app)

@@ -207,3 +207,87 @@ def _json_safe(value: object) -> object:
     if isinstance(value, float):
         return finite_or_none(value)
     return value
+
+
+# -- training dynamics ------------------------------------------------------------------------------
+
+#: measure name -> value, for one split of one epoch (or of one pair of epochs); null where not finite.
+Measures = dict[str, float | None]
+
+
+class ProjectionInfo(BaseModel):
+    """``projection.json``: what the fitted projection covers and how to draw it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epochs: list[int] = Field(description="the fitted epochs")
+    extent: list[float] = Field(
+        min_length=4, max_length=4, description="xmin, xmax, ymin, ymax of every epoch's coordinates and background"
+    )
+    resolution: int = Field(description="pixels on each side of a background image")
+    colors: list[str] = Field(description="one colour per class, by class number")
+    backgrounds: bool = Field(True, description="whether each epoch has a background image")
+    params: dict[str, object] = Field(default_factory=dict, description="the projection's settings")
+    seconds: float | None = Field(None, description="how long the fit took")
+
+
+class Quality(BaseModel):
+    """``quality.json``: how faithful the projection is, per epoch and split, and between epochs."""
+
+    epochs: dict[str, dict[str, Measures]] = Field(description="epoch -> split -> measure -> value")
+    temporal: dict[str, dict[str, Measures]] = Field(description="'a-b' (two epochs) -> split -> measure -> value")
+    mean: dict[str, Measures] = Field(description="split -> measure -> its mean over the epochs")
+
+
+class FitProgress(BaseModel):
+    """``progress.json`` of the latest fit of a run's projection."""
+
+    state: Literal["running", "done", "failed"]
+    stage: str
+    fraction: float = Field(ge=0, le=1, description="of the whole fit done")
+    message: str
+    pid: int | None
+    started: str | None = Field(description="ISO 8601")
+    updated: str | None = Field(description="ISO 8601")
+    running: bool = Field(description="state running and its process alive (a killed fit is not running)")
+
+
+class DynamicsInfo(BaseModel):
+    """What a run recorded of its training dynamics, and the state of their projection."""
+
+    run: str = Field(description="the run's id")
+    epochs: list[int] = Field(description="the recorded epochs")
+    samples: int
+    splits: dict[str, int] = Field(description="samples per split ('train', 'test')")
+    classes: int
+    class_names: list[str] | None = Field(description="from dynamics/classes.json, when it is there")
+    sprites: bool = Field(description="whether each sample has a thumbnail")
+    projection: ProjectionInfo | None = Field(description="null until a projection is fitted")
+    quality: Quality | None
+    progress: FitProgress | None = Field(description="null when no fit was ever started")
+
+
+class SampleTable(BaseModel):
+    """Per-sample statistics over the recorded epochs; every list is in the recorded samples' order."""
+
+    epochs: list[int]
+    labels: list[int]
+    split: list[Literal["train", "test"]]
+    indices: list[int] = Field(description="each sample's index in its data set")
+    predictions: list[list[int]] = Field(description="per recorded epoch, the class predicted for each sample")
+    confidence: list[float] = Field(description="mean probability of the given label")
+    variability: list[float] = Field(description="its standard deviation over the epochs")
+    correctness: list[float] = Field(description="share of epochs predicted right")
+    forgetting: list[int] = Field(description="right -> wrong transitions between consecutive recorded epochs")
+    first_learned: list[int] = Field(description="first epoch predicted right; -1 if never")
+    learned_from: list[int] = Field(description="epoch from which it stays right; -1 if wrong at the end")
+    category: list[Literal["easy", "ambiguous", "hard"]]
+    likely_mislabeled: list[int] = Field(description="positions of the hard-to-learn samples, least confident first")
+
+
+class EpochCoords(BaseModel):
+    """The 2D position of every sample at one epoch, in the projection's coordinates."""
+
+    epoch: int
+    x: list[float | None]
+    y: list[float | None]

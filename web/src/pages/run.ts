@@ -1,6 +1,6 @@
 // The run page: what ran where, its config, summary, checkpoints, notes and tags, and a chart per key.
 
-import { api, withToken, type RunDetail, type SummaryRow } from "../api";
+import { api, ApiError, withToken, type RunDetail, type SummaryRow } from "../api";
 import { ChartGrid, type ChartSpec } from "../chartgrid";
 import { ChartView, chartToolbar } from "../chartview";
 import { runColor } from "../colors";
@@ -31,6 +31,8 @@ class RunPage {
   private readonly notesSave = h("button", { type: "button", class: "btn", disabled: true }, "Save notes");
   private readonly grid: ChartGrid;
   private readonly view = new ChartView();
+  /** Whether the run recorded training dynamics: then the header links to their page. */
+  private hasDynamics = false;
 
   constructor(
     root: HTMLElement,
@@ -59,6 +61,18 @@ class RunPage {
     this.renderAll();
     this.grid.show(this.chartSpecs());
     if (run.status === "running") this.followLive();
+    void this.findDynamics();
+  }
+
+  private async findDynamics(): Promise<void> {
+    try {
+      await api.dynamics(this.run.id, this.ctx.signal);
+    } catch (err) {
+      // 404: none recorded. Any other error shows on the dynamics page itself, so link to it anyway.
+      if (!(err instanceof ApiError) || err.status === 404) return;
+    }
+    this.hasDynamics = true;
+    this.renderHeader();
   }
 
   private renderAll(): void {
@@ -101,6 +115,7 @@ class RunPage {
         h("span", { class: "pill" }, r.project),
         h("code", { class: "run-id", title: "Run id" }, r.id),
         h("span", { class: "spacer" }),
+        this.hasDynamics ? h("a", { class: "btn dynamics-link", href: href({ page: "dynamics", id: r.id }) }, "Training dynamics") : null,
         h("button", { type: "button", class: "btn danger", onclick: () => void this.deleteRun() }, "Delete run"),
       ),
       this.tags,
