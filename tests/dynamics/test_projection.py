@@ -29,7 +29,7 @@ def blobs(epochs=3, n=400, width=16, classes=4, seed=0):
 
 @pytest.fixture(scope="module")
 def fitted():
-    reps, heads, labels = blobs()
+    reps, heads, _ = blobs()
     return Projection(random_state=0, **QUICK).fit(reps, epochs=[1, 2, 3], heads=heads), reps, heads
 
 

@@ -6,11 +6,11 @@
 """
 
 from epochal.dynamics.fitting import coordinates, fit, load
+from epochal.dynamics.pictures import plot
 from epochal.dynamics.projection import Params, Projection
 from epochal.dynamics.record import DynamicsError, record, represent
 from epochal.dynamics.samples import SampleStats, sample_stats
 from epochal.dynamics.scoring import evaluate
-from epochal.dynamics.pictures import plot
 from epochal.dynamics.sprites import sprites
 
 __all__ = [

@@ -26,7 +26,7 @@ def class_colors(classes: int) -> list[str]:
         return [to_hex(colormaps["tab10"](i)) for i in range(classes)]
     if classes <= 20:
         return [to_hex(colormaps["tab20"](i)) for i in range(classes)]
-    return ["#%02x%02x%02x" % tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / classes, 0.65, 0.85)) for i in range(classes)]
+    return [to_hex(colorsys.hsv_to_rgb(i / classes, 0.65, 0.85)) for i in range(classes)]
 
 
 def extent_of(coords: np.ndarray, margin: float = 0.05) -> list[float]:

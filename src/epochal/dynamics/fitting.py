@@ -61,7 +61,7 @@ def fit(
         representations, heads = [], []
         for epoch in epochs:
             with np.load(files.epoch_file(folder, epoch)) as arrays:
-                representations.append(arrays["representations"].astype(np.float32))
+                representations.append(arrays["representations"])  # as stored; the fit makes float32 copies it frees
                 heads.append((arrays["head_weight"], arrays["head_bias"]) if "head_bias" in arrays else None)
         usable_heads = heads if all(h is not None for h in heads) else None
         projection = Projection(random_state=random_state, device=device, **settings)
@@ -114,7 +114,7 @@ def _save(target: Path, projection: Projection, epochs: list[int], seconds: floa
     files.write_json(target / files.META_FILE, {
         "epochs": epochs, "extent": extent, "resolution": resolution, "colors": colors, "classes": classes,
         "backgrounds": projection.heads_ is not None, "samples": int(projection.embedding_.shape[1]),
-        "boundary_samples": int(len(projection.boundary_[0])), "params": _jsonable(projection.params),
+        "boundary_samples": len(projection.boundary_[0]), "params": _jsonable(projection.params),
         "random_state": projection.random_state, "seconds": round(seconds, 2),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })

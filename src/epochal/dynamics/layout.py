@@ -7,10 +7,13 @@ UMAP's loss does, which is what the neighbour-preservation rate measures. The re
 from a few random samples of the same epoch per point and step, so a step costs O(edges), not O(n^2),
 and 20,000 samples an epoch stay cheap.
 
-Epochs are tied by temporal edges: a sample at one epoch is attracted to itself at the next, the
-more strongly the less its representation moved between them (relative to the median move). Every
-epoch starts from the same layout, so a sample whose representation stays put stays where it was,
-and one that moves far is free to move in 2D.
+Epochs are tied by temporal edges: a sample at one epoch is attracted to itself at the next when its
+representation moved less between them than the run's median move (all samples, all epochs), and
+left free when it moved more; the hold falls off steeply around the median (``exp(1 - (m/median)^6)``).
+One median for the whole run, not one per pair of epochs, so the large moves of the first epochs
+show as large moves in 2D and the small ones of the last epochs as small. Every epoch starts from
+the same layout, and the result is the average of the last steps' positions, which takes out the
+jitter of the sampled repulsion: a sample whose representation stays put stays where it was.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def layout(
         moves: per pair of consecutive epochs, how far each sample moved in the representation.
         start: (n, 2) starting layout shared by every epoch (e.g. the principal components).
         temporal_weight: the share of a sample's attraction that goes to its own other epochs.
-        iterations: gradient steps; the first quarter with the attraction exaggerated.
+        iterations: gradient steps; the first quarter with the attraction exaggerated, the last
+            fifth (at most 100) averaged.
     """
     import torch
 
@@ -50,18 +54,23 @@ def layout(
         heads.append(rows + index * n)
         tails.append(cols + index * n)
         weights.append(values / values.sum() / epochs)  # each epoch's affinities sum to 1 / epochs
+    graph_edges = sum(len(h) for h in heads)
+    typical = (float(np.median(np.concatenate(moves))) if moves else 0.0) or 1.0
     for index in range(epochs - 1):
-        # As much affinity mass per sample as its neighbours have, times the temporal weight, for a
-        # sample that moved a typical distance; more for one that stayed, less for one that moved far.
-        typical = np.median(moves[index]) or 1.0
-        strength = np.exp(1 - moves[index] / typical) * temporal_weight / (n * epochs)
-        ids = np.arange(n)
-        heads += [ids + index * n, ids + (index + 1) * n]
-        tails += [ids + (index + 1) * n, ids + index * n]
-        weights += [strength, strength]
-    head = torch.from_numpy(np.concatenate(heads).astype(np.int64))
-    tail = torch.from_numpy(np.concatenate(tails).astype(np.int64))
-    p = torch.from_numpy(np.concatenate(weights).astype(np.float32))
+        # Up to e times a sample's share of its epoch's affinity mass, times the temporal weight.
+        held = np.exp(1 - np.minimum(moves[index] / typical, 10.0) ** 6)
+        strength = held * temporal_weight / (n * epochs)
+        heads.append(np.arange(n) + index * n)  # one way: the force below acts on both ends
+        tails.append(np.arange(n) + (index + 1) * n)
+        weights.append(strength)
+    head, tail, p = np.concatenate(heads), np.concatenate(tails), np.concatenate(weights)
+    in_graph = np.arange(len(head)) < graph_edges
+    # A graph has every edge both ways with the same weight: keep one way, the force acts on both ends.
+    one_way = head < tail
+    head = torch.from_numpy(head[one_way].astype(np.int64))
+    tail = torch.from_numpy(tail[one_way].astype(np.int64))
+    p = torch.from_numpy(4 * p[one_way].astype(np.float32))  # t-SNE's gradient has a factor 4
+    in_graph = torch.from_numpy(in_graph[one_way])
 
     scaled = (start - start.mean(0)) / (start[:, 0].std() or 1.0) * 1e-4  # t-SNE's tiny start
     y = torch.from_numpy(np.tile(scaled.astype(np.float32), (epochs, 1)))
@@ -71,13 +80,18 @@ def layout(
     gains = torch.ones_like(y)
     rate = max(n / exaggeration / 4, 50.0)  # scikit-learn's 'auto' learning rate, per epoch's n
     early = iterations // 4
+    averaged = min(100, iterations // 5)  # the last steps, whose positions are averaged
+    total_positions = torch.zeros_like(y)
+    # Only the neighbour graphs' attraction is exaggerated early on; exaggerated temporal edges on
+    # top of it would put the steps past what t-SNE's learning rate keeps stable.
+    exaggerated = torch.where(in_graph, torch.tensor(exaggeration), torch.tensor(1.0)) * p
     for step in range(iterations):
-        boost = exaggeration if step < early else 1.0
         momentum = 0.5 if step < early else 0.8
         # Attraction: 4 * sum_j p_ij * w_ij * (y_i - y_j), over the edges.
         diff = y[head] - y[tail]
         w = 1 / (1 + diff.pow(2).sum(1))
-        grad = torch.zeros_like(y).index_add_(0, head, (4 * boost * p * w)[:, None] * diff)
+        pull = ((exaggerated if step < early else p) * w)[:, None] * diff
+        grad = torch.zeros_like(y).index_add_(0, head, pull).index_add_(0, tail, -pull)
         # Repulsion: -4 / Z * sum_j w_ij^2 (y_i - y_j), from `negatives` random samples of the same epoch.
         others = epoch_start.repeat_interleave(negatives) + torch.randint(0, n, (total * negatives,), generator=generator)
         diff = y.repeat_interleave(negatives, 0) - y[others]
@@ -91,6 +105,10 @@ def layout(
         gains = torch.where(same, gains * 0.8, gains + 0.2).clamp_min(0.01)
         update = momentum * update - rate * epochs * gains * grad
         y += update
+        if step >= iterations - averaged:
+            total_positions += y
         if report is not None and step % 50 == 49:
             report((step + 1) / iterations)
+    if averaged:
+        y = total_positions / averaged
     return y.view(epochs, n, 2).numpy()

@@ -18,21 +18,29 @@ from scipy import sparse
 from epochal.errors import DynamicsError
 
 
-def nearest_neighbours(points: np.ndarray, k: int, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, distances), each (n, k): every point's k nearest others by Euclidean distance, nearest first."""
+def nearest_neighbours(
+    points: np.ndarray, k: int, *, among: np.ndarray | None = None, chunk: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, distances), each (n, k): every point's k nearest by Euclidean distance, nearest first.
+
+    Without ``among``, the neighbours are the other points; with it, rows of ``among``.
+    """
     import torch
 
-    n = len(points)
-    if k >= n:
-        raise DynamicsError(f"{k} neighbours need at least {k + 1} samples, got {n}")
-    x = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    queries = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
+    x = queries if among is None else torch.from_numpy(np.ascontiguousarray(among, dtype=np.float32))
+    n, available = len(queries), len(x) - (1 if among is None else 0)
+    if k > available:
+        raise DynamicsError(f"{k} neighbours need at least {k + (1 if among is None else 0)} samples, got {len(x)}")
     squares = x.pow(2).sum(1)
+    query_squares = squares if among is None else queries.pow(2).sum(1)
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float32)
     for start in range(0, n, chunk):
-        rows = x[start : start + chunk]
-        d2 = squares[start : start + chunk, None] - 2 * rows @ x.T + squares[None, :]
-        d2[torch.arange(len(rows)), torch.arange(start, start + len(rows))] = float("inf")  # not itself
+        rows = queries[start : start + chunk]
+        d2 = torch.addmm(squares[None, :], rows, x.T, alpha=-2).add_(query_squares[start : start + chunk, None])
+        if among is None:
+            d2[torch.arange(len(rows)), torch.arange(start, start + len(rows))] = float("inf")  # not itself
         values, found = torch.topk(d2, k, dim=1, largest=False, sorted=True)
         indices[start : start + len(rows)] = found.numpy()
         distances[start : start + len(rows)] = values.clamp_min(0).sqrt().numpy()

@@ -66,8 +66,9 @@ def plot(run: Any, *, epochs: list[int] | None = None, out: str | Path | None = 
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         plt.close(figure)
-        files.write_atomically(path, lambda file, data=buffer.getvalue(): file.write(data))
-        frames.append(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+        picture = buffer.getvalue()
+        files.write_atomically(path, lambda file, data=picture: file.write(data))
+        frames.append(Image.open(io.BytesIO(picture)).convert("RGB"))
         written.append(path)
     if gif and frames:
         path = target / files.ANIMATION_FILE

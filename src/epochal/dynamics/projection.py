@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ class Params:
     patience: int = 3  # PATIENT: passes without improvement before stopping
     batch_size: int = 512  # BATCH_SIZE
     learning_rate: float = 1e-3
-    max_steps: int = 400  # per pass, so that very large fits still finish in time
+    max_steps: int = 200  # per pass, so that very large fits still finish in time
     resolution: int = 300  # RESOLUTION of the background images
 
     @classmethod
@@ -116,20 +117,27 @@ class Projection:
         # One scale for every epoch, so that movement between epochs keeps its size.
         self.center_ = np.mean([r.mean(0) for r in reps], axis=0).astype(np.float32)
         self.scale_ = float(np.sqrt(np.mean([((r - self.center_) ** 2).sum(1).mean() for r in reps]))) or 1.0
-        scaled = [(r - self.center_) / self.scale_ for r in reps]
+        # Every epoch's scaled points in one array, each epoch a view into it, with room for the
+        # boundary samples after them: no copies of every point at scale.
+        room = boundary_count(n, p.boundary_share) * len(reps) if heads is not None else 0
+        points = np.empty((n * len(reps) + room, width), np.float32)
+        scaled = [points[i * n : (i + 1) * n] for i in range(len(reps))]
+        for index, r in enumerate(reps):
+            np.subtract(r, self.center_, out=scaled[index])
+            scaled[index] /= self.scale_
+        del reps
         self.heads_ = None if heads is None else [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in heads]
 
         report("graph", 0.0, "neighbour graphs")
-        graphs, neighbours = [], []
-        for index, points in enumerate(scaled):
-            found, distances = nearest_neighbours(points, p.n_neighbors - 1)  # umap-learn counts the sample itself
+        graphs = []
+        for index, epoch_points in enumerate(scaled):
+            found, distances = nearest_neighbours(epoch_points, p.n_neighbors - 1)  # umap-learn counts the sample itself
             graph = fuzzy_graph(found, distances)
             graphs.append((graph.row, graph.col, graph.data))
-            neighbours.append(found)
             report("graph", 0.1 * (index + 1) / len(scaled), f"neighbour graph of epoch {self.epochs_[index]}")
 
-        moves = [np.linalg.norm(after - before, axis=1) for before, after in zip(scaled, scaled[1:])]
-        start = _principal_components(np.concatenate(scaled), n)
+        moves = [np.linalg.norm(after - before, axis=1) for before, after in pairwise(scaled)]
+        start = _principal_components(points[: n * len(scaled)], n)
         embedding = layout(
             graphs, moves, start, temporal_weight=p.temporal_weight, iterations=p.layout_iterations, seed=seed,
             report=lambda done: report("layout", 0.1 + 0.5 * done, f"layout, step {int(done * p.layout_iterations)}/{p.layout_iterations}"),
@@ -139,19 +147,20 @@ class Projection:
         self.layout_scale_ = float(embedding.reshape(-1, 2).std()) or 1.0
         self.embedding_ = ((embedding - self.layout_center_) / self.layout_scale_).astype(np.float32)
 
-        points, coords, epoch_of = np.concatenate(scaled), self.embedding_.reshape(-1, 2), np.repeat(np.arange(len(reps)), n)
+        coords, epoch_of = self.embedding_.reshape(-1, 2), np.repeat(np.arange(len(scaled)), n)
         self.boundary_ = (np.zeros((0, width), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
         if self.heads_ is not None and p.boundary_share > 0:
             report("boundary", 0.6, "boundary samples")
             scaled_heads = [(w * self.scale_, b + w @ self.center_) for w, b in self.heads_]
             extra, extra_coords, extra_epoch = _boundary_samples(
-                scaled, self.embedding_, neighbours, scaled_heads, p.boundary_share, p.boundary_bound, rng
+                scaled, self.embedding_, p.n_neighbors, scaled_heads, p.boundary_share, p.boundary_bound, rng
             )
             self.boundary_ = (extra * self.scale_ + self.center_, extra_coords, extra_epoch)
-            points = np.concatenate([points, extra])
+            points[n * len(scaled) : n * len(scaled) + len(extra)] = extra
             coords = np.concatenate([coords, extra_coords])
             epoch_of = np.concatenate([epoch_of, extra_epoch])
-        self._train(points, coords, epoch_of, n * len(reps), len(reps), seed, lambda done, message: report("train", 0.62 + 0.33 * done, message))
+        points = points[: len(coords)]
+        self._train(points, coords, epoch_of, n * len(scaled), len(scaled), seed, lambda done, message: report("train", 0.62 + 0.33 * done, message))
         return self
 
     def fit_transform(self, representations: Sequence[np.ndarray], **kwargs: Any) -> np.ndarray:
@@ -237,7 +246,7 @@ class Projection:
 
         return self.decoder_["net"](torch.cat([coords, self.decoder_["epoch"](epoch_ids)], dim=1))
 
-    def _train(self, points, coords, epoch_of, samples, n_epochs, seed, report):  # noqa: ANN001
+    def _train(self, points, coords, epoch_of, samples, n_epochs, seed, report):
         """Encoder: representation -> layout, on the samples; decoder: layout -> representation, on all."""
         import torch
         import torch.nn.functional as F
@@ -326,7 +335,7 @@ class Projection:
 
 
 def _boundary_samples(
-    scaled: list[np.ndarray], embedding: np.ndarray, neighbours: list[np.ndarray],
+    scaled: list[np.ndarray], embedding: np.ndarray, k: int,
     heads: list[tuple[np.ndarray, np.ndarray]], share: float, bound: float, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points between samples of different predicted classes where the head hesitates: (points, coords, epochs).
@@ -335,8 +344,7 @@ def _boundary_samples(
     by bisection where the two classes' probabilities cross; kept when the top two probabilities are
     within ``bound``. Its 2D place is the mean of its nearest samples' places in that epoch's layout.
     """
-    n, k = len(scaled[0]), neighbours[0].shape[1]
-    count = max(1, int(share * n))
+    n, count = len(scaled[0]), boundary_count(len(scaled[0]), share)
     points, places, epochs = [], [], []
     for index, (reps, (weight, bias)) in enumerate(zip(scaled, heads)):
         ranked = np.argsort(-(reps @ weight.T + bias), axis=1)
@@ -360,10 +368,8 @@ def _boundary_samples(
         mixed = mixed[top[:, 0] - top[:, 1] <= bound]
         if len(mixed) == 0:
             continue
-        found, _ = nearest_neighbours(np.concatenate([mixed, reps]), k)
-        nearest = np.where(found[: len(mixed)] >= len(mixed), found[: len(mixed)] - len(mixed), -1)
-        weights = (nearest >= 0).astype(np.float32)
-        place = (embedding[index][nearest.clip(0)] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True).clip(1)
+        nearest, _ = nearest_neighbours(mixed, k, among=reps)
+        place = embedding[index][nearest].mean(1)
         points.append(mixed)
         places.append(place.astype(np.float32))
         epochs.append(np.full(len(mixed), index))
@@ -372,11 +378,16 @@ def _boundary_samples(
     return np.concatenate(points), np.concatenate(places), np.concatenate(epochs)
 
 
+def boundary_count(samples: int, share: float) -> int:
+    """The most boundary samples made per epoch."""
+    return max(1, int(share * samples)) if share > 0 else 0
+
+
 def _principal_components(points: np.ndarray, n: int) -> np.ndarray:
     """The first two principal components of every epoch's points, averaged per sample: one start for all."""
-    centred = points - points.mean(0)
-    _, _, vt = np.linalg.svd(centred[:: max(1, len(centred) // 20000)], full_matrices=False)
-    projected = centred @ vt[:2].T
+    mean = points.mean(0)
+    _, _, vt = np.linalg.svd(points[:: max(1, len(points) // 20000)] - mean, full_matrices=False)
+    projected = points @ vt[:2].T - mean @ vt[:2].T  # no centred copy of every point
     return projected.reshape(-1, n, 2).mean(0)
 
 
@@ -384,7 +395,7 @@ def _mlp(widths: Sequence[int]) -> Any:
     import torch
 
     layers: list[Any] = []
-    for index, (fan_in, fan_out) in enumerate(zip(widths, widths[1:])):
+    for index, (fan_in, fan_out) in enumerate(pairwise(widths)):
         layers.append(torch.nn.Linear(fan_in, fan_out))
         if index < len(widths) - 2:
             layers.append(torch.nn.ReLU())
