@@ -448,8 +448,10 @@ def _add_dynamics(commands: argparse._SubParsersAction) -> None:
         "neighbours in the representation kept among its k nearest in 2D), trustworthiness, and PPR\n"
         "(the share of samples whose decoded 2D point the model classifies as it did the sample). Per\n"
         "pair of consecutive epochs: the Spearman correlation between each sample's movement in the\n"
-        "representation and in 2D, and between its neighbourhood change and its 2D movement.\n"
-        "Written to dynamics/projection/quality.json and printed.",
+        "representation and in 2D, and between its neighbourhood change and its 2D movement. With 4\n"
+        "epochs or more, per sample over its epochs: the Spearman correlation of its moves in the\n"
+        "representation and in 2D, averaged over samples. Written to dynamics/projection/quality.json\n"
+        "and printed.",
     )
     quality.add_argument("run", metavar="RUN", type=_run_ref, help="run id, id prefix or name")
     quality.add_argument("-k", type=_positive_int, default=15, help="neighbours for NPR and trustworthiness (default: 15)")
@@ -537,6 +539,9 @@ def _dynamics_quality(args: argparse.Namespace) -> int:
                 for pair, per_split in report["temporal"].items()]
         print("\ntemporal (Spearman correlation with the 2D movement)")
         print(_table(header, rows, right=set(range(len(header)))))
+    if "trajectory" in report:
+        print("per sample over its epochs (Spearman correlation of its moves in the representation and in 2D): "
+              + ", ".join(f"{s} {_number(v, 3)}" for s, v in report["trajectory"].items()))
     means = report["mean"]
     print("\nmean " + "; ".join(f"{s}: " + ", ".join(f"{m} {_number(v, 3)}" for m, v in means[s].items()) for s in splits))
     return 0

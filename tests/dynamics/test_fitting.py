@@ -11,8 +11,7 @@ from sklearn.datasets import load_digits
 
 import epochal
 from epochal import cli
-from epochal.dynamics import DynamicsError, coordinates, evaluate, fit, load, plot
-from epochal.dynamics import files
+from epochal.dynamics import DynamicsError, coordinates, evaluate, files, fit, load, plot
 
 QUICK = {"layout_iterations": 150, "max_epochs": 4, "resolution": 40}
 
@@ -49,7 +48,7 @@ def test_fit_writes_each_epochs_coordinates_and_background(fitted):
     _, record, projection, stages = fitted
     folder = Path(record.path) / files.FOLDER / files.PROJECTION_FOLDER
     meta = json.loads((folder / files.META_FILE).read_text())
-    assert meta["epochs"] == projection.epochs_ == [0, 1, 2]  # the untrained model is recorded too
+    assert meta["epochs"] == projection.epochs_ == [0, 1, 2]  # the Trainer counts epochs from 0
     assert meta["classes"] == 10 and len(meta["colors"]) == 10 and meta["samples"] == 1500
     for epoch in meta["epochs"]:
         assert np.array_equal(coordinates(record, epoch), projection.embedding_[epoch])
@@ -77,6 +76,7 @@ def test_quality_is_measured_per_epoch_and_split(fitted):
     stored = json.loads((Path(record.path) / files.FOLDER / files.PROJECTION_FOLDER / files.QUALITY_FILE).read_text())
     assert stored["k"] == 15 and set(stored["epochs"]) == {"0", "1", "2"}
     assert set(stored["temporal"]) == {"0-1", "1-2"}
+    assert "trajectory" not in stored  # it needs four epochs
     for split in ("train", "test"):
         last = report["epochs"]["2"][split]
         assert 0.35 < last["npr"] <= 1 and 0.8 < last["trustworthiness"] <= 1 and 0.8 < last["ppr"] <= 1

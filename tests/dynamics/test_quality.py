@@ -204,3 +204,23 @@ def test_lower_memory_limits_split_the_work_but_not_the_answer(monkeypatch):
     monkeypatch.setattr(quality, "MAX_RANKED", 64)  # halve the rows until at most 64 distances are ranked
     assert trustworthiness(high, np.random.default_rng(3).normal(size=low.shape), 15) == expected
     assert quality.trustworthiness(high, low, 15) == sklearn_trustworthiness(high, low, n_neighbors=15)
+
+
+def test_trajectory_correlation_is_per_sample_over_epochs():
+    from epochal.dynamics.quality import trajectory_correlation
+
+    rng = np.random.default_rng(0)
+    high = rng.random((6, 50))
+    assert trajectory_correlation(high, 3 * high + 1) == pytest.approx(1.0)
+    assert trajectory_correlation(high, -high) == pytest.approx(-1.0)
+    # Scaling each sample's 2D moves differently keeps each trajectory's order: still 1.
+    assert trajectory_correlation(high, high * rng.random(50)) == pytest.approx(1.0)
+    # A sample whose 2D moves never vary is left out of the mean.
+    low = high.copy()
+    low[:, 0] = 1.0
+    low[:, 1] = -high[:, 1]
+    assert trajectory_correlation(high, low) == pytest.approx(47 / 49)
+    with pytest.raises(DynamicsError, match="at least 3 pairs of consecutive epochs"):
+        trajectory_correlation(high[:2], high[:2])
+    with pytest.raises(DynamicsError, match=r"one shape, got \(6, 50\) and \(6, 49\)"):
+        trajectory_correlation(high, high[:, 1:])

@@ -2,7 +2,8 @@
 
     >>> neighbour_preservation(representations, coords, k=15).mean()     # NPR@15
     >>> trustworthiness(representations, coords, k=15)                    # Venna & Kaski
-    >>> movement_correlation(reps_1, reps_2, coords_1, coords_2)          # temporal
+    >>> movement_correlation(reps_1, reps_2, coords_1, coords_2)          # temporal, over samples
+    >>> trajectory_correlation(high_moves, low_moves)                     # temporal, per sample
 
 Every measure is exact: nearest neighbours come from all pairwise distances, never from an
 approximate index. The distances of high-dimensional points are computed a chunk of rows at a time
@@ -12,7 +13,7 @@ Distances are float32 unless the points are float64. Where distances tie exactly
 with the lower index comes first; trustworthiness ranks a neighbour as the nearest of those it ties
 with.
 
-The correlations are Spearman's, over samples. They are nan, not an error, when one side does not
+The correlations are Spearman's, over samples (``trajectory_correlation``: over each sample's epochs). They are nan, not an error, when one side does not
 vary (every sample moved as far as every other, or none moved) or when there are fewer than two
 samples: no order means no correlation.
 """
@@ -35,6 +36,7 @@ __all__ = [
     "neighbourhood_change_correlation",
     "neighbourhood_quality",
     "prediction_preservation",
+    "trajectory_correlation",
     "trustworthiness",
 ]
 
@@ -148,6 +150,30 @@ def movement_correlation(high_before: Any, high_after: Any, low_before: Any, low
     lb, la = _pair(low_before, low_after, "2D points before", "2D points after")
     _pair(hb, lb, "representations", "2D points")
     return _spearman(_distance(hb, ha), _distance(lb, la))
+
+
+def trajectory_correlation(high_moves: Any, low_moves: Any) -> float:
+    """Per sample, the Spearman correlation over its epochs of how far it moved in the representation
+    and how far in 2D; the mean over samples.
+
+    Where :func:`movement_correlation` asks whether the samples that moved most between two epochs
+    moved most in 2D, this asks whether each sample's 2D trajectory makes its big steps when its
+    representation does (as the Time-Travelling Visualizer's evaluation does). Both arguments are
+    (pairs of consecutive epochs, samples) distances; it needs at least three pairs. Samples whose
+    moves do not vary on one side are left out; nan when none is left.
+    """
+    from scipy.stats import rankdata
+
+    high, low = np.asarray(high_moves, dtype=np.float64), np.asarray(low_moves, dtype=np.float64)
+    if high.ndim != 2 or high.shape != low.shape:
+        raise DynamicsError(f"high_moves and low_moves must be (pairs, samples) arrays of one shape, got {high.shape} and {low.shape}")
+    if high.shape[0] < 3:
+        raise DynamicsError(f"a trajectory correlation needs at least 3 pairs of consecutive epochs (4 epochs), got {high.shape[0]}")
+    rh, rl = rankdata(high, axis=0), rankdata(low, axis=0)
+    rh, rl = rh - rh.mean(0), rl - rl.mean(0)
+    scale = np.sqrt((rh**2).sum(0) * (rl**2).sum(0))
+    varies = scale > 0
+    return float(((rh * rl).sum(0)[varies] / scale[varies]).mean()) if varies.any() else float("nan")
 
 
 def neighbourhood_change_correlation(

@@ -14,6 +14,8 @@ Per epoch and split (train and test samples measured apart, each among its own k
 Per pair of consecutive epochs and split: ``movement``, the Spearman correlation between how far
 each sample moved in the representation and in 2D, and ``neighbourhood``, the same for the share of
 its k nearest neighbours it lost against its 2D movement. ``mean`` averages each over epochs.
+With four epochs or more, ``trajectory`` holds per split the Spearman correlation over each sample's
+epochs between its moves in the representation and in 2D, averaged over samples.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from epochal.dynamics.quality import (
     neighbourhood_change_correlation,
     neighbourhood_quality,
     prediction_preservation,
+    trajectory_correlation,
 )
 from epochal.errors import DynamicsError
 
@@ -47,6 +50,7 @@ def evaluate(run: Any, *, k: int = 15) -> dict[str, Any]:
                             + ", ".join(f"{(split == s).sum()} {s}" for s in SPLITS))
     epochs: dict[str, Any] = {}
     temporal: dict[str, Any] = {}
+    moves: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in masks}
     previous = None
     for epoch in projection.epochs_:
         with np.load(files.epoch_file(folder, epoch)) as arrays:
@@ -77,8 +81,13 @@ def evaluate(run: Any, *, k: int = 15) -> dict[str, Any]:
                 }
                 for name, mask in masks.items()
             }
+            for name, mask in masks.items():
+                moves[name][0].append(np.linalg.norm(reps[mask] - last_reps[mask], axis=1))
+                moves[name][1].append(np.linalg.norm(coords[mask] - last_coords[mask], axis=1))
         previous = (epoch, reps, coords, neighbours)
     report = {"k": k, "epochs": epochs, "temporal": temporal, "mean": _means(epochs, temporal, masks)}
+    if len(temporal) >= 3:
+        report["trajectory"] = {name: trajectory_correlation(high, low) for name, (high, low) in moves.items()}
     files.write_json(files.projection_folder(run_folder(run)) / files.QUALITY_FILE, _finite(report))
     return report
 
