@@ -370,16 +370,21 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = _command(
         commands, "demo", _demo, "train a small CNN on the digits data, then report and plot it",
         "Train a small CNN on scikit-learn's digits data with the Trainer (progress bars, epoch\n"
-        "tables, CSV tables, best and last checkpoints, early stopping), test it, draw its curves\n"
-        "into the run folder and print where everything is, then `epochal ls`.",
+        "tables, CSV tables, best and last checkpoints, early stopping, the training dynamics of the\n"
+        "train and test images), test it, draw its curves into the run folder, fit, measure and draw\n"
+        "the dynamics' 2D projection, and print where everything is, then `epochal ls`.",
     )
     parser.add_argument("--epochs", metavar="N", type=_positive_int, default=15, help="epochs to train (default: 15)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the order (default: 0)")
+    parser.add_argument("--no-dynamics", action="store_true",
+                        help="do not record the training dynamics nor fit their 2D projection")
 
 
 def _demo(args: argparse.Namespace) -> int:
     from epochal import demo  # imports torch, which the other commands do without
 
-    return demo.main(["--store", _location(args), "--epochs", str(args.epochs)])
+    return demo.main(["--store", _location(args), "--epochs", str(args.epochs), "--seed", str(args.seed),
+                      *(["--no-dynamics"] if args.no_dynamics else [])])
 
 
 def _add_ui(commands: argparse._SubParsersAction) -> None:

@@ -15,6 +15,11 @@ the run's folder, and stops early once ``valid/accuracy`` has not improved for 5
 best weights are then tested (``test/accuracy``, 0.97-0.99 across seeds), the curves are drawn
 into ``curves.png`` in the run's folder, and the demo prints where everything is, followed by
 ``epochal ls``. Training takes a few seconds on two CPU cores.
+
+Every epoch, ``epochal.RecordDynamics`` keeps the train and test images' representations (the
+input of the last Linear layer), predictions and thumbnails. After training the demo fits their
+2D projection (``epochal dynamics fit``, under a minute), measures it (``epochal dynamics
+quality``) and draws a PNG per epoch and ``dynamics.gif``; ``--no-dynamics`` leaves that out.
 """
 
 from __future__ import annotations
@@ -72,8 +77,10 @@ def make_model(channels: int = 16, hidden: int = 64, dropout: float = 0.25) -> t
     )
 
 
-def train(store: str | Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tuple[epochal.Trainer, float]:
-    """Fit the demo model, test its best weights; the trainer and the test accuracy."""
+def train(
+    store: str | Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0, dynamics: bool = True
+) -> tuple[epochal.Trainer, float]:
+    """Fit the demo model (recording its dynamics unless told not to), test its best weights; the trainer and the test accuracy."""
     config = {
         "data": {"name": "sklearn digits", "split": [0.70, 0.15, 0.15], "seed": seed},
         "model": {"name": "small cnn", "channels": 16, "hidden": 64, "dropout": 0.25},
@@ -94,7 +101,10 @@ def train(store: str | Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tup
         valid_data=DataLoader(splits["valid"], batch_size=256),
         test_data=DataLoader(splits["test"], batch_size=256),
         metrics=["accuracy"], max_epochs=epochs, scheduler=scheduler, device="cpu",
-        callbacks=[epochal.EarlyStopping("valid/accuracy", mode="max", patience=PATIENCE)],
+        callbacks=[
+            epochal.EarlyStopping("valid/accuracy", mode="max", patience=PATIENCE),
+            *([_record_dynamics(splits)] if dynamics else []),
+        ],
         monitor="valid/accuracy", mode="max",
         project="demo", config=config, tags=["demo", "digits", "cnn"], store=store,
     )
@@ -107,6 +117,25 @@ def train(store: str | Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tup
     return trainer, result.metrics["accuracy"]
 
 
+def _record_dynamics(splits: dict[str, TensorDataset]) -> epochal.RecordDynamics:
+    """Every epoch, the train and test images' representations, predictions and 8x8 thumbnails."""
+    return epochal.RecordDynamics({name: tuple(splits[name].tensors) for name in ("train", "test")})
+
+
+def fit_dynamics(trainer: epochal.Trainer, seed: int) -> list[Path]:
+    """Fit, measure and draw the run's recorded dynamics; the pictures' paths."""
+    from epochal import dynamics
+
+    started = time.perf_counter()
+    print(f"\nfitting the 2D projection of {trainer.run.epochs} recorded epochs (epochal dynamics fit)")
+    dynamics.fit(trainer.run, random_state=seed)
+    quality = dynamics.evaluate(trainer.run)["mean"]
+    pictures = dynamics.plot(trainer.run)
+    print(f"fitted and measured in {time.perf_counter() - started:.1f} s; mean over the epochs: "
+          + "; ".join(f"{split} NPR@15 {m['npr']:.3f}, PPR {m['ppr']:.3f}" for split, m in quality.items()))
+    return pictures
+
+
 def _best_weights(trainer: epochal.Trainer) -> epochal.Checkpoint | None:
     """The checkpoint of the best weights by valid/accuracy (the earliest of equals); None if none was saved."""
     saved = trainer.run.store.checkpoints(trainer.run.id)
@@ -114,7 +143,9 @@ def _best_weights(trainer: epochal.Trainer) -> epochal.Checkpoint | None:
     return max(scored, key=lambda c: (c.metric_value, -c.epoch), default=None)
 
 
-def report(store: str | Path, trainer: epochal.Trainer, accuracy: float, seconds: float) -> Path:
+def report(
+    store: str | Path, trainer: epochal.Trainer, accuracy: float, seconds: float, pictures: list[Path] | None = None
+) -> Path:
     """Draw the curves and print where everything is; the chart's path."""
     run = trainer.run
     folder = Path(run.path)
@@ -132,7 +163,12 @@ def report(store: str | Path, trainer: epochal.Trainer, accuracy: float, seconds
         print(f"checkpoint   {folder / ckpt.path}  ({what}, epoch {ckpt.epoch}{metric})")
     print(f"CSV tables   {folder / 'tables'}")
     print(f"chart        {chart}")
-    print(f"dashboard    epochal ui --store {store}   (then open http://127.0.0.1:8765/#/run/{run.id})")
+    if pictures:
+        print(f"dynamics     {pictures[-1]}  (and a PNG per epoch beside it)")
+        print(f"dashboard    epochal ui --store {store}   (then open http://127.0.0.1:8765/#/run/{run.id}, "
+              f"and #/run/{run.id}/dynamics)")
+    else:
+        print(f"dashboard    epochal ui --store {store}   (then open http://127.0.0.1:8765/#/run/{run.id})")
     return chart
 
 
@@ -142,12 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"most epochs to train; early stopping may end sooner (default {DEFAULT_EPOCHS})")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the order (default 0)")
+    parser.add_argument("--no-dynamics", action="store_true",
+                        help="do not record the training dynamics nor fit their 2D projection")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs must be at least 1, got {args.epochs}")
     began = time.perf_counter()
-    trainer, accuracy = train(args.store, args.epochs, args.seed)
-    report(args.store, trainer, accuracy, time.perf_counter() - began)
+    trainer, accuracy = train(args.store, args.epochs, args.seed, dynamics=not args.no_dynamics)
+    seconds = time.perf_counter() - began
+    pictures = None if args.no_dynamics else fit_dynamics(trainer, args.seed)
+    report(args.store, trainer, accuracy, seconds, pictures)
     print("\n$ epochal ls")
     return cli.main(["ls", "--store", args.store])
 
