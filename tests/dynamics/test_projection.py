@@ -112,6 +112,8 @@ def test_bad_input_is_named():
         Projection().fit([reps[0][:, :8], reps[1]])
     with pytest.raises(DynamicsError, match="unknown projection parameter.*perplexity.*known: n_neighbors"):
         Projection(perplexity=30)
+    with pytest.raises(DynamicsError, match="cross_class_weight must be above 0 and at most 1, got 0"):
+        Projection(cross_class_weight=0).fit(reps, heads=heads)
     with pytest.raises(DynamicsError, match="not fitted yet"):
         Projection().transform(reps[0])
     with pytest.raises(DynamicsError, match="NaN or infinite values at epoch"):

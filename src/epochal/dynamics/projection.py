@@ -9,13 +9,15 @@ A fit has three parts:
 
 1. **graphs**: each epoch's fuzzy k-nearest-neighbour graph, UMAP's (``neighbours``);
 2. **layout**: every epoch laid out at once, t-SNE's loss over those graphs plus temporal edges that
-   hold a sample in place across epochs unless its representation moved (``layout``). Like
+   hold a sample in place across epochs unless its representation moved (``layout``). Edges between
+   samples that the epoch's head predicts differently are loosened (``cross_class_weight``), so the
+   predicted classes stay apart in 2D and the decoded background can follow them. Like
    umap-learn's ``embedding_``, these are the recorded samples' coordinates;
 3. **networks**: an encoder learns the layout (representation to 2D, the same function for every
    epoch, so ``transform`` needs no epoch and a representation that did not move cannot move in 2D),
    and a decoder, told the epoch, learns the way back. The decoder is trained on reconstruction and on
    the prediction head's verdict (the head of that epoch must give the decoded point the class
-   probabilities it gives the sample), on the samples and on **boundary samples**: points mixed from
+   probabilities it gives the sample, and above all the same class), on the samples and on **boundary samples**: points mixed from
    two samples of different predicted classes where the head hesitates between them, placed among
    their nearest samples. They teach the decoder what lies between the classes, so the background,
    decoded and classified, shows the boundaries.
@@ -53,7 +55,9 @@ class Params:
     decoder_dims: tuple[int, ...] = (256, 256)  # DECODER_DIMS, likewise
     reconstruction_weight: float = 1.0  # LAMBDA1
     temporal_weight: float = 1.0  # LAMBDA2: how strongly a sample is held to its place across epochs
-    prediction_weight: float = 1.0
+    prediction_weight: float = 1.0  # the decoded point's class probabilities against the sample's
+    class_weight: float = 3.0  # the decoded point's cross-entropy to the class predicted for the sample
+    cross_class_weight: float = 0.3  # neighbour edges between samples the head predicts differently, times this
     boundary_bound: float = 0.4  # BOUNDARY.L_BOUND: widest gap between the top two probabilities
     boundary_share: float = 0.1  # boundary samples per epoch, as a share of the samples
     layout_iterations: int = 500
@@ -129,11 +133,19 @@ class Projection:
         self.heads_ = None if heads is None else [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in heads]
 
         report("graph", 0.0, "neighbour graphs")
+        scaled_heads = None if heads is None else [(w * self.scale_, b + w @ self.center_) for w, b in self.heads_]
         graphs = []
         for index, epoch_points in enumerate(scaled):
             found, distances = nearest_neighbours(epoch_points, p.n_neighbors - 1)  # umap-learn counts the sample itself
             graph = fuzzy_graph(found, distances)
-            graphs.append((graph.row, graph.col, graph.data))
+            weights = graph.data
+            if scaled_heads is not None and p.cross_class_weight != 1:
+                # Loosen the ties between samples the head tells apart, so that the layout keeps the
+                # predicted classes apart and the decoded background can follow them.
+                weight, bias = scaled_heads[index]
+                predicted = (epoch_points @ weight.T + bias).argmax(1)
+                weights = weights * np.where(predicted[graph.row] == predicted[graph.col], 1.0, p.cross_class_weight)
+            graphs.append((graph.row, graph.col, weights))
             report("graph", 0.1 * (index + 1) / len(scaled), f"neighbour graph of epoch {self.epochs_[index]}")
 
         moves = [np.linalg.norm(after - before, axis=1) for before, after in pairwise(scaled)]
@@ -151,7 +163,6 @@ class Projection:
         self.boundary_ = (np.zeros((0, width), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
         if self.heads_ is not None and p.boundary_share > 0:
             report("boundary", 0.6, "boundary samples")
-            scaled_heads = [(w * self.scale_, b + w @ self.center_) for w, b in self.heads_]
             extra, extra_coords, extra_epoch = _boundary_samples(
                 scaled, self.embedding_, p.n_neighbors, scaled_heads, p.boundary_share, p.boundary_bound, rng
             )
@@ -267,25 +278,25 @@ class Projection:
         best, stale = math.inf, 0
         started = time.perf_counter()
         for pass_number in range(p.max_epochs):
-            total = 0.0
+            total = 0.0  # a tensor after the first step: no wait for the device at every step
             for _ in range(steps):
                 chosen = torch.randint(0, len(points), (p.batch_size,), generator=generator).to(device)
                 samples_only = chosen[chosen < samples]  # boundary samples have no encoder target
                 loss = (self.encoder_(x[samples_only]) - y[samples_only]).pow(2).sum(1).mean()
                 decoded = self._decode(y[chosen], epoch_ids[chosen])
                 loss = loss + p.reconstruction_weight * (decoded - x[chosen]).pow(2).sum(1).mean()
-                if heads_w is not None and p.prediction_weight > 0:
+                if heads_w is not None and (p.prediction_weight > 0 or p.class_weight > 0):
                     weight, bias = heads_w[epoch_ids[chosen]], heads_b[epoch_ids[chosen]]
                     target = torch.einsum("nd,ncd->nc", x[chosen], weight) + bias
                     got = torch.einsum("nd,ncd->nc", decoded, weight) + bias
                     loss = loss + p.prediction_weight * F.kl_div(
                         F.log_softmax(got, 1), F.log_softmax(target, 1), log_target=True, reduction="batchmean"
-                    )
+                    ) + p.class_weight * F.cross_entropy(got, target.argmax(1))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach())
-            mean = total / steps
+                total = total + loss.detach()
+            mean = float(total) / steps
             self.history_.append(mean)
             report((pass_number + 1) / p.max_epochs,
                    f"networks, pass {pass_number + 1}/{p.max_epochs}, loss {mean:.4f}, {time.perf_counter() - started:.0f} s")
@@ -310,6 +321,8 @@ class Projection:
                 f"n_neighbors={self.params.n_neighbors} needs at least {self.params.n_neighbors} samples, got {n}; "
                 "record more samples or lower n_neighbors"
             )
+        if not 0 < self.params.cross_class_weight <= 1:
+            raise DynamicsError(f"cross_class_weight must be above 0 and at most 1, got {self.params.cross_class_weight}")
         if self.params.n_neighbors < 2:
             raise DynamicsError(f"n_neighbors must be at least 2 (the sample and one neighbour), got {self.params.n_neighbors}")
         if epochs is not None and len(epochs) != len(reps):
