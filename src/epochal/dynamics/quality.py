@@ -158,7 +158,7 @@ def trajectory_correlation(high_moves: Any, low_moves: Any) -> float:
 
     Where :func:`movement_correlation` asks whether the samples that moved most between two epochs
     moved most in 2D, this asks whether each sample's 2D trajectory makes its big steps when its
-    representation does (as the Time-Travelling Visualizer's evaluation does). Both arguments are
+    representation does. Both arguments are
     (pairs of consecutive epochs, samples) distances; it needs at least three pairs. Samples whose
     moves do not vary on one side are left out; nan when none is left.
     """
