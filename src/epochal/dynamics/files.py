@@ -60,6 +60,9 @@ def picture_file(folder: Path, epoch: int) -> Path:
 
 
 def recorded_epochs(folder: Path) -> list[int]:
+    """The epochs recorded in a dynamics folder; none without its samples file, which the first one writes."""
+    if not (folder / SAMPLES_FILE).is_file():
+        return []
     return sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9][0-9].npz"))
 
 

@@ -36,7 +36,7 @@ def recorded(run: Any) -> tuple[Path, list[int]]:
     """(dynamics folder, recorded epochs); a DynamicsError saying how to record when there are none."""
     folder = files.dynamics_folder(run_folder(run))
     epochs = files.recorded_epochs(folder)
-    if not epochs or not (folder / files.SAMPLES_FILE).exists():
+    if not epochs:
         raise DynamicsError(
             f"the run in '{run_folder(run)}' has no recorded dynamics; record them while training with "
             "epochal.RecordDynamics(...) or run.record_dynamics(model, inputs, labels) once per epoch"

@@ -67,7 +67,7 @@ class SampleStats:
 def sample_stats(folder: Path) -> SampleStats:
     """Statistics of the dynamics recorded in ``folder`` (a run's ``dynamics/``)."""
     epochs = recorded_epochs(folder)
-    if not (folder / SAMPLES_FILE).exists() or not epochs:
+    if not epochs:
         raise DynamicsError(
             f"no recorded dynamics in '{folder}': record them with epochal.RecordDynamics or run.record_dynamics"
         )

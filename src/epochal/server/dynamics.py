@@ -21,7 +21,7 @@ import subprocess
 import sys
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path as FsPath
 from typing import Annotated, Any
@@ -149,12 +149,7 @@ def get_samples(request: Request, run: RunRef) -> Response:
 @router.get("/runs/{run}/dynamics/epochs/{epoch}", response_model=EpochCoords, responses=_NOT_FOUND)
 def get_epoch(request: Request, run: RunRef, epoch: Epoch) -> EpochCoords:
     """The samples' 2D coordinates at ``epoch``, in the order of the recorded samples."""
-    record, _ = _recorded(request, run)
-    projection = _fitted(record)
-    path = files.epoch_file(files.projection_folder(record.path), epoch)
-    if not path.is_file():
-        raise HTTPException(404, f"epoch {epoch} of run {record.name!r} ({record.id}) has no projection; "
-                                 f"the fitted epochs are {projection.epochs}")
+    projection, path = _fitted_file(request, run, epoch, files.epoch_file, "projection")
     coords = _arrays.get(path, ("coords",))["coords"]
     xmin, xmax, ymin, ymax = projection.extent
     digits = 6 - math.ceil(math.log10(max(xmax - xmin, ymax - ymin, 1e-12)))
@@ -168,12 +163,7 @@ def get_epoch(request: Request, run: RunRef, epoch: Epoch) -> EpochCoords:
 )
 def get_background(request: Request, run: RunRef, epoch: Epoch) -> FileResponse:
     """The projection's background at ``epoch``: the decoded grid over ``extent``, row 0 at max y."""
-    record, _ = _recorded(request, run)
-    projection = _fitted(record)
-    path = files.background_file(files.projection_folder(record.path), epoch)
-    if not path.is_file():
-        raise HTTPException(404, f"epoch {epoch} of run {record.name!r} ({record.id}) has no background; "
-                                 f"the fitted epochs are {projection.epochs}")
+    _, path = _fitted_file(request, run, epoch, files.background_file, "background")
     # A new fit rewrites the file: the browser must ask again (its ETag saves the transfer).
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
@@ -282,7 +272,7 @@ def _recorded(request: Request, run: str) -> tuple[RunRecord, FsPath]:
     """The run and its dynamics folder; 404 when it recorded none."""
     record = store_of(request).run(run)
     folder = files.dynamics_folder(record.path)
-    if not (folder / files.SAMPLES_FILE).is_file() or not files.recorded_epochs(folder):
+    if not files.recorded_epochs(folder):
         raise HTTPException(
             404, f"run {record.name!r} ({record.id}) has no recorded training dynamics: record them with the "
                  "Trainer callback epochal.RecordDynamics, or with run.record_dynamics(model, inputs, labels) "
@@ -307,6 +297,19 @@ def _class_names(folder: FsPath) -> list[str] | None:
 def _projection(record: RunRecord) -> ProjectionInfo | None:
     meta = _read_json(files.projection_folder(record.path) / files.META_FILE)
     return None if meta is None else ProjectionInfo.model_validate(meta)
+
+
+def _fitted_file(
+    request: Request, run: str, epoch: int, name: Callable[[FsPath, int], FsPath], what: str
+) -> tuple[ProjectionInfo, FsPath]:
+    """The fitted projection and its file ``name(folder, epoch)``; 404 when the epoch has none."""
+    record, _ = _recorded(request, run)
+    projection = _fitted(record)
+    path = name(files.projection_folder(record.path), epoch)
+    if not path.is_file():
+        raise HTTPException(404, f"epoch {epoch} of run {record.name!r} ({record.id}) has no {what}; "
+                                 f"the fitted epochs are {projection.epochs}")
+    return projection, path
 
 
 def _fitted(record: RunRecord) -> ProjectionInfo:
