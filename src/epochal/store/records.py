@@ -103,6 +103,7 @@ class RunRecord:
     epochs: int  # the run's epoch counter at its last flush
     segment: int  # 0 for the first session, +1 at every resume
     path: str  # the run's folder for files (checkpoints, plots, ...)
+    token: str = ""  # random per writing process, so a reused pid is not taken for the run's own process
 
     @property
     def duration(self) -> float:
@@ -197,7 +198,9 @@ class RunUpdate:
     segment: int | None = None
     tags: tuple[str, ...] | None = None
     description: str | None = None
+    token: str | None = None
     reopen: bool = False  # clear 'ended' (a resumed run)
+    if_segment: int | None = None  # apply only if the run is still at this segment (claiming a run to resume)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from epochal.store.records import (
 )
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
 #: them (its extremes), so that charts of long series are drawn without decoding every point.
 OVERVIEW_FROM = 1024
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT NOT NULL DEFAULT '{}',
     steps INTEGER NOT NULL DEFAULT 0,
     epochs INTEGER NOT NULL DEFAULT 0,
-    segment INTEGER NOT NULL DEFAULT 0
+    segment INTEGER NOT NULL DEFAULT 0,
+    token TEXT NOT NULL DEFAULT ''  -- the writing process's random token: tells a reused pid apart
 );
 CREATE INDEX IF NOT EXISTS runs_by_name ON runs(name, started);
 CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project_id, started);
@@ -122,11 +123,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 _RUN_COLUMNS = (
     "runs.id, runs.name, projects.name, status, started, ended, heartbeat, host, pid, command, "
-    "git_commit, python, torch, description, tags, config, steps, epochs, segment"
+    "git_commit, python, torch, description, tags, config, steps, epochs, segment, token"
 )
 _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
-_UPDATABLE = ("steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description")
+_UPDATABLE = (
+    "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
+)
 
 
 class SQLiteBackend(Backend):
@@ -177,8 +180,10 @@ class SQLiteBackend(Backend):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if version == 1:  # schema 2 added chunk overviews; older chunks read as their own
+            if 1 <= version < 2:  # schema 2 added chunk overviews; older chunks read as their own
                 conn.execute("ALTER TABLE chunks ADD COLUMN overview BLOB")
+            if 1 <= version < 3:  # schema 3: the writing process's token on each run
+                conn.execute("ALTER TABLE runs ADD COLUMN token TEXT NOT NULL DEFAULT ''")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -231,10 +236,10 @@ class SQLiteBackend(Backend):
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (r.id, r.name, project_id, r.status, r.started, r.ended, r.heartbeat, r.host, r.pid, r.command,
              r.git_commit, r.python, r.torch, r.description, json.dumps(list(r.tags)),
-             json.dumps(r.config.to_dict()), r.steps, r.epochs, r.segment),
+             json.dumps(r.config.to_dict()), r.steps, r.epochs, r.segment, r.token),
         )
         self._set_tags(conn, r.id, r.tags)
         for key, value in r.config.flat().items():
@@ -318,13 +323,13 @@ class SQLiteBackend(Backend):
 
     def _record(self, row: tuple) -> RunRecord:
         (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
-         torch_version, description, tags, config, steps, epochs, segment) = row
+         torch_version, description, tags, config, steps, epochs, segment, token) = row
         return RunRecord(
             id=run_id, name=name, project=project, status=status, started=started, ended=ended,
             heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
             torch=torch_version, description=description, tags=tuple(json.loads(tags)),
             config=Config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
-            path=os.path.join(self.files_root, run_id),
+            path=os.path.join(self.files_root, run_id), token=token,
         )
 
     def find_runs(
