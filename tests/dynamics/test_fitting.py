@@ -70,6 +70,24 @@ def test_a_loaded_projection_is_the_fitted_one(fitted):
     assert np.allclose(again.transform(reps), projection.transform(reps), atol=1e-5)
 
 
+
+def test_model_pt_holds_only_tensors_and_a_projection_saved_with_arrays_still_loads(fitted, tmp_path):
+    _, record, projection, _ = fitted
+    model_file = files.projection_folder(record.path) / files.MODEL_FILE
+    state = torch.load(model_file, map_location="cpu", weights_only=True)  # torch's defaults: no NumPy, no objects
+    assert isinstance(state["embedding"], torch.Tensor) and isinstance(state["heads"][0][0], torch.Tensor)
+    # Projections fitted before kept NumPy arrays in model.pt; weights_only still reads those.
+    older = {key: value.numpy() if isinstance(value, torch.Tensor) else value for key, value in state.items()}
+    older["heads"] = [(w.numpy(), b.numpy()) for w, b in state["heads"]]
+    older["boundary"] = tuple(a.numpy() for a in state["boundary"])
+    folder = tmp_path / "older"
+    files.projection_folder(folder).mkdir(parents=True)
+    torch.save(older, files.projection_folder(folder) / files.MODEL_FILE)
+    again = load(folder)
+    assert np.array_equal(again.embedding_, projection.embedding_) and again.epochs_ == projection.epochs_
+    assert all(np.array_equal(a, b) for a, b in zip(again.boundary_, projection.boundary_))
+    assert np.array_equal(again.heads_[1][0], projection.heads_[1][0])
+
 def test_quality_is_measured_per_epoch_and_split(fitted):
     _, record, _, _ = fitted
     report = evaluate(record)

@@ -26,6 +26,12 @@ from epochal.dynamics.background import background, class_colors, extent_of, gri
 from epochal.dynamics.projection import Params, Progress, Projection
 from epochal.errors import DynamicsError
 
+#: What a projection saved with NumPy arrays needs beyond weights_only's defaults: arrays and
+#: scalars are rebuilt from their bytes, and any object they hold is itself restricted.
+_MULTIARRAY = (getattr(np, "_core", None) or np.core).multiarray  # numpy._core from NumPy 2 on
+_NUMPY_ARRAYS = [_MULTIARRAY._reconstruct, _MULTIARRAY.scalar, np.ndarray, np.dtype,
+                 *{type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"}]  # numeric dtypes only: no objects
+
 
 def run_folder(run: Any) -> Path:
     """The folder of a Run, a RunRecord, or a path."""
@@ -76,13 +82,36 @@ def fit(
 
 
 def load(run: Any) -> Projection:
-    """The projection last fitted for ``run``."""
+    """The projection last fitted for ``run``, read with ``weights_only=True``: nothing in it is unpickled
+    but tensors, NumPy arrays (of projections fitted before they were saved as tensors) and plain values.
+
+    Raises:
+        DynamicsError: there is no fitted projection, or its file is damaged or holds anything else.
+    """
+    import pickle
+
     import torch
 
     path = files.projection_folder(run_folder(run)) / files.MODEL_FILE
     if not path.exists():
         raise DynamicsError(f"the run in '{run_folder(run)}' has no fitted projection; fit one with `epochal dynamics fit RUN`")
-    return Projection.from_state(torch.load(path, map_location="cpu", weights_only=False))
+    refit = "fit it again with `epochal dynamics fit RUN`"
+    try:
+        with torch.serialization.safe_globals(_NUMPY_ARRAYS):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a global: the file holds more than weights
+        raise DynamicsError(
+            f"refused to load the fitted projection '{path}': it holds objects other than tensors, arrays and "
+            f"plain values, which epochal never unpickles; {refit}"
+        ) from None
+    except Exception as exc:  # torch reports a damaged file as RuntimeError, EOFError, ValueError, ...
+        raise DynamicsError(f"cannot load the fitted projection '{path}' ({_first_line(exc)}); {refit}") from None
+    try:
+        return Projection.from_state(state)
+    except Exception as exc:  # a readable file that is not a projection's state
+        raise DynamicsError(
+            f"'{path}' is not a fitted projection of this epochal ({_first_line(exc)}); {refit}"
+        ) from None
 
 
 def coordinates(run: Any, epoch: int) -> np.ndarray:
@@ -119,6 +148,11 @@ def _save(target: Path, projection: Projection, epochs: list[int], seconds: floa
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     })
     (target / files.QUALITY_FILE).unlink(missing_ok=True)  # measured on the old projection
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _jsonable(params: Params) -> dict[str, Any]:

@@ -210,27 +210,33 @@ class Projection:
     # -- persistence --------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Everything the fit learned, for ``torch.save``; ``from_state`` makes the projection again."""
+        """Everything the fit learned, as tensors and plain values: ``torch.save`` writes it so that it
+        loads with ``weights_only=True``, and ``from_state`` makes the projection again."""
         self._fitted()
         return {
-            "params": asdict(self.params), "random_state": self.random_state, "epochs": self.epochs_,
-            "center": self.center_, "scale": self.scale_, "heads": self.heads_, "history": self.history_,
-            "width": self.width_, "embedding": self.embedding_, "boundary": self.boundary_,
-            "layout_center": self.layout_center_, "layout_scale": self.layout_scale_,
+            "params": asdict(self.params), "random_state": self.random_state, "epochs": list(self.epochs_),
+            "center": _tensor(self.center_), "scale": float(self.scale_),
+            "heads": None if self.heads_ is None else [(_tensor(w), _tensor(b)) for w, b in self.heads_],
+            "history": [float(h) for h in self.history_], "width": int(self.width_),
+            "embedding": _tensor(self.embedding_), "boundary": tuple(_tensor(a) for a in self.boundary_),
+            "layout_center": _tensor(self.layout_center_), "layout_scale": float(self.layout_scale_),
             "encoder": self.encoder_.state_dict(), "decoder": self.decoder_.state_dict(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Projection:
+        """The projection that ``state()`` describes; older states hold NumPy arrays where it now has tensors."""
         params = dict(state["params"])
         params["encoder_dims"], params["decoder_dims"] = tuple(params["encoder_dims"]), tuple(params["decoder_dims"])
         projection = cls(random_state=state["random_state"], device="cpu", **params)
-        projection.epochs_ = list(state["epochs"])
-        projection.center_, projection.scale_ = np.asarray(state["center"]), float(state["scale"])
-        projection.heads_ = state["heads"]
-        projection.history_ = list(state["history"])
-        projection.embedding_, projection.boundary_ = state["embedding"], state["boundary"]
-        projection.layout_center_, projection.layout_scale_ = state["layout_center"], state["layout_scale"]
+        projection.epochs_ = [int(e) for e in state["epochs"]]
+        projection.center_, projection.scale_ = _array(state["center"]), float(state["scale"])
+        heads = state["heads"]
+        projection.heads_ = None if heads is None else [(_array(w), _array(b)) for w, b in heads]
+        projection.history_ = [float(h) for h in state["history"]]
+        projection.embedding_ = _array(state["embedding"])
+        projection.boundary_ = tuple(_array(a) for a in state["boundary"])
+        projection.layout_center_, projection.layout_scale_ = _array(state["layout_center"]), float(state["layout_scale"])
         projection._build(int(state["width"]), len(projection.epochs_), "cpu", 0)
         projection.encoder_.load_state_dict(state["encoder"])
         projection.decoder_.load_state_dict(state["decoder"])
@@ -425,3 +431,15 @@ def _batched(function: Callable[[Any], Any], values: np.ndarray, device: Any, si
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(1, keepdims=True))
     return shifted / shifted.sum(1, keepdims=True)
+
+
+def _tensor(array: np.ndarray) -> Any:
+    """A CPU tensor of the array, so the saved state needs no NumPy unpickling."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _array(value: Any) -> np.ndarray:
+    """The NumPy array of a saved tensor (or of an array, in states saved before tensors)."""
+    return value.numpy() if hasattr(value, "numpy") else np.asarray(value)
