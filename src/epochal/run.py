@@ -17,18 +17,23 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from epochal import names, system
-from epochal.errors import EpochalError, RunStateError, StoreError
+from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
 from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, WriteBatch
-from epochal.store.store import Store
+from epochal.store.store import Store, checked_tag
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
 MAX_KEY_LENGTH = 255
+#: The largest step or epoch the store holds (a signed 64-bit integer).
+MAX_INDEX = 2**63 - 1
+#: The deepest nesting a config may have.
+MAX_CONFIG_DEPTH = 100
 _now = time.time
 # Values of these exact types go straight into the buffer. Everything else (ints, which may not
 # fit a float64, bools, NumPy scalars, tensors) is checked and converted on the slow path.
@@ -50,7 +55,8 @@ class Run:
         >>> run.finish()
     """
 
-    def __init__(self, store: Store, record: RunRecord, *, flush_interval: float, flush_points: int):
+    def __init__(self, store: Store, record: RunRecord, *, flush_interval: float, flush_points: int,
+                 max_buffered_points: int = 5_000_000, previous: RunRecord | None = None):
         self.store = store
         self.record = record
         self.id = record.id
@@ -61,16 +67,25 @@ class Run:
         self._steps = record.steps
         self._epochs = record.epochs
         self.segment = record.segment
-        self._admitted: set[str] = set()
+        self._keys: set[str] = set()  # every key checked so far
+        self._admitted: set[str] | frozenset = self._keys  # keys that may take the fast path of log()
         self._finished = False
+        self._previous = previous  # the record as it was before resume(), for abandon()
         self._writer = Writer(
             store.backend, record.id, record.segment, lambda: (self._steps, self._epochs),
-            interval=flush_interval, max_points=flush_points,
+            interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
         )
         self._queue = self._writer.queue
         self._wake = self._writer.wake
-        self._flush_points = flush_points
-        self._pending = 0
+        # log() looks at the buffer's size every `_wake_points` points: it wakes the writer then, and
+        # waits for it when logging outruns the store (`_pace_points` outstanding).
+        self._wake_points = min(flush_points, max(max_buffered_points // 8, 1))
+        self._pace_points = min(10 * flush_points, max_buffered_points)
+        self._max_buffered = max_buffered_points
+        self._pending = 0  # points logged since the last wake-up
+        self._logged = 0  # points handed to the writer before that
+        self._dropping = False
+        self._dropped = 0  # points not buffered because the buffer was full while the store refused writes
         _open_runs.add(self)
 
     def __repr__(self) -> str:
@@ -90,13 +105,19 @@ class Run:
 
     def step(self, n: int = 1) -> int:
         """Advance the step counter by ``n`` and return it."""
-        self._steps += n if type(n) is int and n >= 0 else _index("n", n)
-        return self._steps
+        steps = self._steps + (n if type(n) is int and n >= 0 else _index("n", n))
+        if steps > MAX_INDEX:
+            raise ValueError(f"run.step: the step would become {steps}, past the largest the store holds ({MAX_INDEX})")
+        self._steps = steps
+        return steps
 
     def epoch(self, n: int = 1) -> int:
         """Advance the epoch counter by ``n`` and return it."""
-        self._epochs += n if type(n) is int and n >= 0 else _index("n", n)
-        return self._epochs
+        epochs = self._epochs + (n if type(n) is int and n >= 0 else _index("n", n))
+        if epochs > MAX_INDEX:
+            raise ValueError(f"run.epoch: the epoch would become {epochs}, past the largest the store holds ({MAX_INDEX})")
+        self._epochs = epochs
+        return epochs
 
     # -- logging -------------------------------------------------------------------------------
 
@@ -111,13 +132,20 @@ class Run:
             epoch: record at this epoch instead of the run's counter.
 
         Raises:
-            TypeError: a value is not a single number (a string, None, a tensor with several
-                elements), or a key is not a string. Nothing of the call is recorded then.
-            ValueError: a key is empty or longer than 255 characters.
+            TypeError: ``values`` is not a dict, a value is not a single number (a string, None,
+                a tensor with several elements), or a key is not a string. Nothing of the call is
+                recorded then.
+            ValueError: a key is empty, longer than 255 characters or holds text the store cannot
+                keep (a lone surrogate, a NUL); a number is too large for a float64; a step or
+                epoch is negative or 2**63 or more.
         """
         # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
-        for key, value in values.items():
+        try:
+            items = values.items()
+        except AttributeError:
+            return self._log_checked(values, step, epoch)
+        for key, value in items:
             if key not in admitted or type(value) not in _PLAIN:
                 return self._log_checked(values, step, epoch)
         if not values:
@@ -132,14 +160,18 @@ class Run:
             tuple(values.values()),
         ))
         self._pending += len(values)
-        if self._pending >= self._flush_points:
-            self._pending = 0
-            self._wake.set()
+        if self._pending >= self._wake_points:
+            self._wake_writer()
 
     def _log_checked(self, values: Mapping[str, Any], step: int | None, epoch: int | None) -> None:
-        """``log`` for new keys, values that need converting, and finished runs."""
+        """``log`` for new keys, values that need converting, a full buffer, and finished runs."""
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"run.log takes a dict of key -> number, such as {{'train/loss': 0.5}}; got "
+                f"{type(values).__name__} ({values!r:.60})"
+            )
         converted = dict(values)
         tensor_keys = []
         for key, value in values.items():
@@ -152,7 +184,10 @@ class Run:
                 converted[key] = number
         s = self._steps if step is None else _index("step", step)
         e = self._epochs if epoch is None else _index("epoch", epoch)
-        self._admitted.update(values)
+        self._keys.update(values)
+        if self._dropping and not self._room_again():
+            self._dropped += len(values)
+            return
         if not tensor_keys:
             self._queue.append((s, e, _now(), tuple(converted), tuple(converted.values())))
         else:
@@ -164,12 +199,54 @@ class Run:
                 Deferred(s, e, _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
             )
         self._pending += len(values)
-        if self._pending >= self._flush_points:
-            self._pending = 0
-            self._wake.set()
+        if self._pending >= self._wake_points:
+            self._wake_writer()
+
+    # -- the bound on the buffer -----------------------------------------------------------------
+
+    def _wake_writer(self) -> None:
+        """Hand the points logged since the last call to the writer; mind the buffer's bound."""
+        self._logged += self._pending
+        self._pending = 0
+        self._wake.set()
+        writer = self._writer
+        if self._logged - writer.done_points < self._pace_points:
+            return
+        if writer.failing:  # the store refuses writes: keep buffering up to the bound, then drop
+            if self._logged - writer.done_points >= self._max_buffered:
+                self._dropping = True
+                self._admitted = frozenset()  # every log() takes the checked path, which drops
+            return
+        # The store keeps up, only slower than this loop: wait for it. This bounds both the memory
+        # and what a crash can lose.
+        while (self._logged - writer.done_points > self._pace_points // 2 and not writer.failing
+               and writer.alive):
+            writer.progress.clear()
+            writer.wake.set()
+            writer.progress.wait(0.1)
+
+    def _room_again(self) -> bool:
+        """While dropping: whether the store took enough of the buffer to take points again."""
+        if self._logged - self._writer.done_points > self._max_buffered // 2:
+            return False
+        self._dropping = False
+        self._admitted = self._keys
+        _warn(
+            f"epochal: run {self.name!r} ({self.id}): the store accepts writes again; {self._dropped:,} points "
+            "logged while the buffer was full were dropped"
+        )
+        return True
+
+    @property
+    def dropped_points(self) -> int:
+        """Points this run did not store: logged while the buffer was full and the store refused
+        writes, or records the store could not hold (each was warned about)."""
+        return self._dropped + self._writer.dropped_points
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the store. False if not done by ``timeout``."""
+        self._logged += self._pending
+        self._pending = 0
         return self._writer.flush(timeout)
 
     @property
@@ -210,6 +287,9 @@ class Run:
     def finish(self, status: str = "finished", *, timeout: float = 60.0) -> None:
         """Write everything still buffered and mark the run ``status``.
 
+        A warning (EpochalWarning) says how many points were not stored, if any were dropped
+        (see ``dropped_points``).
+
         Raises:
             StoreError: the store refused the buffered points for ``timeout`` seconds (a full
                 disk, say); the points are lost with the process unless the store recovers.
@@ -218,13 +298,38 @@ class Run:
             return
         if status not in ("finished", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'finished', 'failed' or 'interrupted', not {status!r}")
+        self._close(RunUpdate(self.id, status=status, ended=time.time(), steps=self._steps, epochs=self._epochs),
+                    timeout)
+        if self.dropped_points:
+            reasons = "; ".join(self._writer.drop_reasons[:3])
+            _warn(
+                f"epochal: run {self.name!r} ({self.id}) finished without {self.dropped_points:,} of its points: "
+                f"{self._dropped:,} logged while the buffer was full and the store refused writes, "
+                f"{self._writer.dropped_points:,} the store could not hold{': ' + reasons if reasons else ''}"
+            )
+
+    def abandon(self, *, timeout: float = 60.0) -> None:
+        """Give a run just reopened by :func:`resume` back as it was: its status (interrupted,
+        crashed, ...), end time and process. Nothing logged is lost; this Run is closed.
+
+        For a caller whose resume failed (a checkpoint that does not fit, say), so that the run
+        does not read as finished or failed when it was neither.
+        """
+        if self._finished:
+            return
+        before = self._previous
+        if before is None:
+            raise RunStateError(f"run {self.name!r} ({self.id}) was started, not resumed; finish it instead")
+        self._close(RunUpdate(
+            self.id, status=before.status, ended=before.ended, heartbeat=before.heartbeat, pid=before.pid,
+            host=before.host, command=before.command, token=before.token, steps=self._steps, epochs=self._epochs,
+        ), timeout)
+
+    def _close(self, update: RunUpdate, timeout: float) -> None:
         self._finished = True
         self._admitted = frozenset()  # sends every later log() down the checked path, which refuses it
         _open_runs.discard(self)
-        self._writer.submit(
-            RunUpdate(self.id, status=status, ended=time.time(), steps=self._steps, epochs=self._epochs),
-            REFRESH_SUMMARIES,
-        )
+        self._writer.submit(update, REFRESH_SUMMARIES)
         if not self._writer.close(timeout):
             raise StoreError(
                 f"run {self.name!r} ({self.id}): the store did not accept {self._writer.unwritten_points} "
@@ -253,6 +358,7 @@ def start(
     store: str | Path | Store | None = None,
     flush_interval: float = 0.5,
     flush_points: int = 10_000,
+    max_buffered_points: int = 5_000_000,
 ) -> Run:
     """Start a new run and return it.
 
@@ -262,21 +368,32 @@ def start(
             Names need not be unique: where a run is named, the newest of that name is meant.
         config: hyperparameters and settings, a nested dict kept as given (values that are
             not JSON, such as paths, are stored as text).
-        tags: labels to filter runs by.
+        tags: labels to filter runs by (each at most 100 characters).
         store: the store directory (or a :class:`Store`); default ``$EPOCHAL_DIR``, else
             ``./epochal-runs``.
         flush_interval: seconds between writes of buffered points.
         flush_points: write sooner once this many points are buffered.
+        max_buffered_points: the most points kept in memory while the store refuses writes
+            (locked, disk full); past it, new points are dropped (with a warning) until the
+            store accepts writes again.
 
     Raises:
+        ValueError: a name, tag, project or config that the store cannot hold (text that is not
+            valid Unicode, a config nested too deep or referring to itself, ...).
         StoreError: the store directory cannot be created or written.
     """
     _text("project", project)
-    _flush_settings(flush_interval, flush_points)
+    _flush_settings(flush_interval, flush_points, max_buffered_points)
     if name is not None:
         _text("name", name)
+    tag_tuple = tuple(dict.fromkeys(_tag(t) for t in ([tags] if isinstance(tags, str) else tags)))
+    if not isinstance(description, str):
+        raise TypeError(f"a run's description is a string, got {type(description).__name__}")
+    _unicode("description", description)
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
+    config_data = _config(config or {})
     the_store = store if isinstance(store, Store) else Store(store)
-    tag_tuple = tuple(_text("tag", t) for t in ([tags] if isinstance(tags, str) else tags))
     existing = len(the_store.backend.find_runs(project=project))
     now = time.time()
     record = RunRecord(
@@ -284,8 +401,8 @@ def start(
         status="running", started=now, ended=None, heartbeat=now, host=system.host(), pid=os.getpid(),
         command=system.command_line(), git_commit=system.git_commit(), python=system.python_version(),
         torch=system.torch_version(), description=description, tags=tag_tuple,
-        config=Config(_jsonable(dict(config or {}))), steps=0, epochs=0, segment=0,
-        path=str(Path(the_store.backend.files_root) / "pending"),
+        config=Config(config_data), steps=0, epochs=0, segment=0,
+        path=str(Path(the_store.backend.files_root) / "pending"), token=system.process_token(),
     )
     try:
         the_store.backend.write(WriteBatch(new_runs=(record,)))
@@ -298,7 +415,8 @@ def start(
         raise
     except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
         raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
-    return Run(the_store, record, flush_interval=flush_interval, flush_points=flush_points)
+    return Run(the_store, record, flush_interval=flush_interval, flush_points=flush_points,
+               max_buffered_points=max_buffered_points)
 
 
 def resume(
@@ -307,18 +425,21 @@ def resume(
     store: str | Path | Store | None = None,
     flush_interval: float = 0.5,
     flush_points: int = 10_000,
+    max_buffered_points: int = 5_000_000,
 ) -> Run:
     """Reopen a run that is not running any more; its step and epoch counters continue.
 
     Points logged after a resume at steps the run had already logged are kept; when
     reading, the newest wins for those steps. Load a checkpoint afterwards
-    (``run.load_checkpoint("last", ...)``) to go back to where it was saved.
+    (``run.load_checkpoint("last", ...)``) to go back to where it was saved. Of several
+    processes resuming the same run at once, one wins; the others get a RunStateError.
 
     Raises:
         RunNotFoundError: no run has that id or name.
-        RunStateError: the run is still running in a live process.
+        RunStateError: the run is still running in a live process, or another process
+            resumed it first.
     """
-    _flush_settings(flush_interval, flush_points)
+    _flush_settings(flush_interval, flush_points, max_buffered_points)
     the_store = store if isinstance(store, Store) else Store(store)
     record = the_store.run(run)
     if record.status == "running":
@@ -326,14 +447,28 @@ def resume(
             f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
             "finish it there first"
         )
-    segment = record.segment + 1
+    stored = the_store.backend.get_run(record.id) or record
+    # The claim holds only if no other process reopened the run since it was read.
     the_store.backend.write(
         WriteBatch(run_updates=(
             RunUpdate(record.id, status="running", reopen=True, heartbeat=time.time(), pid=os.getpid(),
-                      host=system.host(), command=system.command_line(), segment=segment),
+                      host=system.host(), command=system.command_line(), segment=record.segment + 1,
+                      token=system.process_token(), if_segment=record.segment),
         ))
     )
-    return Run(the_store, the_store.run(record.id), flush_interval=flush_interval, flush_points=flush_points)
+    reopened = the_store.run(record.id)
+    _clean_stale_temporaries(reopened)
+    return Run(the_store, reopened, flush_interval=flush_interval, flush_points=flush_points,
+               max_buffered_points=max_buffered_points, previous=stored)
+
+
+def _clean_stale_temporaries(record: RunRecord) -> None:
+    """Temporary files that a killed process left in the run's folder (a checkpoint cut short)."""
+    from epochal import checkpoint
+
+    cleaner = getattr(checkpoint, "clean_stale_temporaries", None)
+    if cleaner is not None:
+        cleaner(Path(record.path))
 
 
 # -- checks on the caller's thread ---------------------------------------------------------------
@@ -344,15 +479,28 @@ def _admit(key: object) -> None:
         raise TypeError(f"run.log: keys are strings, got {key!r} ({type(key).__name__})")
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"run.log: a key has 1 to {MAX_KEY_LENGTH} characters, got {len(key)}: {key[:60]!r}")
+    _unicode("key", key, "run.log")
+
+
+def _unicode(what: str, text: str, where: str = "a run's") -> None:
+    """Refuse text the store cannot keep: lone surrogates (from file names decoded with
+    'surrogateescape') cannot be written as UTF-8, and a NUL cuts text short in C libraries."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{where} {what} {text[:60]!r} holds {text[exc.start:exc.end]!r} at position {exc.start}, which is not "
+            "valid Unicode text (a lone surrogate, as from an undecodable file name); the store holds UTF-8 text "
+            "only: decode it properly or replace that character"
+        ) from None
+    if "\0" in text:
+        raise ValueError(f"{where} {what} {text[:60]!r} holds a NUL character, which the store cannot keep")
 
 
 def _number(key: str, value: object) -> float | None:
     """The value as a float; None for a tensor on a device, which the writer reads later."""
     if isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)):
-        try:
-            return float(value)
-        except OverflowError:
-            raise ValueError(f"run.log: value for {key!r} is {value!r:.60}, too large for a float64") from None
+        return _logged_float(key, value)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex():
@@ -367,10 +515,10 @@ def _number(key: str, value: object) -> float | None:
         return None
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
-        return float(value)
+        return _logged_float(key, value)
     if numpy is not None and isinstance(value, numpy.ndarray):
         if value.size == 1 and value.dtype.kind in "biuf":
-            return float(value.reshape(()))
+            return _logged_float(key, value.reshape(())[()])
         raise TypeError(
             f"run.log: value for {key!r} is an array of shape {value.shape} and dtype {value.dtype}; "
             "expected a single real number"
@@ -381,40 +529,140 @@ def _number(key: str, value: object) -> float | None:
     )
 
 
+def _logged_float(key: str, value: Any) -> float:
+    number = _float64(value)
+    if number is None:
+        raise ValueError(f"run.log: value for {key!r} is {value!r:.60}, too large for a float64")
+    return number
+
+
 def _index(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{name} must be 0 or more, got {value}")
+    if not 0 <= value <= MAX_INDEX:
+        raise ValueError(f"{name} must be from 0 to 2**63 - 1, got {value}")
     return int(value)
 
 
-def _flush_settings(interval: object, points: object) -> None:
+def _flush_settings(interval: object, points: object, buffered: object = 1) -> None:
     if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
         raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")
     if not isinstance(points, int) or isinstance(points, bool) or points < 1:
         raise ValueError(f"flush size must be at least 1 point, got {points!r}")
+    if not isinstance(buffered, int) or isinstance(buffered, bool) or buffered < 1:
+        raise ValueError(f"max_buffered_points must be at least 1, got {buffered!r}")
 
 
 def _text(what: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"a run's {what} is a non-empty string, got {value!r}")
+        raise ValueError(f"a run's {what} is a non-empty string, got {value!r:.80}")
+    if len(value) > MAX_KEY_LENGTH:
+        raise ValueError(f"a run's {what} has at most {MAX_KEY_LENGTH} characters, got {len(value)}: {value[:60]!r}")
+    _unicode(what, value)
     return value
 
 
-def _jsonable(value: Any) -> Any:
-    """Config values as JSON can hold them: tuples become lists, other objects their text."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+def _tag(tag: object) -> str:
+    # The same rule as the dashboard's and the CLI's tag edits.
+    tag = checked_tag(tag)
+    _unicode("tag", tag)
+    return tag
+
+
+def _config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as JSON can hold it: tuples become lists, other objects their text.
+
+    Refused, naming the place: keys that collide once made text (1 and '1'), text the store
+    cannot keep, numbers past a float64, nesting deeper than MAX_CONFIG_DEPTH or a config that
+    contains itself.
+    """
+    return _jsonable(config, "config", 0, set())
+
+
+def _jsonable(value: Any, where: str, depth: int, open_containers: set[int]) -> Any:
+    if value is None or isinstance(value, (bool, float)):
+        return value if type(value) in (bool, float) or value is None else _config_real(value, where)
+    if isinstance(value, str):
+        _unicode_config(value, where)
         return value
+    if isinstance(value, (Mapping, list, tuple)):
+        if depth >= MAX_CONFIG_DEPTH:
+            raise ValueError(f"the config is nested more than {MAX_CONFIG_DEPTH} levels deep at {where[:120]}")
+        if id(value) in open_containers:
+            raise ValueError(f"the config contains itself at {where[:120]}; a config is a tree of plain values")
+        open_containers.add(id(value))
+        try:
+            if isinstance(value, Mapping):
+                out: dict[str, Any] = {}
+                given: dict[str, Any] = {}
+                for key, item in value.items():
+                    text = key if isinstance(key, str) else str(key)
+                    _unicode_config(text, f"{where} key {text[:60]!r}")
+                    if text in out:
+                        raise ValueError(
+                            f"the config keys {given[text]!r} and {key!r} at {where[:120]} both become {text!r} in "
+                            "the store; rename one of them"
+                        )
+                    given[text] = key
+                    out[text] = _jsonable(item, f"{where}.{text}", depth + 1, open_containers)
+                return out
+            return [_jsonable(item, f"{where}[{i}]", depth + 1, open_containers) for i, item in enumerate(value)]
+        finally:
+            open_containers.discard(id(value))
     if isinstance(value, numbers.Integral):
-        return int(value)
+        return _config_int(int(value), where)
     if isinstance(value, numbers.Real):
-        return float(value)
-    return str(value)
+        return _config_real(value, where)
+    text = str(value)
+    _unicode_config(text, where)
+    return text
+
+
+def _config_int(value: int, where: str) -> int:
+    # JSON keeps any int exactly; the dashboard and filters read numbers as float64.
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(
+            f"the config value at {where[:120]} is an int of {value.bit_length()} bits, too large for a float64 "
+            "(the store filters and sorts by number); store it as a string if it must be exact"
+        ) from None
+    return value
+
+
+def _config_real(value: numbers.Real, where: str) -> float:
+    number = _float64(value)
+    if number is None:
+        raise ValueError(f"the config value at {where[:120]} is {value!r:.60}, too large for a float64")
+    return number
+
+
+def _float64(value: Any) -> float | None:
+    """``value`` as a float64, or None if it only becomes inf by overflowing (np.longdouble(1e5000))."""
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    if math.isinf(number):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if value * 0 == value * 0:  # inf * 0 is NaN: this was a finite value that overflowed
+                return None
+    return number
+
+
+def _unicode_config(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"the config at {where[:120]} holds {text[exc.start:exc.end]!r} at position {exc.start}, which is not "
+            "valid Unicode text (a lone surrogate, as from an undecodable file name); the store holds UTF-8 text only"
+        ) from None
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, EpochalWarning, stacklevel=3)
 
 
 # -- runs still open when the interpreter exits ----------------------------------------------------

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import secrets
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+_token: tuple[int, str] | None = None
 
 
 def host() -> str:
@@ -50,6 +53,18 @@ def git_commit(directory: str | Path = ".") -> str | None:
         return None
     dirty = status.returncode == 0 and status.stdout.strip() != ""
     return commit.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def process_token() -> str:
+    """A random token for this process (a new one after a fork): a pid can be reused, this cannot."""
+    global _token
+    if _token is None or _token[0] != os.getpid():
+        _token = (os.getpid(), secrets.token_hex(8))
+    return _token[1]
 
 
 def pid_alive(pid: int) -> bool:

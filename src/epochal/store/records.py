@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -11,6 +12,15 @@ from typing import Any
 import numpy as np
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
+
+# A run id names the run's folder, so it must be one harmless path component.
+_RUN_ID = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,63}")
+
+
+def valid_run_id(run_id: object) -> bool:
+    """Whether ``run_id`` can name a folder inside the store: letters, digits, '-', '_', '.', not
+    starting with a dot, at most 64 characters. Ids read from a store someone else wrote are checked."""
+    return isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) is not None
 
 # Substrings that make a key's best value its lowest; every other key is best at its highest.
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time")

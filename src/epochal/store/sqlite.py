@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from epochal.errors import StoreError, StoreNotFoundError
+from epochal.errors import RunStateError, StoreError, StoreNotFoundError
 from epochal.store import encoding, series
 from epochal.store.backend import Backend
 from epochal.store.records import (
@@ -29,6 +29,7 @@ from epochal.store.records import (
     SeriesChunk,
     WriteBatch,
     best_mode,
+    valid_run_id,
 )
 
 DB_NAME = "epochal.db"
@@ -180,10 +181,9 @@ class SQLiteBackend(Backend):
             return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if 1 <= version < 2:  # schema 2 added chunk overviews; older chunks read as their own
-                conn.execute("ALTER TABLE chunks ADD COLUMN overview BLOB")
-            if 1 <= version < 3:  # schema 3: the writing process's token on each run
-                conn.execute("ALTER TABLE runs ADD COLUMN token TEXT NOT NULL DEFAULT ''")
+            if version >= 1:  # an older store: add the columns later schemas brought
+                _add_column(conn, "chunks", "overview", "BLOB")  # schema 2; older chunks read as their own
+                _add_column(conn, "runs", "token", "TEXT NOT NULL DEFAULT ''")  # schema 3
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -233,6 +233,8 @@ class SQLiteBackend(Backend):
             raise
 
     def _insert_run(self, conn: sqlite3.Connection, r: RunRecord) -> None:
+        if not valid_run_id(r.id):
+            raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
         conn.execute(
@@ -243,7 +245,7 @@ class SQLiteBackend(Backend):
         )
         self._set_tags(conn, r.id, r.tags)
         for key, value in r.config.flat().items():
-            num = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            num = _number_or_none(value)
             conn.execute(
                 "INSERT OR REPLACE INTO config VALUES (?,?,?,?)", (r.id, key, json.dumps(value), num)
             )
@@ -257,7 +259,15 @@ class SQLiteBackend(Backend):
         fields = {name: getattr(u, name) for name in _UPDATABLE if getattr(u, name) is not None}
         if u.reopen:
             fields["ended"] = None
-        if fields:
+        if u.if_segment is not None:
+            # A claim: only one of several processes resuming the same run at once may win.
+            claimed = conn.execute(
+                f"UPDATE runs SET {', '.join(f'{name} = ?' for name in fields)} WHERE id = ? AND segment = ?",
+                (*fields.values(), u.run_id, u.if_segment),
+            ).rowcount
+            if not claimed:
+                raise RunStateError(f"run {u.run_id} was just resumed by another process")
+        elif fields:
             assignments = ", ".join(f"{name} = ?" for name in fields)
             conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), u.run_id))
         if u.tags is not None:
@@ -319,7 +329,9 @@ class SQLiteBackend(Backend):
         rows = self._conn().execute(
             f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} ORDER BY started DESC, runs.rowid DESC", params
         ).fetchall()
-        return [self._record(row) for row in rows]
+        # A row whose id could not name a folder inside the store (a crafted or damaged store) is
+        # left out: nothing may read or delete files through it.
+        return [self._record(row) for row in rows if valid_run_id(row[0])]
 
     def _record(self, row: tuple) -> RunRecord:
         (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
@@ -452,6 +464,21 @@ def _summary_of(
 ) -> tuple[KeySummary, bool]:
     summary = KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key))
     return summary, bool(exact)
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
+    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+
+def _number_or_none(value: Any) -> float | None:
+    """A config value as the number filters and sorts use; None for text and ints past a float64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _real_or_none(x: float) -> float | None:

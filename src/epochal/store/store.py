@@ -186,7 +186,7 @@ class Store:
         """Replace a run's tags and/or its notes (its description); works on running runs too."""
         record = self.run(ref)
         if tags is not None:
-            tags = tuple(dict.fromkeys(_checked_tag(t) for t in tags))
+            tags = tuple(dict.fromkeys(checked_tag(t) for t in tags))
         if notes is not None and not isinstance(notes, str):
             raise TypeError(f"notes must be a string, got {type(notes).__name__}")
         self.backend.write(WriteBatch(run_updates=(RunUpdate(record.id, tags=tags, description=notes),)))
@@ -197,9 +197,15 @@ class Store:
         return self.backend.checkpoints(self.run(ref).id)
 
 
-def _checked_tag(tag: object) -> str:
-    if not isinstance(tag, str) or not tag.strip() or len(tag) > 100:
-        raise ValueError(f"a tag is a non-empty string of at most 100 characters, got {tag!r}")
+MAX_TAG_LENGTH = 100
+
+
+def checked_tag(tag: object) -> str:
+    """The one rule for tags, wherever they are set: a non-empty string of at most 100 characters
+    (surrounding spaces removed)."""
+    if not isinstance(tag, str) or not tag.strip() or len(tag.strip()) > MAX_TAG_LENGTH:
+        shown = f"a string of {len(tag)} characters ({tag[:40]!r}...)" if isinstance(tag, str) and len(tag) > 60 else repr(tag)
+        raise ValueError(f"a tag is a non-empty string of at most {MAX_TAG_LENGTH} characters, got {shown}")
     return tag.strip()
 
 
@@ -219,7 +225,10 @@ def _with_live_status(record: RunRecord) -> RunRecord:
         return record
     silent_for = time.time() - (record.heartbeat or record.started)
     if record.host == system.host():
-        crashed = not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
+        # A pid reused by a new process (a restarted container's PID 1) is not the run's process:
+        # when it is this very process, the token tells.
+        reused = record.pid == system.pid() and record.token != system.process_token()
+        crashed = reused or not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
     else:
         crashed = silent_for > STALE_AFTER_S
     if not crashed:

@@ -4,21 +4,28 @@ The training thread only appends records ``(step, epoch, time, keys, values)``
 (or :class:`Deferred` ones) to a deque (``Writer.queue``). This thread wakes
 every ``interval`` seconds, or sooner when the caller counted ``max_points`` new
 points, turns everything queued into a :class:`WriteBatch` and hands it to the
-backend. A failed write (disk full, database locked) is retried at the next wake-up
-with everything still buffered; the caller is never interrupted.
+backend.
+
+Faults are of two kinds. A store that refuses writes for a while (disk full,
+database locked) is retried at the next wake-up with everything still buffered;
+the caller is never interrupted, and is told (warnings) as the buffer fills. A
+record the store can never hold is set apart: the batch is written piece by piece,
+the piece that fails is dropped with a warning naming it, and every other record is
+kept. Either way the threads waiting in ``flush()`` are released.
 """
 
 from __future__ import annotations
 
 import itertools
+import sqlite3
 import sys
-from operator import itemgetter
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
@@ -66,18 +73,29 @@ class Writer:
         *,
         interval: float = 0.5,
         max_points: int = 10_000,
+        max_buffered: int = 5_000_000,
     ):
         self.backend = backend
         self.run_id = run_id
         self.segment = segment
         self.interval = interval
         self.max_points = max_points
+        self.max_buffered = max_buffered
         self.queue: deque = deque()
         self.wake = threading.Event()
+        #: Set after every round of writing, so a caller waiting for room can look again.
+        self.progress = threading.Event()
+        #: Points written to the store or given up on (dropped); only this thread adds to it.
+        self.done_points = 0
+        #: Points the store could never hold, and why (the first few reasons).
+        self.dropped_points = 0
+        self.drop_reasons: list[str] = []
         self._counters = counters
         self._unwritten: list[WriteBatch] = []
         self._waiting: list[_Marker] = []
         self._failures = 0
+        self._failing_since = 0.0
+        self._fill_warned = 0.0
         self._last_heartbeat = 0.0
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name=f"epochal-writer-{run_id}", daemon=True)
@@ -108,6 +126,15 @@ class Writer:
         return written
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def failing(self) -> bool:
+        """Whether the store refused the last write (locked, full): points stay buffered meanwhile."""
+        return self._failures > 0
+
+    @property
     def unwritten_points(self) -> int:
         queued = sum(len(r[3]) for r in list(self.queue) if type(r) is tuple)
         return queued + sum(len(c.values) for b in self._unwritten for c in b.chunks)
@@ -121,8 +148,10 @@ class Writer:
             stopping = self._stop
             try:
                 self._write_pending()
-            except Exception as exc:  # never let the thread die: warn and keep the data
-                _warn(f"epochal: unexpected error in the store writer: {exc!r}")
+            except Exception as exc:  # a bug: never let the thread die, and never leave a flush() waiting
+                _warn(f"epochal: unexpected error in the store writer of run {self.run_id}: {exc!r}")
+                self._release_waiters()
+            self.progress.set()
             if stopping and not self._unwritten:
                 return
             if stopping:
@@ -130,7 +159,10 @@ class Writer:
 
     def _write_pending(self) -> None:
         items = [self.queue.popleft() for _ in range(len(self.queue))]
-        batch, markers = self._batch(items)
+        try:
+            batch, markers = self._batch(items)
+        except Exception as exc:  # some record cannot be converted: convert them one by one
+            batch, markers = self._batch_apart(items, exc)
         self._waiting += markers
         now = time.time()
         if batch or now - self._last_heartbeat >= HEARTBEAT_S or self._unwritten:
@@ -139,29 +171,101 @@ class Writer:
             self._unwritten.append(_merge([batch, WriteBatch(run_updates=(update,))]))
         if self._unwritten:
             pending = _merge(self._unwritten)
+            self._unwritten = []
             try:
                 self.backend.write(pending)
             except Exception as exc:
-                self._unwritten = [pending]
-                self._failures += 1
-                if self._failures == 1:
-                    _warn(
-                        f"epochal: could not write {sum(len(c.values) for c in pending.chunks)} points of run "
-                        f"{self.run_id} to the store ({exc}); they stay buffered and are retried every "
-                        f"{self.interval} s"
-                    )
-                return
+                if _refusal(exc):
+                    self._keep_for_retry(pending, exc)
+                    return
+                # The store refuses something in the batch for good: write its pieces one by one.
+                self._write_apart(pending)
+                if self._unwritten:
+                    return
+            else:
+                self.done_points += _points(pending)
             if self._failures:
                 _warn(
                     f"epochal: the store accepted run {self.run_id}'s buffered points after "
                     f"{self._failures} failed attempts; nothing was lost"
                 )
             self._failures = 0
-            self._unwritten = []
+            self._fill_warned = 0.0
             self._last_heartbeat = now
+        self._release_waiters()
+
+    def _release_waiters(self) -> None:
         for marker in self._waiting:
             marker.done.set()
         self._waiting = []
+
+    def _keep_for_retry(self, pending: WriteBatch, exc: BaseException) -> None:
+        self._unwritten = [pending]
+        self._failures += 1
+        buffered = _points(pending)
+        if self._failures == 1:
+            self._failing_since = time.time()
+            _warn(
+                f"epochal: could not write {buffered} points of run {self.run_id} to the store ({exc}); "
+                f"they stay buffered and are retried every {self.interval} s"
+            )
+        # Warn again as the buffer fills: at a quarter, half, three quarters and full.
+        fill = min(buffered / self.max_buffered, 1.0)
+        level = max((f for f in (0.25, 0.5, 0.75, 1.0) if fill >= f), default=0.0)
+        if level > self._fill_warned:
+            self._fill_warned = level
+            then = "new points are dropped until it accepts writes again" if level >= 1.0 else (
+                "when it is full, new points are dropped until the store accepts writes again")
+            _warn(
+                f"epochal: the store has refused writes of run {self.run_id} for "
+                f"{time.time() - self._failing_since:.0f} s ({exc}); {buffered:,} points are buffered, "
+                f"{level:.0%} of max_buffered_points ({self.max_buffered:,}); {then}"
+            )
+
+    def _write_apart(self, batch: WriteBatch) -> None:
+        """Write each piece of ``batch`` in a transaction of its own; drop (and name) what the store
+        can never hold, keep what it refuses for now for the next try."""
+        pieces = list(_pieces(batch))
+        for index, piece in enumerate(pieces):
+            try:
+                self.backend.write(piece)
+            except Exception as exc:
+                if _refusal(exc):
+                    self._keep_for_retry(_merge(pieces[index:]), exc)
+                    return
+                self._drop(piece, exc)
+            else:
+                self.done_points += _points(piece)
+
+    def _drop(self, piece: WriteBatch, exc: BaseException) -> None:
+        lost = _points(piece)
+        self.dropped_points += lost
+        self.done_points += lost
+        what = _describe(piece)
+        if len(self.drop_reasons) < 5:
+            self.drop_reasons.append(f"{what}: {exc!r}")
+        _warn(f"epochal: the store cannot hold {what} of run {self.run_id} ({exc!r}); it is dropped, "
+              "everything else is kept")
+
+    def _batch_apart(self, items: list, exc: BaseException) -> tuple[WriteBatch, list[_Marker]]:
+        """``_batch`` for items among which some cannot be converted: each is tried alone first."""
+        good = []
+        for item in items:
+            if type(item) is tuple or isinstance(item, Deferred):
+                try:
+                    self._batch([item])
+                except Exception as item_exc:
+                    lost = len(item.keys if isinstance(item, Deferred) else item[3])
+                    self.dropped_points += lost
+                    self.done_points += lost
+                    if len(self.drop_reasons) < 5:
+                        self.drop_reasons.append(f"a record at step {item[0] if type(item) is tuple else item.step}: "
+                                                 f"{item_exc!r}")
+                    _warn(f"epochal: a logged record of run {self.run_id} cannot be stored ({item_exc!r}); it is "
+                          "dropped, everything else is kept")
+                    continue
+            good.append(item)
+        return self._batch(good)
 
     def _batch(self, items: list) -> tuple[WriteBatch, list[_Marker]]:
         records, deferred, updates, new_ckpts, removed_ckpts, refresh, markers = [], [], [], [], [], [], []
@@ -262,6 +366,34 @@ def _resolve_tensors(records: list, deferred: list[Deferred]) -> list[tuple]:
                 offset += 1
             resolved[id(record)] = (record.step, record.epoch, record.time, record.keys, tuple(values))
     return [resolved[id(r)] if isinstance(r, Deferred) else r for r in records]
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether the store refused a write for now (locked, busy, full, I/O), so it is worth retrying;
+    anything else means the batch holds something the store can never take."""
+    return isinstance(exc, (sqlite3.OperationalError, OSError, MemoryError))
+
+
+def _points(batch: WriteBatch) -> int:
+    return sum(len(c.values) for c in batch.chunks)
+
+
+def _pieces(batch: WriteBatch):
+    """The batch split into one-item batches, in the order the backend applies them."""
+    for name in WriteBatch.__dataclass_fields__:
+        for item in getattr(batch, name):
+            yield WriteBatch(**{name: (item,)})
+
+
+def _describe(piece: WriteBatch) -> str:
+    if piece.chunks:
+        chunk = piece.chunks[0]
+        return f"{len(chunk.values)} points of key {chunk.key!r}"
+    if piece.new_checkpoints:
+        return f"the record of checkpoint {piece.new_checkpoints[0].path!r}"
+    if piece.run_updates:
+        return "an update of the run's record"
+    return "a record"
 
 
 def _warn(message: str) -> None:
