@@ -117,15 +117,36 @@ class Store:
         return _with_live_status(record)
 
     def delete(self, ref: str | RunRecord) -> RunRecord:
-        """Remove a run's records and its folder of files. A running run is refused."""
+        """Remove a run's records and its folder of files.
+
+        A running run is refused, and so is a run whose folder is not ``runs/<id>`` inside the store
+        (an id written into the database by someone else, such as ``../../x``): nothing is removed
+        then. A run folder that is a symbolic link is unlinked; what it points to stays.
+        """
         record = self.run(ref)
         if record.status == "running":
             raise RunStateError(
                 f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
                 "finish it before deleting it"
             )
+        folder = Path(record.path)
+        runs = Path(self.backend.files_root).resolve()
+        # It must be runs/<id> itself. A link there is judged by where it lies, a folder by where it
+        # leads (symlinks resolved), so no id and no link makes this remove anything outside.
+        try:
+            where = folder.parent.resolve() / folder.name if folder.is_symlink() else folder.resolve()
+        except (OSError, ValueError):  # a NUL in the id, a loop of links
+            where = None
+        if where is None or where.parent != runs or where.name != record.id:  # "x/y", ".", "" are no names
+            raise StoreError(
+                f"refused to delete run {record.id!r}: its folder is not runs/<id> inside the store (the id "
+                "names another place); nothing was deleted"
+            )
         self.backend.write(WriteBatch(deleted_runs=(record.id,)))
-        shutil.rmtree(record.path, ignore_errors=True)
+        if folder.is_symlink():
+            folder.unlink()
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
         return record
 
     # -- series --------------------------------------------------------------------------------
