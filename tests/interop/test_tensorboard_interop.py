@@ -190,3 +190,42 @@ def test_import_has_help_and_a_store_option(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: epochal import") and "--store DIR" in out and "LOGDIR" in out
+
+
+def record(data, length=None):
+    """One TFRecord: uint64 length, its masked crc32c, the data, the data's masked crc32c."""
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    header = (len(data) if length is None else length).to_bytes(8, "little")
+    return header + masked_crc32c(header).to_bytes(4, "little") + data + masked_crc32c(data).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("length", [2**64 - 1, 2**63, 2**40, 10**9, 100])
+@pytest.mark.parametrize("where", ["appended", "alone"])
+def test_a_record_longer_than_its_file_is_damage_not_an_allocation(template_runs, tmp_path, capsys, length, where):
+    (good,) = (template_runs / "May27_21-31-59_host").glob("events.out.tfevents.*")
+    crafted = record(b"x" * 20, length)[:40]  # a valid header crc, then less data than the length says
+    good.write_bytes((good.read_bytes() if where == "appended" else b"") + crafted)
+    started = time.monotonic()
+    with pytest.raises(EventFileError, match="is damaged at record") as info:
+        import_tensorboard(tmp_path / "s", template_runs)
+    assert f"its length says {length:,} bytes" in str(info.value) and str(good) in str(info.value)
+    assert main(["import", "tensorboard", str(template_runs), "--store", str(tmp_path / "s")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"epochal: event file '{good}' is damaged")
+    assert time.monotonic() - started < 10 and not (tmp_path / "s").exists()
+
+
+def test_records_written_by_hand_are_read_like_tensorboards(tmp_path, store):
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    events = [Event(wall_time=WALL, file_version="brain.Event:2")]
+    for step in range(3):
+        event = Event(wall_time=WALL + step, step=step)
+        event.summary.value.add(tag="loss", simple_value=step / 2)
+        events.append(event)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "events.out.tfevents.1.host").write_bytes(b"".join(record(e.SerializeToString()) for e in events))
+    (run_id,) = import_tensorboard(store, tmp_path / "logs")
+    assert store.history(run_id, "loss").values.tolist() == [0.0, 0.5, 1.0]
+    assert accumulate(tmp_path / "logs").Scalars("loss")[2].value == 1.0

@@ -17,8 +17,8 @@ already holds other event files is refused, since TensorBoard would merge them i
 subdirectory per run) or a directory that holds event files itself. Every directory with event
 files (names containing ``tfevents``) becomes one finished epochal run, named by its path below
 the log directory (the log directory's own name for files directly in it). The event files are
-read with TensorBoard's reader, checksums checked, in name order (their names start with the time
-they were created). Every scalar is kept as stored: its step (repeated steps too), its float value
+read in name order (their names start with the time they were created), record by record, every
+checksum checked and every record's length checked against the file before it is read. Every scalar is kept as stored: its step (repeated steps too), its float value
 exactly (float32 read as float64), its wall time to the microsecond (epochal's resolution); the
 run's start and end are its first and last event's wall times. Epochs are 0. Directories without
 scalars (only graphs or images, say) are skipped. Everything is read and checked first and then
@@ -234,29 +234,46 @@ def _scalars(path: Path, event: Any, initial_metadata: dict[str, Any]) -> Iterat
 
 
 def _events(path: Path) -> Iterator[Any]:
-    """The events of one file, read with TensorBoard's record reader, which checks every checksum."""
+    """The events of one file, every checksum checked and every length against what the file holds."""
     tb = _tensorboard()
-    try:
-        reader = tb.PyRecordReader_New(os.fsencode(path), 0, b"", None)
-    except tb.OpError as exc:
-        raise EventFileError(f"cannot read the event file '{path}': {exc.message}") from None
-    try:
+    for index, record in enumerate(_records(path)):
+        try:
+            yield tb.Event.FromString(record)
+        except tb.DecodeError as exc:
+            raise EventFileError(f"event file '{path}': record {index + 1} is not a TensorBoard event ({exc})") from None
+
+
+def _records(path: Path) -> Iterator[bytes]:
+    """The records of a TFRecord file: uint64 length, its masked crc32c, the data, the data's masked crc32c.
+
+    TensorBoard's own reader allocates whatever a record's length says; here a length longer than
+    the rest of the file is damage, reported before anything is allocated.
+    """
+    crc = _tensorboard().masked_crc32c
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
         for index in itertools.count():
-            try:
-                reader.GetNext()
-            except tb.OutOfRangeError:
+            header = file.read(12)
+            if not header:
                 return
-            except tb.OpError as exc:  # a failed checksum or a truncated record
-                detail = exc.message.replace(repr(os.fsencode(path)), "").strip().removeprefix("has ")
-                raise EventFileError(f"event file '{path}' is damaged at record {index + 1}: {detail}") from None
-            try:
-                yield tb.Event.FromString(reader.record())
-            except tb.DecodeError as exc:
-                raise EventFileError(
-                    f"event file '{path}': record {index + 1} is not a TensorBoard event ({exc})"
-                ) from None
-    finally:
-        reader.file_handle.close()
+            problem = None
+            if len(header) < 12:
+                problem = "truncated record header"
+            elif crc(header[:8]) != int.from_bytes(header[8:], "little"):
+                problem = "failed header crc32 check"
+            else:
+                length = int.from_bytes(header[:8], "little")
+                if length > size - file.tell() - 4:
+                    problem = f"its length says {length:,} bytes but {max(size - file.tell() - 4, 0):,} remain (truncated)"
+                else:
+                    data, footer = file.read(length), file.read(4)
+                    if len(data) < length or len(footer) < 4:
+                        problem = "truncated record data"
+                    elif crc(data) != int.from_bytes(footer, "little"):
+                        problem = "failed event crc32 check"
+            if problem is not None:
+                raise EventFileError(f"event file '{path}' is damaged at record {index + 1}: {problem}")
+            yield data
 
 
 def _write(store: Store, runs: list[_EventRun], project: str) -> list[str]:
@@ -287,8 +304,7 @@ def _tensorboard() -> SimpleNamespace:
         from tensorboard import data_compat, dataclass_compat
         from tensorboard.compat.proto.event_pb2 import Event
         from tensorboard.compat.proto.summary_pb2 import DATA_CLASS_SCALAR
-        from tensorboard.compat.tensorflow_stub.errors import OpError, OutOfRangeError
-        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
+        from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
         from tensorboard.summary.writer.record_writer import RecordWriter
         from tensorboard.util.tensor_util import make_ndarray
     except ImportError as exc:
