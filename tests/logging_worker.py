@@ -3,8 +3,10 @@
     python logging_worker.py STORE NAME MODE [N]
 
 MODE is 'steady' (log N steps of two keys, then finish), 'kill' (log, flush,
-log a little more, then SIGKILL itself) or 'disk-full' (log while no file may
-grow, then let files grow again and finish).
+log a little more, then SIGKILL itself), 'outrun' (log N steps as fast as a loop
+can, far faster than the store can write them, then SIGKILL itself without a
+flush) or 'disk-full' (log while no file may grow, then let files grow again and
+finish).
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ def main() -> None:
         run.flush()
         print("flushed", flush=True)
         _log_steps(run, count, 10)  # these may be lost: less than one flush interval old
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif mode == "outrun":
+        # Woken by size only (the interval is long), in small batches: the loop outruns the writer.
+        run = epochal.start(project="workers", name=name, store=store, flush_interval=30, flush_points=1000)
+        values = {f"k{i:02d}": float(i) for i in range(20)}  # 20 points a call: far more than the store takes
+        for _ in range(count):
+            run.log(values)
+            run.step()
+        print("logged", 20 * count, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     elif mode == "disk-full":
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a refused write then fails with EFBIG, as on a full disk

@@ -102,3 +102,44 @@ def test_a_reader_works_while_another_process_writes(store_dir):
     assert writer.wait(timeout=60) == 0
     assert len(set(seen)) >= 3 and seen == sorted(seen)  # growing while being written
     assert len(store.history("live", "train/loss")) == 200000
+
+
+def test_a_loop_that_outruns_the_store_is_paced_so_kill_9_loses_a_bounded_number_of_points(store_dir):
+    # flush_points=1000: log() waits for the writer once 10 x 1000 points are outstanding, so a kill
+    # loses at most those and the points since the last wake-up, however far the loop outruns the disk.
+    result = _worker(store_dir, "outrun", "outrun", 100_000)
+    assert result.returncode == -9 and "logged 2000000" in result.stdout, result.stderr
+    store = epochal.Store(store_dir)
+    stored = sum(len(store.history("outrun", f"k{i:02d}")) for i in range(20))
+    assert 2_000_000 - stored <= 10 * 1000 + 1000, stored
+    assert store.run("outrun").status == "crashed"
+
+
+def test_a_locked_store_fills_a_bounded_buffer_then_drops_new_points_without_blocking(store_dir):
+    store = epochal.Store(store_dir, busy_timeout=0.05)
+    run = epochal.start(store=store, flush_interval=0.05, flush_points=100, max_buffered_points=2000)
+    blocker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        blocker.execute("BEGIN EXCLUSIVE")
+        time.sleep(0.2)  # the writer has met the lock
+        started = time.perf_counter()
+        for i in range(20_000):
+            run.log({"a": float(i)}, step=i)
+            if i % 1000 == 0:
+                time.sleep(0.06)  # let the writer try (and fail) again
+        logging_took = time.perf_counter() - started
+        assert run.dropped_points > 10_000  # the buffer held at most 2,000 of them
+        blocker.execute("ROLLBACK")
+        assert run.flush(timeout=10)
+        for i in range(20_000, 20_100):  # accepted again once the store writes
+            run.log({"a": float(i)}, step=i)
+        run.finish()
+    messages = [str(w.message) for w in caught if issubclass(w.category, epochal.EpochalWarning)]
+    assert logging_took < 5  # no log() waited for the locked store
+    assert any("% of max_buffered_points" in m for m in messages), messages
+    assert any("points logged while the buffer was full were dropped" in m for m in messages), messages
+    assert any("finished without" in m for m in messages), messages
+    steps = epochal.Store(store_dir).history(run.id, "a").steps
+    assert 1000 <= len(steps) - 100 <= 2000 + 100  # what was buffered, and nothing logged while full
+    assert steps[:1000].tolist() == list(range(1000)) and steps[-100:].tolist() == list(range(20_000, 20_100))

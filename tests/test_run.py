@@ -288,3 +288,104 @@ def test_the_recorded_command_is_as_typed(tmp_path):
     with epochal.Store(tmp_path / "s") as store:
         [record] = store.runs()
     assert record.command == f"{os.path.basename(sys.executable)} {script} --lr 0.1"
+
+
+ODD_TEXT = ["loss/\ud800", "\udcff", "a\ud83d\ude00b", "x\x00y"]  # lone surrogates, a split pair, a NUL
+
+
+@pytest.mark.parametrize("key", ODD_TEXT)
+def test_a_key_the_store_cannot_hold_is_refused_by_log_and_the_run_goes_on(store_dir, key):
+    with epochal.start(store=store_dir, flush_interval=0.05) as run:
+        run.log({"loss": 1.0})
+        with pytest.raises(ValueError, match="run.log key"):
+            run.log({"loss": 2.0, key: 1.0})
+        run.step()
+        run.log({"loss": 3.0})
+        assert run.flush(timeout=10)
+    assert epochal.Store(store_dir).history(run.id, "loss").values.tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("text", ODD_TEXT)
+@pytest.mark.parametrize("where", ["project", "name", "tag", "config key", "config value", "description"])
+def test_text_the_store_cannot_hold_is_refused_by_start_with_one_clear_error(store_dir, text, where):
+    if "\x00" in text and where.startswith("config"):
+        pytest.skip("a config is JSON, which holds a NUL as \\u0000")
+    arguments = {
+        "project": {"project": text}, "name": {"name": text}, "tag": {"tags": ["ok", text]},
+        "config key": {"config": {"data": {text: 1}}}, "config value": {"config": {"path": text}},
+        "description": {"description": text},
+    }[where]
+    with pytest.raises(ValueError, match="not valid Unicode|NUL"):
+        epochal.start(store=store_dir, **arguments)
+    assert epochal.Store(store_dir).runs() == []
+
+
+@pytest.mark.parametrize("where", [{"step": 2**63}, {"epoch": 2**63}, {"step": 10**30}, {"epoch": -1}])
+def test_a_step_or_epoch_the_store_cannot_hold_is_refused_and_the_other_points_are_kept(store_dir, where):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0}, step=2**63 - 1)
+        with pytest.raises(ValueError, match=r"from 0 to 2\*\*63 - 1"):
+            run.log({"a": 2.0, "b": 2.0}, **where)
+        run.log({"b": 3.0})
+        assert run.flush(timeout=10)
+    store = epochal.Store(store_dir)
+    assert store.history(run.id, "a").steps.tolist() == [2**63 - 1]
+    assert store.history(run.id, "b").values.tolist() == [3.0]
+    assert store.run(run.id).status == "finished"
+
+
+def test_the_counters_cannot_pass_what_the_store_holds(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.step(2**63 - 1)
+        with pytest.raises(ValueError, match="past the largest"):
+            run.step()
+        with pytest.raises(ValueError, match="past the largest"):
+            run.epoch(2**63)
+        assert (run.steps, run.epochs) == (2**63 - 1, 0)
+
+
+@pytest.mark.parametrize("values", [None, [("a", 1.0)], "a", 1.0])
+def test_log_of_something_other_than_a_dict_is_a_type_error(store_dir, values):
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(TypeError, match="run.log takes a dict"):
+            run.log(values)
+
+
+def test_configs_that_json_or_the_store_cannot_hold_are_refused_naming_the_place(store_dir):
+    looped: dict = {"a": [1]}
+    looped["a"].append(looped)
+    deep: dict = {}
+    node = deep
+    for _ in range(5000):
+        node["n"] = {}
+        node = node["n"]
+    cases = [
+        (looped, "contains itself at config.a\\[1\\]"),
+        (deep, "nested more than 100 levels"),
+        ({"big": 10**400}, "config.big is an int of 1329 bits, too large for a float64"),
+        ({"opt": {1: "a", "1": "b"}}, "keys 1 and '1' at config.opt both become '1'"),
+        ({"x": np.longdouble(10) ** 4000}, "config.x is .* too large for a float64"),
+    ]
+    for config, message in cases:
+        with pytest.raises(ValueError, match=message):
+            epochal.start(store=store_dir, config=config)
+    assert epochal.Store(store_dir).runs() == []
+
+
+def test_a_tag_follows_the_same_rule_everywhere(store_dir):
+    with pytest.raises(ValueError, match="at most 100 characters, got a string of 10000"):
+        epochal.start(store=store_dir, tags=["x" * 10_000])
+    with epochal.start(store=store_dir, tags=[" a ", "a", "b"]) as run:
+        pass
+    assert epochal.Store(store_dir).run(run.id).tags == ("a", "b")
+
+
+def test_a_longdouble_past_float64_is_refused_not_stored_as_inf(store_dir):
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(ValueError, match="too large for a float64"):
+            run.log({"a": np.longdouble(10) ** 4000})
+        with pytest.raises(ValueError, match="too large for a float64"):
+            run.log({"a": np.array([np.longdouble(10) ** 4000])})
+        run.log({"a": np.longdouble("inf"), "b": np.float32("nan")})  # infinities and NaN as such are kept
+    h = epochal.Store(store_dir).history(run.id, "a")
+    assert h.values.tolist() == [float("inf")]

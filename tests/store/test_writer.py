@@ -41,3 +41,46 @@ def test_logging_a_cuda_tensor_does_not_synchronize_the_device(store_dir):
     run.finish()
     values = epochal.Store(store_dir).history(run.id, "train/loss").values
     assert np.allclose(np.diff(values), 1.0, atol=1e-3)
+
+
+def _writer_of(store, run):
+    from epochal.store.writer import Writer
+
+    return Writer(store.backend, run.id, 1, lambda: (0, 0), interval=0.05)
+
+
+def test_a_record_the_store_cannot_hold_is_set_apart_and_the_others_are_kept(store):
+    # Records that got past the caller's checks (a store written by another version, a bug) must not
+    # take the rest of the run with them: every later flush used to fail on the one bad key.
+    import warnings
+
+    run = epochal.start(store=store)
+    run.finish()
+    writer = _writer_of(store, run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(3):
+            writer.queue.append((step, 0, 1.0, ("good", "loss/\ud800"), (float(step), 1.0)))
+            writer.queue.append((step, 0, 1.0, ("other",), (10.0 * step,)))
+        assert writer.flush(timeout=10)  # released, not left waiting
+        writer.queue.append((3, 0, 1.0, ("good",), (3.0,)))
+        assert writer.close(timeout=10)
+    assert store.history(run.id, "good").values.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert store.history(run.id, "other").values.tolist() == [0.0, 10.0, 20.0]
+    assert writer.dropped_points == 3
+    messages = [str(w.message) for w in caught if issubclass(w.category, epochal.EpochalWarning)]
+    assert any("cannot hold 3 points of key 'loss/\\ud800'" in m for m in messages), messages
+
+
+def test_a_record_that_cannot_be_converted_is_dropped_alone_and_flush_returns(store):
+    run = epochal.start(store=store)
+    run.finish()
+    writer = _writer_of(store, run)
+    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    writer.queue.append((2**64, 0, 1.0, ("a", "b"), (2.0, 3.0)))  # past int64: the conversion fails
+    writer.queue.append((1, 0, 1.0, ("a",), (4.0,)))
+    with pytest.warns(epochal.EpochalWarning, match="cannot be stored"):
+        assert writer.close(timeout=10)
+    assert store.history(run.id, "a").steps.tolist() == [0, 1]
+    assert store.history(run.id, "a").values.tolist() == [1.0, 4.0]
+    assert writer.dropped_points == 2 and "step 18446744073709551616" in writer.drop_reasons[0]
