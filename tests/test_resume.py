@@ -98,3 +98,79 @@ def test_a_running_run_cannot_be_resumed_twice(store_dir):
 def test_resume_unknown_run(store_dir):
     with pytest.raises(epochal.RunNotFoundError, match="'ghost'"):
         epochal.resume("ghost", store=store_dir)
+
+
+def _crashed_run(store_dir, name):
+    """A run whose process was killed: its record still says running, for a pid that is gone."""
+    code = (f"import epochal, os, signal; r = epochal.start(name={name!r}, store={str(store_dir)!r}); "
+            "r.log({'a': 1.0}); r.flush(); os.kill(os.getpid(), signal.SIGKILL)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -9
+    return epochal.Store(store_dir).run(name)
+
+
+def test_two_resumes_of_one_run_at_the_same_instant_let_exactly_one_win(store_dir):
+    import sqlite3
+    import threading
+    import time
+
+    _crashed_run(store_dir, "twice")
+    # Hold the write lock so that both resumes read the run as crashed before either can claim it.
+    blocker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    outcomes: list = []
+
+    def resume_it() -> None:
+        try:
+            outcomes.append(epochal.resume("twice", store=store_dir))
+        except epochal.RunStateError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=resume_it) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    blocker.execute("ROLLBACK")
+    for t in threads:
+        t.join(timeout=30)
+    runs = [o for o in outcomes if isinstance(o, epochal.Run)]
+    errors = [o for o in outcomes if isinstance(o, epochal.RunStateError)]
+    assert len(runs) == 1 and len(errors) == 1, outcomes
+    assert "resumed by another process" in str(errors[0])
+    runs[0].finish()
+    assert epochal.Store(store_dir).run("twice").segment == 1
+
+
+def test_a_crashed_run_whose_pid_this_process_reuses_can_be_resumed_at_once(store_dir):
+    # A container restarted: training is PID 1 again, the same pid the crashed run recorded.
+    import os
+    import sqlite3
+
+    record = _crashed_run(store_dir, "pid1")
+    with sqlite3.connect(store_dir / "epochal.db") as conn:
+        conn.execute("UPDATE runs SET pid = ? WHERE id = ?", (os.getpid(), record.id))
+    assert epochal.Store(store_dir).run("pid1").status == "crashed"
+    with epochal.resume("pid1", store=store_dir) as run:
+        assert epochal.Store(store_dir).run("pid1").status == "running"  # now it is this process's run
+        with pytest.raises(epochal.RunStateError, match="still running"):
+            epochal.resume("pid1", store=store_dir)
+        run.log({"a": 2.0})
+    assert epochal.Store(store_dir).run("pid1").status == "finished"
+
+
+def test_abandon_gives_a_resumed_run_back_as_it_was(store_dir):
+    with pytest.raises(KeyboardInterrupt):
+        with epochal.start(name="paused", store=store_dir) as run:
+            run.log({"a": 1.0})
+            raise KeyboardInterrupt
+    before = epochal.Store(store_dir).run("paused")
+    assert before.status == "interrupted"
+    again = epochal.resume("paused", store=store_dir)
+    again.log({"a": 2.0}, step=1)
+    again.abandon()
+    after = epochal.Store(store_dir).run("paused")
+    assert (after.status, after.ended, after.pid) == ("interrupted", before.ended, before.pid)
+    assert epochal.Store(store_dir).history("paused", "a").values.tolist() == [1.0, 2.0]  # nothing lost
+    with pytest.raises(epochal.RunStateError, match="finished"):
+        again.log({"a": 3.0})
+    with epochal.resume("paused", store=store_dir) as third:  # and it can be resumed as before
+        assert third.segment == 2
