@@ -143,3 +143,23 @@ def test_a_locked_store_fills_a_bounded_buffer_then_drops_new_points_without_blo
     steps = epochal.Store(store_dir).history(run.id, "a").steps
     assert 1000 <= len(steps) - 100 <= 2000 + 100  # what was buffered, and nothing logged while full
     assert steps[:1000].tolist() == list(range(1000)) and steps[-100:].tolist() == list(range(20_000, 20_100))
+
+
+def test_pacing_never_waits_out_a_lock_held_by_another_program(store_dir):
+    # The default busy timeout (10 s) keeps the writer inside one write while the lock is held; a
+    # loop that logs more than the pace allows must not wait for that write.
+    store = epochal.Store(store_dir)
+    run = epochal.start(store=store, flush_interval=0.05, flush_points=100)  # paced at 1,000 points
+    blocker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    time.sleep(0.2)
+    started = time.perf_counter()
+    for i in range(20_000):
+        run.log({"a": float(i)})
+        run.step()
+    logging_took = time.perf_counter() - started
+    time.sleep(max(0.0, 4.0 - logging_took))
+    blocker.execute("ROLLBACK")
+    assert logging_took < 3.0  # the lock was held for 4 s: the loop did not wait for it
+    run.finish()
+    assert len(epochal.Store(store_dir).history(run.id, "a")) == 20_000 and run.dropped_points == 0

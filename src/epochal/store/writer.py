@@ -35,6 +35,8 @@ from epochal.store.records import Checkpoint, RunUpdate, SeriesChunk, WriteBatch
 
 #: Even an idle run writes a heartbeat this often, so readers can tell it is alive.
 HEARTBEAT_S = 5.0
+#: A write that has waited this long is waiting on the store (a lock), not just writing a lot.
+STALLED_AFTER_S = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +97,7 @@ class Writer:
         self._waiting: list[_Marker] = []
         self._failures = 0
         self._failing_since = 0.0
+        self._writing_since: float | None = None
         self._fill_warned = 0.0
         self._last_heartbeat = 0.0
         self._stop = False
@@ -131,8 +134,10 @@ class Writer:
 
     @property
     def failing(self) -> bool:
-        """Whether the store refused the last write (locked, full): points stay buffered meanwhile."""
-        return self._failures > 0
+        """Whether the store refused the last write (locked, full), or the write under way has waited
+        on it for STALLED_AFTER_S (another process holds the lock): points stay buffered meanwhile."""
+        started = self._writing_since
+        return self._failures > 0 or (started is not None and time.monotonic() - started >= STALLED_AFTER_S)
 
     @property
     def unwritten_points(self) -> int:
@@ -172,9 +177,11 @@ class Writer:
         if self._unwritten:
             pending = _merge(self._unwritten)
             self._unwritten = []
+            self._writing_since = time.monotonic()
             try:
                 self.backend.write(pending)
             except Exception as exc:
+                self._writing_since = None
                 if _refusal(exc):
                     self._keep_for_retry(pending, exc)
                     return
@@ -183,6 +190,7 @@ class Writer:
                 if self._unwritten:
                     return
             else:
+                self._writing_since = None
                 self.done_points += _points(pending)
             if self._failures:
                 _warn(
