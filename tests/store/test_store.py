@@ -59,3 +59,23 @@ def test_a_store_from_a_newer_epochal_is_refused(store_dir):
     conn.close()
     with pytest.raises(epochal.StoreError, match="schema 99.*upgrade epochal"):
         epochal.Store(store_dir)
+
+
+@pytest.mark.parametrize("crafted", ["../../outside", "/etc", "..", ".hidden", "a/b", "a\\b", "x\x00y", "", "é" * 3])
+def test_a_run_id_that_could_name_another_folder_is_never_read_from_the_store(store_dir, crafted):
+    import sqlite3
+
+    with epochal.start(store=store_dir, name="real") as run:
+        run.log({"a": 1.0})
+    with sqlite3.connect(store_dir / "epochal.db") as conn:  # a store someone else wrote
+        conn.execute("UPDATE runs SET id = ?, name = 'crafted' WHERE id = ?", (crafted, run.id))
+        conn.execute("PRAGMA foreign_keys = OFF")
+    store = epochal.Store(store_dir)
+    assert store.runs() == []  # the row is left out: nothing reads or deletes files through it
+    with pytest.raises(epochal.RunNotFoundError):
+        store.run("crafted")
+    with pytest.raises(epochal.RunNotFoundError):
+        store.run(crafted or "?")
+    with epochal.start(store=store_dir, name="next") as other:  # the store goes on working
+        other.log({"a": 2.0})
+    assert [r.name for r in store.runs()] == ["next"]
