@@ -30,6 +30,8 @@ from epochal.store.store import Store, checked_tag
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
 MAX_KEY_LENGTH = 255
+#: Seconds ``run.summary`` waits for buffered points before it answers from what is stored.
+SUMMARY_WAIT_S = 5.0
 #: The largest step or epoch the store holds (a signed 64-bit integer).
 MAX_INDEX = 2**63 - 1
 #: The deepest nesting a config may have.
@@ -251,8 +253,18 @@ class Run:
 
     @property
     def summary(self) -> dict[str, KeySummary]:
-        """Per key: count, last value, min, max and best. Waits for pending points first."""
-        self.flush()
+        """Per key: count, last value, min, max and best.
+
+        Waits up to ``SUMMARY_WAIT_S`` seconds for the points logged so far to be stored. When the
+        store does not take them in time (locked, full), warns and returns what is stored already.
+        """
+        if not self.flush(SUMMARY_WAIT_S):
+            warnings.warn(
+                f"epochal: run {self.name!r} ({self.id}): the store did not take the last "
+                f"{self._writer.unwritten_points} points within {SUMMARY_WAIT_S} s (see the warnings above "
+                "for why); this summary leaves them out",
+                EpochalWarning, stacklevel=2,
+            )
         return self.store.summary(self.id)
 
     # -- checkpoints ---------------------------------------------------------------------------

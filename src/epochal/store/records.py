@@ -169,6 +169,7 @@ class Checkpoint:
     metric_value: float | None = None
     mode: str | None = None  # 'min' or 'max' for the metric
     kind: str = "resume"  # 'resume': everything to continue the run; 'weights': model weights only
+    seq: int = 0  # the run's save sequence: a checkpoint saved later has a higher one (the clock may step back)
 
     def better_than(self, other: Checkpoint) -> bool:
         mine, theirs = self.metric_value, other.metric_value

@@ -33,7 +33,7 @@ from epochal.store.records import (
 )
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
 #: them (its extremes), so that charts of long series are drawn without decoding every point.
 OVERVIEW_FROM = 1024
@@ -118,6 +118,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     metric_value REAL,
     mode TEXT,
     kind TEXT NOT NULL DEFAULT 'resume',
+    seq INTEGER NOT NULL DEFAULT 0,  -- the run's save sequence: later saves have higher ones
     PRIMARY KEY (run_id, path)
 );
 """
@@ -184,6 +185,12 @@ class SQLiteBackend(Backend):
             if version >= 1:  # an older store: add the columns later schemas brought
                 _add_column(conn, "chunks", "overview", "BLOB")  # schema 2; older chunks read as their own
                 _add_column(conn, "runs", "token", "TEXT NOT NULL DEFAULT ''")  # schema 3
+                _add_column(conn, "checkpoints", "seq", "INTEGER NOT NULL DEFAULT 0")  # schema 4
+                # Checkpoints recorded before schema 4 get their run's recording order (rowid order).
+                conn.execute(
+                    "UPDATE checkpoints SET seq = (SELECT count(*) FROM checkpoints AS c WHERE "
+                    "c.run_id = checkpoints.run_id AND c.rowid <= checkpoints.rowid) WHERE seq = 0"
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -216,9 +223,10 @@ class SQLiteBackend(Backend):
                 self._update_run(conn, update)
             for ckpt in batch.new_checkpoints:
                 conn.execute(
-                    "INSERT OR REPLACE INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT OR REPLACE INTO checkpoints(run_id, path, step, epoch, size, sha256, created, "
+                    "metric_key, metric_value, mode, kind, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (ckpt.run_id, ckpt.path, ckpt.step, ckpt.epoch, ckpt.size, ckpt.sha256, ckpt.created,
-                     ckpt.metric_key, ckpt.metric_value, ckpt.mode, ckpt.kind),
+                     ckpt.metric_key, ckpt.metric_value, ckpt.mode, ckpt.kind, ckpt.seq),
                 )
             for ckpt in batch.removed_checkpoints:
                 conn.execute("DELETE FROM checkpoints WHERE run_id = ? AND path = ?", (ckpt.run_id, ckpt.path))
@@ -452,8 +460,8 @@ class SQLiteBackend(Backend):
 
     def checkpoints(self, run_id: str) -> list[Checkpoint]:
         rows = self._conn().execute(
-            "SELECT run_id, path, step, epoch, size, sha256, created, metric_key, metric_value, mode, kind "
-            "FROM checkpoints WHERE run_id = ? ORDER BY created, step",
+            "SELECT run_id, path, step, epoch, size, sha256, created, metric_key, metric_value, mode, kind, seq "
+            "FROM checkpoints WHERE run_id = ? ORDER BY seq, step, epoch",
             (run_id,),
         )
         return [Checkpoint(*row) for row in rows]
