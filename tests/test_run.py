@@ -297,7 +297,7 @@ ODD_TEXT = ["loss/\ud800", "\udcff", "a\ud83d\ude00b", "x\x00y"]  # lone surroga
 def test_a_key_the_store_cannot_hold_is_refused_by_log_and_the_run_goes_on(store_dir, key):
     with epochal.start(store=store_dir, flush_interval=0.05) as run:
         run.log({"loss": 1.0})
-        with pytest.raises(ValueError, match="run.log key"):
+        with pytest.raises(ValueError, match="run.log: the key"):
             run.log({"loss": 2.0, key: 1.0})
         run.step()
         run.log({"loss": 3.0})

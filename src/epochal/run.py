@@ -26,7 +26,7 @@ from typing import Any
 from epochal import names, system
 from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
 from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, WriteBatch
-from epochal.store.store import Store, checked_tag
+from epochal.store.store import Store, checked_tag, storable_text
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
 MAX_KEY_LENGTH = 255
@@ -398,10 +398,11 @@ def start(
     _flush_settings(flush_interval, flush_points, max_buffered_points)
     if name is not None:
         _text("name", name)
-    tag_tuple = tuple(dict.fromkeys(_tag(t) for t in ([tags] if isinstance(tags, str) else tags)))
+    # The same rule as the dashboard's tag edit.
+    tag_tuple = tuple(dict.fromkeys(checked_tag(t) for t in ([tags] if isinstance(tags, str) else tags)))
     if not isinstance(description, str):
         raise TypeError(f"a run's description is a string, got {type(description).__name__}")
-    _unicode("description", description)
+    storable_text(description, "a run's description")
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
     config_data = _config(config or {})
@@ -491,22 +492,7 @@ def _admit(key: object) -> None:
         raise TypeError(f"run.log: keys are strings, got {key!r} ({type(key).__name__})")
     if not key or len(key) > MAX_KEY_LENGTH:
         raise ValueError(f"run.log: a key has 1 to {MAX_KEY_LENGTH} characters, got {len(key)}: {key[:60]!r}")
-    _unicode("key", key, "run.log")
-
-
-def _unicode(what: str, text: str, where: str = "a run's") -> None:
-    """Refuse text the store cannot keep: lone surrogates (from file names decoded with
-    'surrogateescape') cannot be written as UTF-8, and a NUL cuts text short in C libraries."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"{where} {what} {text[:60]!r} holds {text[exc.start:exc.end]!r} at position {exc.start}, which is not "
-            "valid Unicode text (a lone surrogate, as from an undecodable file name); the store holds UTF-8 text "
-            "only: decode it properly or replace that character"
-        ) from None
-    if "\0" in text:
-        raise ValueError(f"{where} {what} {text[:60]!r} holds a NUL character, which the store cannot keep")
+    storable_text(key, "run.log: the key")
 
 
 def _number(key: str, value: object) -> float | None:
@@ -570,15 +556,8 @@ def _text(what: str, value: object) -> str:
         raise ValueError(f"a run's {what} is a non-empty string, got {value!r:.80}")
     if len(value) > MAX_KEY_LENGTH:
         raise ValueError(f"a run's {what} has at most {MAX_KEY_LENGTH} characters, got {len(value)}: {value[:60]!r}")
-    _unicode(what, value)
+    storable_text(value, f"a run's {what}")
     return value
-
-
-def _tag(tag: object) -> str:
-    # The same rule as the dashboard's and the CLI's tag edits.
-    tag = checked_tag(tag)
-    _unicode("tag", tag)
-    return tag
 
 
 def _config(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -664,13 +643,7 @@ def _float64(value: Any) -> float | None:
 
 
 def _unicode_config(text: str, where: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(
-            f"the config at {where[:120]} holds {text[exc.start:exc.end]!r} at position {exc.start}, which is not "
-            "valid Unicode text (a lone surrogate, as from an undecodable file name); the store holds UTF-8 text only"
-        ) from None
+    storable_text(text, f"the config at {where[:120]}:", nul=True)
 
 
 def _warn(message: str) -> None:

@@ -79,3 +79,12 @@ def test_a_run_id_that_could_name_another_folder_is_never_read_from_the_store(st
     with epochal.start(store=store_dir, name="next") as other:  # the store goes on working
         other.log({"a": 2.0})
     assert [r.name for r in store.runs()] == ["next"]
+
+
+def test_tags_and_notes_set_on_a_stored_run_follow_the_same_text_rule(store):
+    with epochal.start(store=store, name="r") as run:
+        pass
+    for tags, notes in ((["ok", "bad\udcff"], None), (None, "notes \ud800"), (["x" * 101], None)):
+        with pytest.raises(ValueError, match="not valid Unicode|at most 100"):
+            store.update(run.id, tags=tags, notes=notes)
+    assert store.run(run.id).tags == () and store.run(run.id).description == ""

@@ -210,6 +210,8 @@ class Store:
             tags = tuple(dict.fromkeys(checked_tag(t) for t in tags))
         if notes is not None and not isinstance(notes, str):
             raise TypeError(f"notes must be a string, got {type(notes).__name__}")
+        if notes is not None:
+            storable_text(notes, "the notes")
         self.backend.write(WriteBatch(run_updates=(RunUpdate(record.id, tags=tags, description=notes),)))
         return self.run(record.id)
 
@@ -223,11 +225,27 @@ MAX_TAG_LENGTH = 100
 
 def checked_tag(tag: object) -> str:
     """The one rule for tags, wherever they are set: a non-empty string of at most 100 characters
-    (surrounding spaces removed)."""
+    (surrounding spaces removed) that the store can keep."""
     if not isinstance(tag, str) or not tag.strip() or len(tag.strip()) > MAX_TAG_LENGTH:
         shown = f"a string of {len(tag)} characters ({tag[:40]!r}...)" if isinstance(tag, str) and len(tag) > 60 else repr(tag)
         raise ValueError(f"a tag is a non-empty string of at most {MAX_TAG_LENGTH} characters, got {shown}")
-    return tag.strip()
+    return storable_text(tag.strip(), "a tag")
+
+
+def storable_text(text: str, what: str, *, nul: bool = False) -> str:
+    """The one rule for text the store keeps: UTF-8, so no lone surrogates (which file names decoded
+    with 'surrogateescape' hold), and no NUL (which C libraries take for the end) unless ``nul``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} {text[:60]!r} holds {text[exc.start:exc.end]!r} at position {exc.start}, which is not valid "
+            "Unicode text (a lone surrogate, as from an undecodable file name); the store holds UTF-8 text only: "
+            "decode it properly or replace that character"
+        ) from None
+    if not nul and "\0" in text:
+        raise ValueError(f"{what} {text[:60]!r} holds a NUL character, which the store cannot keep")
+    return text
 
 
 def _summarize(history: History) -> KeySummary:
