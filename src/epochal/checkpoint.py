@@ -372,10 +372,8 @@ def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
                 path = Path(directory) / name
                 try:
                     path.unlink()
-                except FileNotFoundError:
-                    continue
                 except OSError:
-                    continue  # not ours to delete (permissions): leave it
+                    continue  # gone already, or not ours to delete
                 removed.append(path)
     return removed
 
@@ -636,7 +634,7 @@ def _pick(run: Run, which: str) -> tuple[Checkpoint, Path]:
     checkpoints = _known(run, _book(run))
     if not checkpoints:
         raise CheckpointError(
-            f"run {run.name!r} ({run.id}) has no checkpoints; it was stopped before its first save. "
+            f"run {run.name!r} ({run.id}) has no checkpoints to load. "
             "Start training from the beginning (with the Trainer: fit() without resume=True)"
         )
     if which == "best":
@@ -719,4 +717,5 @@ def _settle(run: Run, book: _Book, timeout: float) -> None:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, EpochalWarning, stacklevel=4)
+    # Points at the caller of run.save_checkpoint / run.load_checkpoint.
+    warnings.warn(message, EpochalWarning, stacklevel=5)
