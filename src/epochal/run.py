@@ -479,9 +479,7 @@ def _clean_stale_temporaries(record: RunRecord) -> None:
     """Temporary files that a killed process left in the run's folder (a checkpoint cut short)."""
     from epochal import checkpoint
 
-    cleaner = getattr(checkpoint, "clean_stale_temporaries", None)
-    if cleaner is not None:
-        cleaner(Path(record.path))
+    checkpoint.clean_stale_temporaries(Path(record.path))
 
 
 # -- checks on the caller's thread ---------------------------------------------------------------
