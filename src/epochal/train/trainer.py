@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import math
 import sys
 import time
@@ -30,6 +29,11 @@ from epochal.store.records import best_mode
 from epochal.store.store import Store
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
 from epochal.train.metrics import MetricSet
+from epochal.train.resume import (Interrupts, Position, Progress, batch_rng, generator_states, set_batch_rng,
+                                  set_generator_states)
+
+
+_END = object()  # what next() gives past a loader's last batch
 
 
 class NonFiniteLossError(EpochalError, FloatingPointError):
@@ -141,6 +145,11 @@ class Trainer:
         self.example_input: Any = None
         self.history: list[dict[str, StageResult]] = []
         self._pending_backward = False
+        self._interrupts = Interrupts()
+        self._where = Position("start", 0)  # the last well-defined point of the fit passed
+        self._stage_state: tuple | None = None  # the stage part-way: (stage, its start rng, its generators)
+        self._opened: str | None = None  # 'started' or 'resumed' when this fit opened self.run
+        self._status_before: str | None = None  # the status of the run this fit resumed, before it did
 
     # -- the steps a subclass may override -------------------------------------------------------
 
@@ -170,31 +179,48 @@ class Trainer:
     def fit(self, resume: bool = False) -> Trainer:
         """Train until ``max_epochs`` or until a callback stops it.
 
+        Ctrl-C stops at the next well-defined point of the epoch (the end of a batch or of a
+        hook) and saves a checkpoint from which ``fit(resume=True)`` continues exactly; a second
+        Ctrl-C stops at once.
+
         Args:
             resume: continue the run (this trainer's, or the newest of ``name``) from its last
                 checkpoint: weights, optimizer, scheduler, random states, data order and callback
-                state, so the continued run is the run it would have been.
+                state, so the continued run is the run it would have been. A run stopped before its
+                first checkpoint is trained again from epoch 0, its new points replacing the old.
+
+        Raises:
+            CheckpointError: the run cannot be resumed (its checkpoint does not fit this model,
+                optimizer or callbacks, or is missing); the run is left as it was.
         """
         if "train" not in self.loaders:
             raise ValueError("Trainer.fit needs train_data")
         if self.optimizer is None:
             raise ValueError("Trainer.fit needs an optimizer")
         resumed = self._open_run(resume)
-        self.model.to(self.device)
-        for metric_set in self.metrics.values():
-            metric_set.to(self.device)
-        partial = self._restore() if resumed else None
-        if self.show_summary:
-            self._print_summary()
-        self.fit_started = time.time()
         self.should_stop, self.stop_reason = False, None
+        try:
+            self.model.to(self.device)
+            for metric_set in self.metrics.values():
+                metric_set.to(self.device)
+            start_at = self._restore() if resumed else None
+            if self.show_summary:
+                self._print_summary()
+        except BaseException:
+            self._give_back_run()
+            raise
+        self.fit_started = time.time()
+        self._where = start_at or Position("start", self.run.epochs)
+        self._stage_state = None
         status = "finished"
         try:
-            self._fire("on_fit_start")
-            while self.run.epochs < self.max_epochs and not self.should_stop:
-                self._run_epoch(partial)
-                partial = None
-            self._fire("on_fit_end")
+            with self._interrupts:
+                self._fire("on_fit_start")
+                self._check()
+                while start_at is not None or (self.run.epochs < self.max_epochs and not self.should_stop):
+                    self._run_epoch(start_at)
+                    start_at = None
+                self._fire("on_fit_end")
         except StopTraining as stop:  # raised by a step rather than a callback: stop right here
             self.stop_reason = str(stop) or "stopped by StopTraining"
             self._fire("on_fit_end")
@@ -212,6 +238,8 @@ class Trainer:
                 self.run.finish(status)
         if self.stop_reason:
             print(f"epochal: {self.stop_reason}", file=sys.stdout)
+        if self._interrupts.requested:  # Ctrl-C while the fit was ending: it ended, and the program stops
+            raise KeyboardInterrupt
         return self
 
     def test(self, data: Iterable | None = None) -> StageResult:
@@ -250,53 +278,72 @@ class Trainer:
         return None
 
     def save_checkpoint(self, *, metric: tuple[str, float] | None = None, mode: str = "max",
-                        retention: checkpoints.Retention | None = None, partial: dict | None = None):
+                        retention: checkpoints.Retention | None = None):
         """A resumable checkpoint of everything: model, optimizer, scheduler, scaler, random
-        states, data order and each callback's state."""
+        states, data order and each callback's state, to continue from the end of this epoch."""
+        return self._save_checkpoint(None, metric=metric, mode=mode, retention=retention)
+
+    def _save_checkpoint(self, position: Position | None, **options: Any):
         extra = {
             "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
-            "loaders": _generator_states(self.loaders),
-            "trainer": {"best": None if self.best is None else list(self.best), "partial": partial},
+            "loaders": generator_states(self.loaders),
+            "trainer": {"best": None if self.best is None else list(self.best),
+                        "point": None if position is None else position.state_dict()},
         }
         return self.run.save_checkpoint(
             models={"model": self.model}, optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
             schedulers=None if self.scheduler is None else {"scheduler": self.scheduler},
-            scaler=self.scaler, extra=extra, metric=metric, mode=mode, retention=retention,
+            scaler=self.scaler, extra=extra, **options,
         )
 
     # -- the loop ----------------------------------------------------------------------------------
+    # Each epoch passes the points of resume.Position; _pass() records one and is where a Ctrl-C
+    # asked for during the fit stops it.
 
-    def _run_epoch(self, partial: dict | None) -> None:
-        self.epoch = self.run.epochs
-        self._epoch_rng = checkpoints.rng_state()
-        self._epoch_generators = _generator_states(self.loaders)
-        self._train_result = None
-        if partial is not None and partial["stage"] == "valid":  # interrupted after training this epoch
-            results = {"train": StageResult(**partial["train"])}
-            self._train_result = results["train"]
-        else:
-            if partial is None:  # a part-way epoch being continued has had its start
-                self._fire("on_epoch_start")
-            results = {"train": self._run_stage("train", self.loaders["train"], partial=partial)}
-            self._train_result = results["train"]
-        last = self.epoch + 1 == self.max_epochs
-        if "valid" in self.loaders and ((self.epoch + 1) % self.eval_every == 0 or last):
-            results["valid"] = self._run_stage("valid", self.loaders["valid"])
-        if "valid" in results or "valid" not in self.loaders:
-            self._note_best(results)
-            self._fire("on_eval_end", results)
-        if self.scheduler is not None and self.scheduler_interval == "epoch":
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                value = self.monitored_value(results, self.monitor, required=False)
-                if value is not None:
-                    self.scheduler.step(value)
-            else:
-                self.scheduler.step()
-        self.run.epoch()
+    def _run_epoch(self, at: Position | None) -> None:
+        at = at or Position("start", self.run.epochs)
+        self.epoch = at.epoch
+        results = dict(at.results)
+        if at.phase == "start":
+            self._fire("on_epoch_start")
+            self._pass(Position("stages", self.epoch))
+        if at.phase in ("start", "stages"):
+            last = self.epoch + 1 == self.max_epochs
+            evaluate = "valid" in self.loaders and ((self.epoch + 1) % self.eval_every == 0 or last)
+            for stage in ("train", "valid") if evaluate else ("train",):
+                if stage in results:
+                    continue
+                progress = at.progress if at.progress is not None and at.progress.stage == stage else None
+                results[stage] = self._run_stage(stage, self.loaders[stage], progress)
+                self._pass(Position("stages", self.epoch, dict(results)))
+            if "valid" in results or "valid" not in self.loaders:
+                self._note_best(results)
+                self._fire("on_eval_end", results)
+            self._pass(Position("evaluated", self.epoch, dict(results)))
+        if at.phase != "ended":
+            if self.scheduler is not None and self.scheduler_interval == "epoch":
+                if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    value = self.monitored_value(results, self.monitor, required=False)
+                    if value is not None:
+                        self.scheduler.step(value)
+                else:
+                    self.scheduler.step()
+            self.run.epoch()
+            self._where = Position("ended", self.epoch, dict(results))
         self.history.append(results)
         self._fire("on_epoch_end", results)
+        self._pass(Position("start", self.run.epochs))
 
-    def _run_stage(self, stage: str, loader: Iterable, partial: dict | None = None) -> StageResult:
+    def _pass(self, position: Position) -> None:
+        self._where = position  # first: a part-way stage left behind is then ignored, never run twice
+        self._stage_state = None
+        self._check()
+
+    def _check(self) -> None:
+        if self._interrupts.requested:
+            raise KeyboardInterrupt
+
+    def _run_stage(self, stage: str, loader: Iterable, progress: Progress | None = None) -> StageResult:
         training = stage == "train"
         batches = len(loader) if hasattr(loader, "__len__") else None
         if batches == 0:
@@ -309,38 +356,49 @@ class Trainer:
         metric_set.reset()
         self.model.train(training)
         zero = torch.zeros((), dtype=torch.float64, device=self.device)
-        loss_sum, loss_squares, count, samples, skip = zero, zero.clone(), 0, 0, 0
-        if partial is None:
+        loss_sum, loss_squares, count, samples = zero, zero.clone(), 0, 0
+        if progress is None:
+            start_rng, start_generators = checkpoints.rng_state(), generator_states(self.loaders)
             iterator = iter(loader)
         else:
-            # An epoch interrupted part-way: draw its data order again from the states the epoch
-            # started with (samplers draw it at the first batch), then go on from where it stopped.
-            self._epoch_rng, self._epoch_generators = partial["epoch_rng"], partial["epoch_generators"]
-            checkpoints.set_rng_state(partial["epoch_rng"])
-            _set_generator_states(self.loaders, partial["epoch_generators"])
-            replay = iter(loader)
-            iterator = itertools.chain([next(replay)], replay)
-            checkpoints.set_rng_state(partial["rng"])
-            _set_generator_states(self.loaders, partial["generators"])
-            skip, count, samples = partial["batches"], partial["count"], partial["samples"]
-            loss_sum, loss_squares = (t.to(self.device) for t in (partial["loss_sum"], partial["loss_squares"]))
-            metric_set.load_state_dict(partial["metrics"])
+            # A stage interrupted part-way: draw its data order again from the states it started
+            # with, go past the batches already done, then take up the random states of the cut.
+            start_rng, start_generators = progress.start_rng, progress.start_generators
+            checkpoints.set_rng_state(start_rng)
+            set_generator_states(self.loaders, start_generators)
+            iterator = iter(loader)
+            for done in range(progress.batches):
+                if next(iterator, _END) is _END:
+                    raise CheckpointError(
+                        f"the checkpoint continues the {stage} pass after batch {progress.batches}, but the "
+                        f"{stage} data now gives only {done} batches; give the data the run was trained on"
+                    )
+            checkpoints.set_rng_state(progress.rng)
+            count, samples = progress.batches, progress.samples
+            loss_sum, loss_squares = (t.to(self.device) for t in (progress.loss_sum, progress.loss_squares))
+            metric_set.load_state_dict(progress.metrics)
+            if progress.grads is not None:
+                for parameter, grad in zip(self.model.parameters(), progress.grads):
+                    parameter.grad = None if grad is None else grad.to(parameter.device)
+                self._pending_backward = True
         started = time.perf_counter()
-        self._stage = stage
-        self._stage_progress = None  # the last batch whose optimizer step is done, and the sums with it
-        self._stepped = -1
         # On the CPU reading the loss costs nothing; on an accelerator it would wait for the device,
         # so there the loss stays a tensor until the pass ends.
         on_host = self.device.type == "cpu"
         if on_host:
             loss_sum, loss_squares = float(loss_sum), float(loss_squares)
+        # What a Ctrl-C checkpoint needs: the batches done and their sums, with the run's step
+        # count once they are (_done); the torch random states before the next batch (_rewind).
+        self._done = (count, samples, loss_sum, loss_squares, self.run.steps)
+        self._stage_state = (stage, start_rng, start_generators)
+        device, interrupts = self.device, self._interrupts
+        self._rewind = (count, batch_rng(device))
+        self._check()
         step = self.training_step if training else self.evaluation_step
         stop_on_nan = self.on_nan == "stop"
         batch_hooks = [c for c in self.callbacks if type(c).on_batch_end is not Callback.on_batch_end]
         with torch.set_grad_enabled(training):
-            for index, batch in enumerate(iterator):
-                if index < skip:
-                    continue
+            for index, batch in enumerate(iterator, start=count):
                 if not on_host:
                     batch = _to_device(batch, self.device)
                 if self.amp:
@@ -366,13 +424,15 @@ class Trainer:
                 loss_squares = loss_squares + value * value
                 count += 1
                 samples += size
-                # Past this point the batch counts as done (for a checkpoint taken on Ctrl-C).
-                self._stage_progress = (index, count, samples, loss_sum, loss_squares)
+                # Past this point the batch counts as done; its step is counted after its hooks.
+                self._done = (count, samples, loss_sum, loss_squares, self.run.steps + training)
                 if batch_hooks:
                     self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
                 if training:
                     self.run.step()
-                    self._stepped = index
+                self._rewind = (count, batch_rng(device))
+                if interrupts.requested:
+                    raise KeyboardInterrupt
         if training and self._pending_backward:
             self._optimizer_step()
         if count == 0:
@@ -421,68 +481,105 @@ class Trainer:
 
     def _open_run(self, resume: bool) -> bool:
         """Make ``self.run`` an open run; True if it continues a run that should load its checkpoint."""
+        self._opened, self._status_before = None, None
         if self.run is not None and not self.run._finished:
             return resume
         if self.run is not None:  # finished by an earlier fit or test of this trainer: reopen it
-            self.run = _resume(self.run.id, self.run.store)
+            self.run, self._status_before = _resume(self.run.id, self.run.store)
+            self._opened = "resumed"
             return resume
         args = self._run_args
         if resume and args["name"]:
             try:
-                self.run = _resume(args["name"], args["store"])
+                self.run, self._status_before = _resume(args["name"], args["store"])
+                self._opened = "resumed"
                 return True
             except RunNotFoundError:
                 print(f"epochal: no run named {args['name']!r} to resume; starting a new one")
         self.run = start(args["project"], args["name"], config=args["config"], tags=args["tags"], store=args["store"])
+        self._opened = "started"
         return False
 
-    def _restore(self) -> dict | None:
+    def _give_back_run(self) -> None:
+        """A fit that failed before training: a run it resumed goes back to how it was, one it started fails."""
+        if self._opened == "resumed":
+            self.run.abandon()
+        elif self._opened == "started":
+            self.run.finish("failed")
+
+    def _restore(self) -> Position | None:
+        """Load the run's last checkpoint into everything; the position to continue from, if mid-epoch."""
+        run = self.run
+        if not any(c.kind == "resume" for c in run.store.checkpoints(run.id)):
+            if self._status_before == "finished":
+                raise CheckpointError(
+                    f"cannot resume run {run.name!r} ({run.id}): it finished without a resumable checkpoint "
+                    "(trained with checkpoint=False?); start a new run with fit() instead"
+                )
+            print(f"epochal: run {run.name} ({run.id}) stopped before its first checkpoint; training it again "
+                  "from epoch 0 (its new points replace the old)")
+            run._restore_counters(0, 0)
+            return None
         try:
-            loaded = self.run.load_checkpoint(
+            loaded = run.load_checkpoint(
                 "last", models={"model": self.model},
                 optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
                 schedulers=None if self.scheduler is None else {"scheduler": self.scheduler}, scaler=self.scaler,
             )
+            extra = loaded.extra or {}
+            saved = extra.get("callbacks", {})
+            for key, callback in self._keyed_callbacks():
+                if key in saved:
+                    callback.load_state_dict(saved[key])
+            set_generator_states(self.loaders, extra.get("loaders", {}))
+            trainer_state = extra.get("trainer", {})
+            if trainer_state.get("partial") is not None:
+                raise CheckpointError("it was saved part-way through an epoch by an older epochal, which this one "
+                                      "cannot continue; resume it with the epochal that saved it")
+            point = trainer_state.get("point")
+            position = None if point is None else Position.from_state(point)
         except CheckpointError as exc:
-            raise CheckpointError(f"cannot resume: {exc}") from None
-        extra = loaded.extra or {}
-        saved = extra.get("callbacks", {})
-        for key, callback in self._keyed_callbacks():
-            if key in saved:
-                callback.load_state_dict(saved[key])
-        _set_generator_states(self.loaders, extra.get("loaders", {}))
-        trainer_state = extra.get("trainer", {})
+            raise CheckpointError(f"cannot resume run {run.name!r} ({run.id}): {exc}") from exc
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # a state dict that does not fit its object
+            raise CheckpointError(
+                f"cannot resume run {run.name!r} ({run.id}): its last checkpoint does not fit this trainer's "
+                f"model, optimizer, scheduler or callbacks ({type(exc).__name__}: {exc}); build them as the run "
+                "that saved it did"
+            ) from exc
         self.best = None if trainer_state.get("best") is None else tuple(trainer_state["best"])
-        self.epoch = self.run.epochs
-        print(f"epochal: resumed run {self.run.name} ({self.run.id}) at epoch {self.run.epochs}, step {self.run.steps}")
-        return trainer_state.get("partial")
+        if position is not None and position.stop is not None:
+            self.should_stop, self.stop_reason = True, position.stop
+        self.epoch = position.epoch if position is not None else run.epochs
+        where = "" if position is None or position.phase == "start" else f" ({_describe_position(position)})"
+        print(f"epochal: resumed run {run.name} ({run.id}) at epoch {run.epochs}, step {run.steps}{where}")
+        return None if position is None or position.phase == "start" else position
 
     def _save_interrupted(self) -> None:
-        """On Ctrl-C mid-epoch: a resumable checkpoint that replays the epoch's data order."""
-        stage = getattr(self, "_stage", None)
-        progress = getattr(self, "_stage_progress", None)
-        partial = None
-        if stage == "train":
-            if progress is None:  # no batch done yet: the epoch starts again from its beginning
-                checkpoints.set_rng_state(self._epoch_rng)
-            else:
-                index, count, samples, loss_sum, loss_squares = progress
-                if self._stepped < index:  # its hooks ran (or were cut short); only the step count was left
-                    self.run.step()
-                partial = {"stage": "train", "epoch_rng": self._epoch_rng, "rng": checkpoints.rng_state(),
-                           "epoch_generators": self._epoch_generators, "generators": _generator_states(self.loaders),
-                           "batches": index + 1, "count": count, "samples": samples,
-                           "loss_sum": torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
-                           "loss_squares": torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
-                           "metrics": self.metrics["train"].state_dict()}
-        elif stage == "valid" and self._train_result is not None:
-            partial = {"stage": "valid", "train": dataclasses.asdict(self._train_result)}
+        """On Ctrl-C: a checkpoint of the last well-defined point passed, to continue from it exactly."""
+        here = dataclasses.replace(self._where, stop=self.stop_reason if self.should_stop else None)
+        if here.phase == "stages" and self._stage_state is not None:
+            stage, start_rng, start_generators = self._stage_state
+            batches, samples, loss_sum, loss_squares, steps = self._done
+            rewind_at, rewind_rng = self._rewind
+            if rewind_at == batches:  # cut inside the next batch: undo the random draws it made
+                set_batch_rng(rewind_rng, self.device)
+            if self.run.steps < steps:  # cut in the hooks of a batch, before its step was counted
+                self.run.step(steps - self.run.steps)
+            here.progress = Progress(
+                stage=stage, batches=batches, samples=samples,
+                loss_sum=torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
+                loss_squares=torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
+                start_rng=start_rng, start_generators=start_generators, rng=checkpoints.rng_state(),
+                metrics=self.metrics[stage].state_dict(),
+                grads=[None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()]
+                if self._pending_backward else None,
+            )
         try:
             from epochal.train.checkpointing import ModelCheckpoint
 
             keeper = next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
             retention = keeper.retention if keeper is not None else checkpoints.Retention(last=1, best=0)
-            self.save_checkpoint(partial=partial, retention=retention)
+            self._save_checkpoint(here, retention=retention)
             print("epochal: interrupted; saved a checkpoint to resume from with fit(resume=True)", file=sys.stderr)
         except EpochalError as exc:
             print(f"epochal: interrupted; could not save a checkpoint: {exc}", file=sys.stderr)
@@ -511,6 +608,12 @@ class Trainer:
                 getattr(callback, hook)(self, *args)
             except StopTraining as stop:  # the epoch still ends as usual, then the fit stops
                 self.stop(str(stop) or f"stopped by {type(callback).__name__}")
+            except KeyboardInterrupt:
+                # During a fit, Ctrl-C in one callback lets the others finish this hook; the fit then
+                # stops at the next well-defined point. A second Ctrl-C (forced) stops at once.
+                if not self._interrupts.active or self._interrupts.forced:
+                    raise
+                self._interrupts.requested = True
 
     def _fire_quietly(self, hook: str) -> None:
         """Fire a hook while an error is on its way out: a failing callback must not hide it."""
@@ -540,10 +643,19 @@ class Trainer:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _resume(ref: str, store: Any) -> Run:
-    if isinstance(store, Store) or store is None:
-        return resume(ref, store=store)
-    return resume(ref, store=Store(store))
+def _resume(ref: str, store: Any) -> tuple[Run, str]:
+    """The run reopened, and the status it had before."""
+    the_store = store if isinstance(store, Store) else Store(store)
+    before = the_store.run(ref).status
+    return resume(ref, store=the_store), before
+
+
+def _describe_position(position: Position) -> str:
+    if position.phase == "stages" and position.progress is not None:
+        return f"{position.progress.stage} batch {position.progress.batches + 1}"
+    if position.phase == "stages":
+        return "after " + (", ".join(position.results) or "on_epoch_start")
+    return {"evaluated": "after evaluation", "ended": "at the end of the epoch"}[position.phase]
 
 
 def _with_defaults(callbacks: Sequence[Callback], progress: bool, table: bool, csv: bool,
@@ -650,22 +762,3 @@ def _data_size(loader: Any) -> str:
     batches = f"{len(loader):,} batches" if hasattr(loader, "__len__") else "? batches"
     return f"{samples} ({batches})"
 
-
-def _generators(loader: Any) -> list[torch.Generator]:
-    found = []
-    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None),
-                  getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
-            found.append(generator)
-    return found
-
-
-def _generator_states(loaders: Mapping[str, Any]) -> dict[str, list[torch.Tensor]]:
-    return {stage: [g.get_state() for g in _generators(loader)] for stage, loader in loaders.items()}
-
-
-def _set_generator_states(loaders: Mapping[str, Any], states: Mapping[str, list]) -> None:
-    for stage, loader in loaders.items():
-        for generator, state in zip(_generators(loader), states.get(stage, [])):
-            generator.set_state(state)
