@@ -1,6 +1,8 @@
 """Exact resume of a Trainer fit: 6 epochs straight equal 3 + resume + 3, after a clean stop,
-a kill -9 mid-epoch, or Ctrl-C mid-epoch, in new processes."""
+a kill -9 mid-epoch, or Ctrl-C mid-epoch, in new processes; a run killed before its first
+checkpoint starts again from epoch 0; a resume that cannot load leaves the run as it was."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +72,38 @@ def test_ctrl_c_mid_epoch_saves_a_checkpoint_and_resume_matches(straight):
     resumed = _script(straight, "ctrl-c", 6, "--resume", seed=3)
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_numbers(straight, "straight", "ctrl-c")
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_again_from_epoch_0(straight):
+    killed = _script(straight, "early", 6, "--kill-at-step", "3")
+    assert killed.returncode == -9
+    store = epochal.Store(straight)
+    assert store.run("early").status == "crashed" and not store.checkpoints("early")
+    resumed = _script(straight, "early", 6, "--resume")  # the same initial weights: the straight run again
+    assert resumed.returncode == 0, resumed.stderr
+    assert "stopped before its first checkpoint; training it again from epoch 0" in resumed.stdout
+    _assert_same_numbers(straight, "straight", "early")  # the new points replace the old
+    record = store.run("early")
+    assert (record.status, record.epochs, record.segment) == ("finished", 6, 1)
+
+
+def test_a_resume_that_does_not_fit_raises_and_leaves_the_run_interrupted(straight):
+    interrupted = _script(straight, "other-model", 6, "--interrupt-at-step", str(STEPS_PER_EPOCH + 4))
+    assert interrupted.returncode != 0
+    store = epochal.Store(straight)
+    before = store.run("other-model")
+    assert before.status == "interrupted"
+    # In a process that goes on after the error, as a notebook would: nothing may finish the run later.
+    code = ("import sys, epochal\nfrom trainer_script import make_trainer\n"
+            "try:\n    make_trainer(sys.argv[1], 'other-model', 6, hidden=32).fit(resume=True)\n"
+            "except epochal.CheckpointError as exc:\n    print('refused:', exc)\n")
+    wider = subprocess.run([sys.executable, "-c", code, str(straight)], cwd=SCRIPT.parent, capture_output=True,
+                           text=True, timeout=300)
+    assert wider.returncode == 0, wider.stderr
+    after = store.run("other-model")
+    assert (after.status, after.ended, after.steps, after.epochs) == ("interrupted", before.ended, before.steps,
+                                                                      before.epochs)
+    assert re.search(r"refused: cannot resume.*other-model.*0\.weight", wider.stdout), wider.stdout
+    resumed = _script(straight, "other-model", 6, "--resume", seed=3)  # the run is still resumable
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_numbers(straight, "straight", "other-model")

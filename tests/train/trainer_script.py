@@ -29,12 +29,13 @@ class _Die(epochal.Callback):
             raise KeyboardInterrupt
 
 
-def make_trainer(store, name: str, epochs: int, extra_callbacks=(), seed: int = 0) -> epochal.Trainer:
+def make_trainer(store, name: str, epochs: int, extra_callbacks=(), seed: int = 0, hidden: int = 16) -> epochal.Trainer:
     generator = torch.Generator().manual_seed(1234)  # the data is the same in every process
     x = torch.randn(200, 6, generator=generator)
     y = (x[:, 0] - x[:, 1] > 0).long()
     torch.manual_seed(seed)  # the model's initial weights; a resume replaces them
-    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2), torch.nn.Linear(16, 2))
+    model = torch.nn.Sequential(torch.nn.Linear(6, hidden), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(hidden, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.7)
     train = DataLoader(TensorDataset(x[:150], y[:150]), batch_size=16, shuffle=True,
