@@ -240,3 +240,31 @@ def test_a_fit_is_a_change_read_only_and_cross_origin_refuse_it(runs, ids):
         evil = {"Origin": "http://evil.example"}
         assert c.post(f"/api/runs/{ids['unfitted']}/dynamics/fit", headers=evil).status_code == 403
         assert c.post(f"/api/runs/{ids['plain']}/dynamics/fit", headers=SAME_ORIGIN).status_code == 404
+
+
+def test_a_dynamics_file_linked_out_of_the_run_is_not_read(client, ids, runs, tmp_path):
+    """A symlink anywhere in the dynamics folder, here one epoch's background, stops the run's dynamics."""
+    path = files.background_file(files.projection_folder(folder_of(runs, "fitted")), 1)
+    outside = tmp_path / "outside.png"
+    os.replace(path, outside)
+    os.symlink(outside, path)
+    try:
+        for url in ("", "/epochs/1/background.png", "/epochs/2"):
+            response = client.get(f"/api/runs/{ids['fitted']}/dynamics{url}")
+            assert response.status_code == 409 and "link to outside" in response.json()["detail"], url
+        assert client.post(f"/api/runs/{ids['fitted']}/dynamics/fit", headers=SAME_ORIGIN).status_code == 409
+    finally:
+        os.remove(path)
+        os.replace(outside, path)
+    assert client.get(f"/api/runs/{ids['fitted']}/dynamics/epochs/1/background.png").status_code == 200
+
+
+def test_a_background_hard_linked_elsewhere_is_not_served(client, ids, runs, tmp_path):
+    path = files.background_file(files.projection_folder(folder_of(runs, "fitted")), 1)
+    os.link(path, tmp_path / "second-name.png")
+    try:
+        response = client.get(f"/api/runs/{ids['fitted']}/dynamics/epochs/1/background.png")
+        assert response.status_code == 404 and "plain file" in response.json()["detail"]
+    finally:
+        os.remove(tmp_path / "second-name.png")
+    assert client.get(f"/api/runs/{ids['fitted']}/dynamics/epochs/1/background.png").status_code == 200

@@ -8,6 +8,7 @@ Run it with ``epochal ui``, or build it yourself and serve it with any ASGI serv
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +21,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import compile_path
 
 import epochal
-from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError
+from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.server import dynamics, files, runs, series, store_info
+from epochal.server.guard import RequestGuard
 from epochal.server.models import Problem
-from epochal.server.security import Access, reject_repeated_parameters, require_token
+from epochal.server.security import Access, reject_repeated_parameters
 from epochal.store.store import Store
 
 #: Where `npm run build` in web/ puts the UI.
@@ -61,15 +63,17 @@ def create_app(
     app.state.store = store
     app.state.access = Access(token=token, read_only=read_only)
     app.state.histories = series.HistoryCache()
-    if allowed_hosts is not None:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
-    guarded = [Depends(require_token), Depends(reject_repeated_parameters)]
+    checked = [Depends(reject_repeated_parameters)]
     unauthorized = {401: {"model": Problem}}
     app.state.api_paths = []
     for module in (store_info, runs, series, files, dynamics):
-        app.include_router(module.router, prefix="/api", dependencies=guarded, responses=unauthorized)
+        app.include_router(module.router, prefix="/api", dependencies=checked, responses=unauthorized)
         app.state.api_paths += [(compile_path("/api" + r.path)[0], r.methods) for r in module.router.routes]
+    # The token, the origin of changes and the body's size are checked before any body is read.
+    app.add_middleware(RequestGuard, routes=app.state.api_paths)
+    if allowed_hosts is not None:  # added last, so it runs first
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     _add_error_handlers(app)
     _serve_ui(app, static_dir)
     return app
@@ -78,8 +82,8 @@ def create_app(
 def _add_error_handlers(app: FastAPI) -> None:
     """Every error is JSON ``{"detail": "..."}`` with a message a person can act on; none is a 500."""
 
-    def problem(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status)
+    def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"detail": _without_store_path(app, message)}, status_code=status, headers=headers)
 
     @app.exception_handler(RunNotFoundError)
     @app.exception_handler(SeriesNotFoundError)
@@ -89,6 +93,26 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunStateError)
     async def conflict(request: Request, exc: RunStateError) -> JSONResponse:
         return problem(409, str(exc))
+
+    # A store that is locked, full or damaged is a fault of the moment or of the store, not of the
+    # request: 503, with what happened, and the change (if any) was not made.
+    @app.exception_handler(StoreError)
+    async def store_fault(request: Request, exc: StoreError) -> JSONResponse:
+        return problem(503, str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(sqlite3.Error)
+    async def database_fault(request: Request, exc: sqlite3.Error) -> JSONResponse:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            message = ("the store is locked by another process writing to it; nothing was changed: "
+                       "try again in a moment")
+        else:
+            message = f"the store's database could not be read or written ({text}); nothing was changed"
+        return problem(503, message, {"Retry-After": "1"})
+
+    @app.exception_handler(OSError)
+    async def file_fault(request: Request, exc: OSError) -> JSONResponse:
+        return problem(503, f"a file of the store could not be read or written: {exc.strerror or type(exc).__name__}")
 
     @app.exception_handler(ValueError)
     @app.exception_handler(TypeError)
@@ -108,6 +132,13 @@ def _add_error_handlers(app: FastAPI) -> None:
             # Starlette names only the first matching route's methods; a path has several routes here.
             headers = {"Allow": ", ".join(_methods_of(app, request))}
         return JSONResponse({"detail": str(exc.detail)}, status_code=exc.status_code, headers=headers)
+
+
+def _without_store_path(app: FastAPI, message: str) -> str:
+    """``message`` without the store's location: the API speaks of runs, not of this machine's folders."""
+    where = str(app.state.store.path)
+    message = message.replace(f" in the store '{where}'", "")
+    return message.replace(where, app.state.store.path.name or "the store")
 
 
 def _methods_of(app: FastAPI, request: Request) -> list[str]:

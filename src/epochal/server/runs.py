@@ -1,14 +1,16 @@
-"""Runs: the table of runs, one run's details, and the changes a user may make (tags, notes, delete)."""
+"""Runs: the table of runs, one run's details, and the changes a user may make (tags, notes, delete).
+
+Who may make a change is decided before the request's body is read (:mod:`epochal.server.guard`).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 
-from epochal.server import models
+from epochal.server import folders, models
 from epochal.server.models import Deleted, Problem, RunDetail, RunList, RunPatch, Status
-from epochal.server.security import require_change_allowed
 from epochal.store.records import RunRecord
 from epochal.store.store import Store
 
@@ -54,8 +56,8 @@ def get_run(request: Request, run: RunRef) -> RunDetail:
 @router.patch(
     "/runs/{run}",
     response_model=RunDetail,
-    dependencies=[Depends(require_change_allowed)],
-    responses={403: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}},
+    responses={403: {"model": Problem}, 404: {"model": Problem}, 413: {"model": Problem}, 422: {"model": Problem},
+               503: {"model": Problem}},
 )
 def update_run(request: Request, run: RunRef, patch: RunPatch) -> RunDetail:
     store = store_of(request)
@@ -66,11 +68,14 @@ def update_run(request: Request, run: RunRef, patch: RunPatch) -> RunDetail:
 @router.delete(
     "/runs/{run}",
     response_model=Deleted,
-    dependencies=[Depends(require_change_allowed)],
-    responses={403: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
+    responses={403: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem},
+               503: {"model": Problem}},
 )
 def delete_run(request: Request, run: RunRef) -> Deleted:
-    return Deleted(deleted=store_of(request).delete(run).id)
+    store = store_of(request)
+    record = store.run(run)
+    folders.run_folder(store, record)  # an id that leads outside the store deletes nothing
+    return Deleted(deleted=store.delete(record).id)
 
 
 def _matches(record: RunRecord, text: str) -> bool:

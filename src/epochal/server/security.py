@@ -2,7 +2,8 @@
 
 On 127.0.0.1 (the default) anyone on this machine may read, as with any local file, and changes
 need a same-origin request so that another web page open in the browser cannot make them. Bound
-to any other address the server needs a token on every API call.
+to any other address the server needs a token on every API call. The rule is :func:`refusal`;
+:mod:`epochal.server.guard` applies it to every request before its body is read.
 """
 
 from __future__ import annotations
@@ -37,27 +38,23 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def require_token(request: Request) -> None:
-    """FastAPI dependency of every API route."""
-    access: Access = request.app.state.access
-    if access.token is None:
-        return
-    if not _has_token(request, access.token):
-        raise HTTPException(401, "this dashboard needs its access token: open the URL that `epochal ui` printed")
+def refusal(request: Request, *, changing: bool) -> tuple[int, str] | None:
+    """Why the request may not go on, as (status, message), or None when it may.
 
-
-def require_change_allowed(request: Request) -> None:
-    """FastAPI dependency of the routes that change the store."""
+    Decided from the request line and headers only, so that it runs before any body is read
+    (see :mod:`epochal.server.guard`). ``changing``: the request would change the store.
+    """
     access: Access = request.app.state.access
+    has_token = access.token is not None and _has_token(request, access.token)
+    if access.token is not None and not has_token:
+        return 401, "this dashboard needs its access token: open the URL that `epochal ui` printed"
+    if not changing:
+        return None
     if access.read_only:
-        raise HTTPException(403, "the dashboard was started with --read-only: changes are refused")
-    if access.token is not None and _has_token(request, access.token):
-        return
-    if _same_origin(request):
-        return
-    raise HTTPException(
-        403, "a change needs the access token or a request from the dashboard's own page (same origin)"
-    )
+        return 403, "the dashboard was started with --read-only: changes are refused"
+    if has_token or _same_origin(request):
+        return None
+    return 403, "a change needs the access token or a request from the dashboard's own page (same origin)"
 
 
 def _has_token(request: Request, token: str) -> bool:

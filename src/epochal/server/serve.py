@@ -8,6 +8,7 @@ from typing import TextIO
 
 from epochal.errors import EpochalError
 from epochal.server.app import create_app
+from epochal.server.connections import ConnectionLimits, protocol_for
 from epochal.server.security import LOOPBACK_NAMES, is_loopback, new_token
 from epochal.store.store import Store
 
@@ -19,12 +20,14 @@ def serve(
     port: int = 8765,
     token: str | None = None,
     read_only: bool = False,
+    limits: ConnectionLimits = ConnectionLimits(),
     out: TextIO = sys.stdout,
 ) -> None:
     """Serve ``store`` at http://host:port/ until Ctrl-C.
 
     Off the loopback interface a token is required: the one given, else a new one that is
     printed in the URL. On loopback, requests must name a loopback host (no DNS rebinding).
+    ``limits`` bounds what a client may hold: time to send headers, idle time, open connections.
     """
     import uvicorn
 
@@ -41,7 +44,11 @@ def serve(
     print(f"epochal dashboard for {store.path}: {url}", file=out, flush=True)
     if not loopback:
         print("anyone who can reach this address and has the token can read these runs", file=out, flush=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(
+        app, http=protocol_for(limits), timeout_keep_alive=limits.keep_alive,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
+        log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 
