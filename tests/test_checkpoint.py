@@ -167,3 +167,13 @@ def test_bad_checkpoint_arguments(store_dir):
             Retention(last=0)
         with pytest.raises(epochal.CheckpointError, match="has no checkpoints"):
             run.load_checkpoint("last")
+
+
+def test_a_metric_key_the_store_cannot_hold_is_refused_before_the_file_is_written(store_dir):
+    model = torch.nn.Linear(2, 2)
+    with epochal.start(store=store_dir) as run:
+        with pytest.raises(ValueError, match="not valid Unicode"):
+            run.save_checkpoint(models=model, metric=("valid/\udcff", 0.5))
+        assert list(run.path.glob("checkpoints/*.pt")) == []
+        run.save_checkpoint(models=model, metric=("valid/acc", 0.5))
+    assert [c.metric_key for c in epochal.Store(store_dir).checkpoints(run.id)] == ["valid/acc"]

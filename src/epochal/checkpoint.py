@@ -39,6 +39,7 @@ import numpy as np
 from epochal import system
 from epochal.errors import CheckpointError, EpochalWarning, RunStateError
 from epochal.store.records import Checkpoint
+from epochal.store.store import storable_text
 from epochal.store.writer import removal
 
 if TYPE_CHECKING:
@@ -452,12 +453,17 @@ def _metric(metric: tuple[str, Any] | None) -> tuple[str | None, float | None]:
     if not (isinstance(metric, tuple) and len(metric) == 2 and isinstance(metric[0], str)):
         raise TypeError(f"metric is a (key, value) pair such as ('valid/acc', 0.91), got {metric!r}")
     key, value = metric
+    if not key:
+        raise ValueError("the metric's key is empty; give the key it was logged under, such as 'valid/acc'")
+    storable_text(key, "the metric's key")
     if isinstance(value, torch.Tensor):
         value = value.item()
     try:
         return key, float(value)
     except (TypeError, ValueError):
         raise TypeError(f"metric value for {key!r} must be a number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"metric value for {key!r} is {value!r:.60}, too large for a float64") from None
 
 
 def _named(kind: str, objects: Any) -> dict[str, Any]:

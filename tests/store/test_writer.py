@@ -84,3 +84,23 @@ def test_a_record_that_cannot_be_converted_is_dropped_alone_and_flush_returns(st
     assert store.history(run.id, "a").steps.tolist() == [0, 1]
     assert store.history(run.id, "a").values.tolist() == [1.0, 4.0]
     assert writer.dropped_points == 2 and "step 18446744073709551616" in writer.drop_reasons[0]
+
+
+def test_a_store_that_fails_every_write_keeps_the_points_for_later_instead_of_dropping_them(store):
+    # Not a bad record but a broken store (here: its connection closed under the writer):
+    # nothing is dropped, everything waits for a store that works again.
+    import warnings
+
+    run = epochal.start(store=store)
+    run.finish()
+    writer = _writer_of(store, run)
+    store.backend.write = lambda batch: (_ for _ in ()).throw(ValueError("the database is damaged"))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        writer.queue.append((0, 0, 1.0, ("a", "b"), (1.0, 2.0)))
+        assert not writer.flush(timeout=0.5)
+        assert writer.dropped_points == 0 and writer.failing
+        del store.backend.write  # the store works again
+        assert writer.close(timeout=10)
+    assert store.history(run.id, "a").values.tolist() == [1.0]
+    assert store.history(run.id, "b").values.tolist() == [2.0]

@@ -232,18 +232,31 @@ class Writer:
 
     def _write_apart(self, batch: WriteBatch) -> None:
         """Write each piece of ``batch`` in a transaction of its own; drop (and name) what the store
-        can never hold, keep what it refuses for now for the next try."""
+        can never hold, keep what it refuses for now for the next try.
+
+        A piece counts as one the store can never hold only if other pieces were written: when
+        every piece fails (a damaged or closed database), the fault is the store's, and all of
+        them are kept and retried.
+        """
         pieces = list(_pieces(batch))
+        failed: list[tuple[WriteBatch, BaseException]] = []
+        written = 0
         for index, piece in enumerate(pieces):
             try:
                 self.backend.write(piece)
             except Exception as exc:
                 if _refusal(exc):
-                    self._keep_for_retry(_merge(pieces[index:]), exc)
+                    self._keep_for_retry(_merge([p for p, _ in failed] + pieces[index:]), exc)
                     return
-                self._drop(piece, exc)
+                failed.append((piece, exc))
             else:
+                written += 1
                 self.done_points += _points(piece)
+        if failed and not written:
+            self._keep_for_retry(_merge([p for p, _ in failed]), failed[0][1])
+            return
+        for piece, exc in failed:
+            self._drop(piece, exc)
 
     def _drop(self, piece: WriteBatch, exc: BaseException) -> None:
         lost = _points(piece)
