@@ -221,3 +221,31 @@ def test_a_kept_alive_connection_is_closed_when_idle(server):
         pass
     assert time.monotonic() - started < 5
     sock.close()
+
+
+def test_a_body_that_does_not_arrive_in_time_is_408(filled_store):
+    """The guard gives a body ``body_timeout`` seconds, then answers 408 and closes the connection."""
+    import asyncio
+
+    from epochal.server import create_app
+    from epochal.server.guard import RequestGuard
+
+    store, _ = filled_store
+    app = create_app(store, static_dir=None)
+    guard = RequestGuard(app, routes=app.state.api_paths, body_timeout=0.3)
+    scope = {"type": "http", "method": "PATCH", "path": "/api/runs/alpha", "raw_path": b"/api/runs/alpha",
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("127.0.0.1", 80), "app": app,
+             "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1"), (b"content-length", b"20")]}
+    sent = []
+
+    async def trickle():
+        await asyncio.sleep(0.1)
+        return {"type": "http.request", "body": b"{", "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    started = time.monotonic()
+    asyncio.run(guard(scope, trickle, send))
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    assert time.monotonic() - started < 2
