@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -92,10 +93,43 @@ def test_ls_filters_limits_and_chosen_keys(store_dir, capsys):
     assert (status, out) == (0, f"no runs in {store_dir} with status=failed\n")
 
 
-def test_ls_of_a_missing_store_says_so_and_creates_nothing(tmp_path, capsys):
-    missing = tmp_path / "nothing-here"
-    assert run_cli(capsys, "ls", "--store", missing) == (0, f"no runs in {missing}\n", "")
-    assert not missing.exists()
+READING = [
+    ["ls"], ["show", "alpha"], ["export", "alpha", "-o", "out.csv"], ["plot", "alpha", "-o", "out.png"],
+    ["rm", "alpha", "--yes"], ["ui", "--port", "0"], ["dynamics", "samples", "alpha"], ["dynamics", "fit", "alpha"],
+    ["dynamics", "quality", "alpha"], ["dynamics", "plot", "alpha"],
+]
+
+
+@pytest.mark.parametrize("argv", READING, ids=" ".join)
+def test_a_store_that_is_not_there_is_an_error_and_is_not_created(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, *argv, "--store", "TYPO")
+    assert (status, out) == (2, "")
+    assert err.startswith("epochal: no store in 'TYPO'") and err.count("\n") == 1
+    assert "give --store DIR or set EPOCHAL_DIR" in err
+    assert os.listdir(tmp_path) == []  # nothing was created: no store, no output file
+
+
+def test_ls_of_a_default_store_that_is_not_there(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("EPOCHAL_DIR", str(tmp_path / "nothing-here"))
+    status, out, err = run_cli(capsys, "ls")
+    assert (status, out) == (2, "") and err.startswith(f"epochal: no store in '{tmp_path / 'nothing-here'}'")
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_a_damaged_database_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "epochal.db").write_bytes(os.urandom(8192))
+    for argv in (["ls"], ["show", "x"], ["rm", "x", "--yes"]):
+        status, out, err = run_cli(capsys, *argv, "--store", tmp_path / "bad")
+        assert (status, out) == (2, "") and err.count("\n") == 1 and "Traceback" not in err
+        assert err.startswith(f"epochal: cannot open the store in '{tmp_path / 'bad'}'")
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_exit_2(store_dir, tmp_path, capsys):
+    (tmp_path / "taken.csv").mkdir()
+    status, out, err = run_cli(capsys, "export", "alpha", "-o", tmp_path / "taken.csv", "--format", "csv", "--store", store_dir)
+    assert (status, out) == (2, "") and err == f"epochal: Is a directory: '{tmp_path / 'taken.csv'}'\n"
 
 
 def test_ls_uses_the_store_from_the_environment(store_dir, capsys, monkeypatch):
@@ -286,10 +320,51 @@ def test_rm_refuses_a_running_run(store_dir, capsys):
         run.finish()
 
 
+def test_rm_on_a_locked_store_ends_within_its_wait_with_one_line(store_dir):
+    with epochal.Store(store_dir) as store:
+        beta = store.run("beta")
+    locker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another process writing, and not letting go
+    try:
+        started = time.monotonic()
+        result = run_process(sys.executable, "-m", "epochal", "rm", "beta", "--yes", "--wait", "1", "--store", store_dir)
+        took = time.monotonic() - started
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith(f"epochal: the store in '{store_dir}' is locked by another process (database is locked)")
+    assert result.stderr.count("\n") == 1 and took < 8
+    with epochal.Store(store_dir) as store:
+        assert store.run("beta").id == beta.id
+    assert Path(beta.path).is_dir()
+
+
+def test_rm_wait_takes_seconds(store_dir):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["rm", "beta", "--wait", "soon", "--store", str(store_dir)])
+    assert exit_info.value.code == 2
+
+
+def test_rm_of_an_id_crafted_into_the_database_deletes_nothing_outside(store_dir, tmp_path, capsys):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    with epochal.Store(store_dir) as store:
+        beta = store.run("beta")
+    with sqlite3.connect(store_dir / "epochal.db") as db:
+        db.execute("UPDATE runs SET id = '../../victim' WHERE id = ?", (beta.id,))
+    for ref in ("../../victim", "beta"):
+        status, out, err = run_cli(capsys, "rm", ref, "--yes", "--store", store_dir)
+        assert (status, out) == (2, "") and err.count("\n") == 1
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert (store_dir / "epochal.db").is_file() and Path(store_dir / "runs").is_dir()
+
+
 # -- help, version and the installed script --------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["ls", "show", "export", "plot", "rm"])
+@pytest.mark.parametrize("command", ["ls", "show", "export", "plot", "rm", "import", "ui", "demo"])
 def test_every_command_has_help_and_a_store_option(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

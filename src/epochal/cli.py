@@ -2,8 +2,10 @@
 
 Run ``epochal --help`` or ``epochal COMMAND --help`` (``python -m epochal.cli`` works too).
 Every command reads the store given by ``--store DIR``, by default ``$EPOCHAL_DIR``, else
-``./epochal-runs``; only ``import`` and ``demo`` create a store. An error prints one line,
-``epochal: <message>``, on stderr and exits with status 2.
+``./epochal-runs``; only ``import`` and ``demo`` create a store, and a command that reads one
+that is not there says so. An error (a missing store, a damaged or refused file, a store locked
+by another process for longer than the command waits) prints one line, ``epochal: <message>``,
+on stderr and exits with status 2; a traceback means a bug in epochal.
 
 Examples:
     $ epochal ls --project mnist
@@ -11,7 +13,7 @@ Examples:
     $ epochal export baseline -o baseline.csv
     $ epochal export baseline --format tensorboard -o tb/baseline
     $ epochal import tensorboard runs/ --project mnist
-    $ epochal import ttv training_dynamic/ --method DVI
+    $ epochal import ttv training_dynamic/ --method DVI --trust
     $ epochal plot baseline -o baseline.png
     $ epochal rm 3f2a9c --yes
     $ epochal ui --port 8765
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import time
 from collections import Counter
@@ -37,6 +40,8 @@ from epochal.store.store import Store
 
 #: How many metric columns ``epochal ls`` shows when ``--keys`` is not given.
 LS_METRICS = 3
+#: Seconds a command waits while another process writes to the store (``epochal rm --wait`` sets it).
+BUSY_TIMEOUT_S = 10.0
 
 _EXPORT_FORMATS = ("csv", "json", "tensorboard")
 _IMPORT_FORMATS = ("tensorboard", "ttv")
@@ -47,7 +52,7 @@ examples:
   epochal export baseline -o baseline.csv    every series, losslessly (or .json, or -o - for stdout)
   epochal export baseline -o tb/baseline     TensorBoard event files in a directory
   epochal import tensorboard runs/           every TensorBoard run under runs/, into the store
-  epochal import ttv training_dynamic/       a Time-Travelling Visualizer folder, as one run with dynamics
+  epochal import ttv td/ --trust             a Time-Travelling Visualizer folder; runs its model.py
   epochal plot baseline -o baseline.png      one panel per metric
   epochal rm 3f2a9c --yes                    delete a run and its files
   epochal demo                               train a small demo run into the store
@@ -75,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`epochal export RUN -o - | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except OSError as exc:
-        return _error(f"{exc.strerror or exc}: '{exc.filename}'" if exc.filename else str(exc), status=1)
+    except OSError as exc:  # the second file of a rename is the one the user named; the first, a temporary
+        named = exc.filename2 or exc.filename
+        return _error(f"{exc.strerror or exc}: '{named}'" if named else str(exc))
+    except sqlite3.Error as exc:  # the store's database refused: locked too long, damaged, full
+        return _error(_database_error(_location(args), exc))
     except KeyboardInterrupt:
         return 130
 
@@ -118,11 +126,7 @@ def _add_ls(commands: argparse._SubParsersAction) -> None:
 def _ls(args: argparse.Namespace) -> int:
     location = _location(args)
     filters = ", ".join(f"{name}={value}" for name in ("project", "status", "tag") if (value := getattr(args, name)))
-    store = _open(location, missing_ok=True)
-    if store is None:
-        print(f"no runs in {location}")
-        return 0
-    with store:
+    with _open(location) as store:
         runs = store.runs(project=args.project, status=args.status, tag=args.tag)[: args.limit]
         summaries = [store.summary(run) for run in runs]
     if not runs:
@@ -241,8 +245,10 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
         "each epoch, the model's feature(x) and prediction(h) of every training and testing sample\n"
         "and each split's loss and accuracy; and the sprites, the class names and the visualization\n"
         "settings of the config.json section named by --method (needed when it has several).\n"
-        "Missing parts are reported before the run is created. model.py is run as Python: import\n"
-        "only folders you trust.",
+        "Missing parts are reported before the run is created. The import runs the folder's\n"
+        "Model/model.py as Python and unpickles its weight and data files that hold more than\n"
+        "tensors, so it needs --trust: without it nothing of the folder runs. Give --trust only for\n"
+        "folders you trust.",
     )
     parser.add_argument("format", choices=_IMPORT_FORMATS, help="the kind of thing to read: tensorboard or ttv")
     parser.add_argument(
@@ -259,6 +265,10 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", metavar="D", help="ttv: where the model runs (default: cuda if there is one, else cpu)"
     )
+    parser.add_argument(
+        "--trust", action="store_true",
+        help="ttv: run the folder's Model/model.py and unpickle its files (needed; only for folders you trust)",
+    )
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -266,7 +276,8 @@ def _import(args: argparse.Namespace) -> int:
 
     if args.format == "ttv":
         return _import_ttv(args)
-    if given := [f"--{option}" for option in ("method", "name", "device") if getattr(args, option) is not None]:
+    options = ("method", "name", "device", "trust")
+    if given := [f"--{option}" for option in options if getattr(args, option) not in (None, False)]:
         return _error(f"{' and '.join(given)} only apply to `epochal import ttv`")
     location = _location(args)
     ids = import_tensorboard(location, args.logdir, project=args.project)  # reads it all before creating anything
@@ -282,9 +293,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _import_ttv(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from epochal.dynamics.files import SAMPLES_FILE, dynamics_folder, recorded_epochs
+    from epochal.dynamics.files import SAMPLES_FILE, arrays, dynamics_folder, recorded_epochs
     from epochal.interop.ttv import import_ttv  # imports torch, which the other imports do without
 
     def progress(epoch: int, done: int, total: int) -> None:
@@ -292,12 +301,12 @@ def _import_ttv(args: argparse.Namespace) -> int:
 
     location = _location(args)
     run_id = import_ttv(args.logdir, location, method=args.method, name=args.name, project=args.project,
-                        device=args.device, progress=progress)
+                        device=args.device, progress=progress, trust=args.trust)
     with Store(location) as store:
         record = store.run(run_id)
     folder = dynamics_folder(record.path)
     epochs = recorded_epochs(folder)
-    with np.load(folder / SAMPLES_FILE) as samples:
+    with arrays(folder / SAMPLES_FILE) as samples:
         counts = Counter(samples["split"].tolist())
     print(f"imported {args.logdir} into {location} as run {record.name} ({record.id}), project {record.project}: "
           f"{len(epochs)} epochs ({epochs[0]}..{epochs[-1]}), {counts['train']:,} training and {counts['test']:,} "
@@ -346,10 +355,14 @@ def _add_rm(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("runs", metavar="RUN", nargs="+", type=_run_ref, help="run id, id prefix or name")
     parser.add_argument("--yes", action="store_true", help="really delete them")
+    parser.add_argument(
+        "--wait", metavar="S", type=_seconds, default=BUSY_TIMEOUT_S,
+        help=f"seconds to wait while another process writes to the store (default: {BUSY_TIMEOUT_S:g})",
+    )
 
 
 def _rm(args: argparse.Namespace) -> int:
-    with _open(_location(args)) as store:
+    with _open(_location(args), wait=args.wait) as store:
         records = list({record.id: record for record in map(store.run, args.runs)}.values())
         for record in records:
             if record.status == "running":
@@ -615,20 +628,25 @@ def _command(
 
 
 def _location(args: argparse.Namespace) -> str:
-    return str(args.store or settings.default_store_path())
+    return str(getattr(args, "store", None) or settings.default_store_path())
 
 
-def _open(location: str, *, missing_ok: bool = False) -> Store | None:
-    """The store at ``location``; None (with ``missing_ok``) where there is none.
+def _open(location: str, *, wait: float = BUSY_TIMEOUT_S) -> Store:
+    """The store at ``location``, waiting up to ``wait`` seconds for another process's write.
 
-    No command creates a store: a directory given by mistake stays as it was.
+    No command that reads creates a store: a directory given by mistake stays as it was.
     """
     try:
-        return Store(location, create=False)
+        return Store(location, create=False, busy_timeout=wait)
     except StoreNotFoundError as exc:
-        if missing_ok:
-            return None
         raise StoreNotFoundError(f"{exc}; give --store DIR or set {settings.STORE_DIR_ENV}") from None
+
+
+def _database_error(location: str, exc: sqlite3.Error) -> str:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return (f"the store in '{location}' is locked by another process ({exc}) for longer than this command "
+                "waits; try again when it is done")
+    return f"the store in '{location}' cannot be read or written: {type(exc).__name__}: {exc}"
 
 
 def _error(message: str, *, status: int = 2) -> int:
@@ -663,6 +681,16 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {text!r}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 3600, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -89,3 +89,45 @@ def test_the_installed_command_prints_no_traceback_for_a_crafted_model(recorded_
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("epochal: refused to load") and done.stderr.count("\n") == 1
     assert not marker.exists()
+
+
+def damage_npz(path, how, marker):
+    if how == "random bytes":
+        path.write_bytes(np.random.default_rng(1).bytes(3000))
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif how == "an array missing":
+        np.savez(path, nothing=np.zeros(3))
+    else:  # an object array, which only unpickling could read
+        with open(path, "wb") as file:
+            np.savez(file, labels=np.array([_Payload(marker)], dtype=object), split=np.array([_Payload(marker)]))
+
+
+@pytest.mark.parametrize("how", ["random bytes", "truncated", "an array missing", "pickled objects"])
+@pytest.mark.parametrize("action, which", [  # the fit reads no samples.npz: it would fit, not fail
+    ("samples", "samples.npz"), ("samples", "epoch-0000.npz"), ("fit", "epoch-0000.npz"),
+    ("plot", "samples.npz"), ("plot", "epoch-0000.npz"),
+])
+def test_damaged_recorded_arrays_are_one_line_and_never_unpickled(recorded_run, tmp_path, capsys, how, which, action):
+    store, record, _ = recorded_run
+    target = files.dynamics_folder(record.path) / which
+    marker = tmp_path / "payload-ran"
+    damage_npz(target, how, marker)
+    if action == "plot":  # reading the samples comes after the fitted projection's files
+        files.write_json(files.projection_folder(record.path) / files.META_FILE,
+                         {"epochs": [0], "extent": [0, 1, 0, 1], "colors": [[0, 0, 0]] * 3, "resolution": 2})
+        with open(files.epoch_file(files.projection_folder(record.path), 0), "wb") as file:
+            np.savez(file, coords=np.zeros((40, 2), np.float32))
+    status = cli.main(["dynamics", action, "dyn", "--store", str(store.path), *(["--quiet"] if action == "fit" else [])])
+    out, err = capsys.readouterr()
+    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"epochal: cannot read '{target}' (damaged, or not written by epochal)")
+    assert not marker.exists()
+
+
+def test_a_damaged_json_file_is_one_line(recorded_run, capsys):
+    store, record, _ = recorded_run
+    (files.dynamics_folder(record.path) / files.FIT_FILE).write_text("{not json")
+    assert cli.main(["dynamics", "fit", "dyn", "--quiet", "--store", str(store.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("epochal: cannot read '") and "fit.json' as JSON" in err and err.count("\n") == 1

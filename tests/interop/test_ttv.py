@@ -178,7 +178,7 @@ def assert_recorded(folder: Path, trained, epochs=EPOCHS, n_train=N_TRAIN, n_tes
 
 
 def test_import_records_every_epoch_with_sprites_classes_and_fit_settings(folder, trained, store):
-    run_id = import_ttv(folder, store, method="DVI")
+    run_id = import_ttv(folder, store, method="DVI", trust=True)
     assert "digits_widths" not in sys.modules  # model.py's sibling, loaded for the import only
     record = store.run(run_id)
     assert (record.name, record.project, record.status, record.epochs) == ("training_dynamic", "ttv", "finished", 3)
@@ -203,7 +203,7 @@ def test_the_cli_imports_a_folder(folder, trained, tmp_path):
     target = tmp_path / "cli-store"
     result = subprocess.run(
         [sys.executable, "-m", "epochal", "import", "ttv", str(folder), "--method", "TimeVis", "--name", "digits",
-         "--project", "viz", "--store", str(target), "--device", "cpu"],
+         "--project", "viz", "--store", str(target), "--device", "cpu", "--trust"],
         capture_output=True, text=True, timeout=120, check=False,
         env={**os.environ, "PYTHONWARNINGS": "error::UserWarning"},
     )
@@ -222,7 +222,8 @@ def test_the_cli_imports_a_folder(folder, trained, tmp_path):
 
 def test_the_cli_error_is_one_line_on_stderr_and_nothing_is_created(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "epochal", "import", "ttv", str(tmp_path / "nothing"), "--store", str(tmp_path / "s")],
+        [sys.executable, "-m", "epochal", "import", "ttv", str(tmp_path / "nothing"), "--store", str(tmp_path / "s"),
+         "--trust"],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert result.returncode == 2 and result.stdout == ""
@@ -248,7 +249,7 @@ def test_import_has_help_for_both_forms(capsys):
 def test_without_config_every_epoch_folder_and_sprites_from_image_inputs(tmp_path, trained, store):
     root = write_folder(tmp_path / "bare", trained, config=False, image_inputs=True, count=(50, 20))
     shutil.rmtree(root / "Model" / "Epoch_2")
-    run_id = import_ttv(root, store, name="bare run", project="other")
+    run_id = import_ttv(root, store, name="bare run", project="other", trust=True)
     record = store.run(run_id)
     assert (record.name, record.project, record.config.to_dict()) == ("bare run", "other", {})
     dynamics = dynamics_of(store, run_id)
@@ -261,7 +262,7 @@ def test_a_flat_config_the_epoch_period_and_a_few_sprites(tmp_path, trained, sto
     section = {**SECTION, "EPOCH_START": 1, "EPOCH_END": 3, "EPOCH_PERIOD": 2, "VISUALIZATION": {"LAMBDA1": 2.0}}
     root = write_folder(tmp_path / "flat", trained, config=section, count=(30, 10), sprites_for=[0, 3, 39])
     with pytest.warns(epochal.EpochalWarning, match=r"no image for 37 of 40 samples \(such as 1.png\)"):
-        run_id = import_ttv(root, store)
+        run_id = import_ttv(root, store, trust=True)
     dynamics = dynamics_of(store, run_id)
     assert recorded_epochs(dynamics) == [1, 3]
     assert read_json(dynamics / FIT_FILE) == {"reconstruction_weight": 2.0}
@@ -277,7 +278,7 @@ def test_sprites_of_mixed_sizes_and_colours(tmp_path, trained, store):
     Image.new("L", (64, 64), 128).save(root / "Sprites" / "1.png")
     Image.new("RGBA", (128, 128), (0, 0, 255, 255)).save(root / "Sprites" / "2.png")
     Image.new("L", (40, 20), 255).save(root / "Sprites" / "3.png")
-    images = sprites(dynamics_of(store, import_ttv(root, store)))
+    images = sprites(dynamics_of(store, import_ttv(root, store, trust=True)))
     assert images.shape == (4, 32, 32, 3)  # the common size; colour because some have it
     assert images[0].tolist()[5][5] == [255, 0, 0] and images[1].tolist()[5][5] == [128, 128, 128]
     assert images[2].tolist()[5][5] == [0, 0, 255] and (images[3] == 255).all()
@@ -290,7 +291,7 @@ def test_net_picks_a_factory_and_checkpoints_may_be_more_than_tensors(tmp_path, 
     state = trained.states[1]
     torch.save(collections.UserDict({f"module.{k}": v for k, v in state.items()}),  # a pickle, from DataParallel
                root / "Model" / "Epoch_1" / "subject_model.pth")
-    run_id = import_ttv(root, store)
+    run_id = import_ttv(root, store, trust=True)
     assert_recorded(dynamics_of(store, run_id), trained, n_train=30, n_test=10)
 
 
@@ -298,7 +299,7 @@ def test_the_only_class_with_feature_and_prediction_is_chosen(tmp_path, trained,
     model = MODEL + "\n\nclass Helper(nn.Module):\n    pass\n"
     section = {**SECTION, "TRAINING": {"NET": "resnet18"}}  # names nothing in model.py
     root = write_folder(tmp_path / "only", trained, config={"DVI": section}, model=model, count=(30, 10))
-    assert_recorded(dynamics_of(store, import_ttv(root, store)), trained, n_train=30, n_test=10)
+    assert_recorded(dynamics_of(store, import_ttv(root, store, trust=True)), trained, n_train=30, n_test=10)
 
 
 def test_a_failure_mid_way_marks_the_run_failed_and_keeps_the_recorded_epochs(small, trained, store):
@@ -307,7 +308,7 @@ def test_a_failure_mid_way_marks_the_run_failed_and_keeps_the_recorded_epochs(sm
     with pytest.raises(DynamicsError, match=r"importing epoch 3 of .* failed: DynamicsError: the weights in "
                                             r"'.*Epoch_3.subject_model.pth' do not fit DigitsNet: .*size mismatch"
                                             r".*is marked failed, epochs 1, 2 are kept"):
-        import_ttv(small, store)
+        import_ttv(small, store, trust=True)
     (record,) = store.runs()
     assert record.status == "failed"
     assert_recorded(dynamics_of(store, record.id), trained, epochs=(1, 2), n_train=30, n_test=10)
@@ -318,7 +319,7 @@ def test_a_failure_mid_way_marks_the_run_failed_and_keeps_the_recorded_epochs(sm
 
 def refused(root, match, store_dir, **kwargs):
     with pytest.raises(DynamicsError, match=match):
-        import_ttv(root, store_dir, **kwargs)
+        import_ttv(root, store_dir, **{"trust": True, **kwargs})
     assert not store_dir.exists()  # checked before anything was created
 
 
@@ -391,7 +392,7 @@ def test_the_config_must_have_the_method(folder, small, store_dir):
 
 def test_bad_settings_are_named(small, store_dir):
     for section, match in [
-        ({**SECTION, "EPOCH_PERIOD": 0}, "EPOCH_PERIOD is 0; expected a whole number of at least 1"),
+        ({**SECTION, "EPOCH_PERIOD": 0}, "EPOCH_PERIOD is 0; expected a whole number from 1 to 1,000,000"),
         ({**SECTION, "EPOCH_START": 5, "EPOCH_END": 9, "EPOCH_PERIOD": None} | {}, "EPOCH_PERIOD is None"),
         ({**SECTION, "CLASSES": "digits"}, "CLASSES is 'digits'; expected a list of class names"),
         ({**SECTION, "VISUALIZATION": {"N_NEIGHBORS": "many"}},
@@ -426,7 +427,7 @@ def test_model_py_siblings_come_from_its_folder_and_sys_modules_is_left_as_it_wa
     stale = types.ModuleType("digits_widths")  # another folder's sibling of the same name, imported before
     stale.HIDDEN = 5
     monkeypatch.setitem(sys.modules, "digits_widths", stale)
-    import_ttv(small, store)  # a hidden width of 5 would not fit the weights
+    import_ttv(small, store, trust=True)  # a hidden width of 5 would not fit the weights
     assert sys.modules["digits_widths"] is stale
 
 
@@ -443,6 +444,104 @@ def test_a_folder_written_by_the_compat_summary_writer(tmp_path, trained, store)
             writer.write_checkpoint(trained.states[epoch], epoch, epoch - 1)
     (root / "Model" / "model.py").write_text(MODEL)
     (root / "Model" / "digits_widths.py").write_text("HIDDEN = 32\n")
-    dynamics = dynamics_of(store, import_ttv(root, store))
+    dynamics = dynamics_of(store, import_ttv(root, store, trust=True))
     assert_recorded(dynamics, trained, n_train=40, n_test=10)
     np.testing.assert_array_equal(sprites(dynamics), digit_pixels(trained, 40, 10))
+
+
+# -- trust and crafted folders ---------------------------------------------------------------------
+
+
+class _Payload:
+    """Unpickled in full, this creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def crafted(small, tmp_path):
+    """model.py and a weights file that each leave a file behind if they run."""
+    ran, unpickled = tmp_path / "model-py-ran", tmp_path / "weights-unpickled"
+    model = (small / "Model" / "model.py").read_text()
+    (small / "Model" / "model.py").write_text(f"open({str(ran)!r}, 'w').close()\n" + model)
+    torch.save({"state": _Payload(unpickled)}, small / "Model" / "Epoch_1" / "subject_model.pth")
+    return ran, unpickled
+
+
+def test_without_trust_nothing_of_the_folder_runs_and_nothing_is_created(small, tmp_path, store_dir, capsys):
+    ran, unpickled = crafted(small, tmp_path)
+    with pytest.raises(DynamicsError) as info:
+        import_ttv(small, store_dir)
+    model_file = small / "Model" / "model.py"
+    assert str(info.value) == (
+        f"importing '{small}' runs its '{model_file}' as Python and unpickles its weight and data files that hold "
+        "more than tensors, with your rights; pass --trust (trust=True) if you trust this folder")
+    assert main(["import", "ttv", str(small), "--store", str(store_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"epochal: {info.value}\n"
+    assert not ran.exists() and not unpickled.exists() and not store_dir.exists()
+
+
+def test_with_trust_model_py_runs_as_documented(small, tmp_path, store):
+    ran, _ = crafted(small, tmp_path)
+    (small / "Model" / "Epoch_1" / "subject_model.pth").unlink()
+    with pytest.raises(DynamicsError, match="need weights that are missing"):
+        import_ttv(small, store, trust=True)
+    assert not ran.exists()  # the folder is checked before model.py runs
+    torch.save({}, small / "Model" / "Epoch_1" / "subject_model.pth")
+    with pytest.raises(DynamicsError, match="do not fit DigitsNet"):
+        import_ttv(small, store, trust=True)
+    assert ran.exists()
+
+
+def test_trust_is_in_the_help_and_refused_for_tensorboard(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    out = capsys.readouterr().out
+    assert "--trust" in out and "needs --trust: without it nothing of the folder runs" in out
+    assert main(["import", "tensorboard", str(tmp_path), "--trust", "--store", str(tmp_path / "s")]) == 2
+    assert "--trust only apply to `epochal import ttv`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("EPOCH_END", 10**10, r"EPOCH_END is 10000000000; expected a whole number from 0 to 1,000,000"),
+    ("EPOCH_START", -1, r"EPOCH_START is -1; expected a whole number from 0 to 1,000,000"),
+    ("EPOCH_PERIOD", 10**12, r"EPOCH_PERIOD is 1000000000000; expected a whole number from 1 to 1,000,000"),
+    ("EPOCH_END", 1_000_000, r"the epochs to import \(1 to 1000000 \(1000000 epochs\)\) need weights that are "
+                             r"missing: .*Epoch_4.* and 999992 more"),
+    ("RESOLUTION", 10**9, r"DVI.VISUALIZATION.RESOLUTION is 1000000000; expected a whole number from 2 to 1,000"),
+    ("ENCODER_DIMS", [64, 10**9, 2], r"DVI.VISUALIZATION.ENCODER_DIMS is \[64, 1000000000, 2\]; expected at most 16 "
+                                     r"layer widths, each a whole number from 1 to 16,384"),
+    ("N_NEIGHBORS", 10**9, r"N_NEIGHBORS is 1000000000; expected a whole number from 2 to 10,000"),
+    ("BATCH_SIZE", 10**12, r"BATCH_SIZE is 1000000000000; expected a whole number from 1 to 1,048,576"),
+    ("LAMBDA1", 1e300, r"LAMBDA1 is 1e\+300; expected a number from 0 to 1e\+06"),
+])
+def test_settings_out_of_range_are_refused_quickly(small, store_dir, capsys, key, value, expected):
+    section = json.loads((small / "config.json").read_text())["DVI"]
+    if key.startswith("EPOCH"):
+        section[key] = value
+    else:
+        section["VISUALIZATION"][key] = value
+    (small / "config.json").write_text(json.dumps({"DVI": section}))
+    refused(small, expected, store_dir)
+    assert main(["import", "ttv", str(small), "--trust", "--store", str(store_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err and not store_dir.exists()
+
+
+def test_a_fit_json_out_of_range_is_refused_by_the_fit(small, store):
+    from epochal.dynamics import fit
+
+    run_id = import_ttv(small, store, trust=True)
+    (dynamics_of(store, run_id) / FIT_FILE).write_text(json.dumps({"resolution": 10**9}))
+    with pytest.raises(DynamicsError, match=r"projection setting resolution is 1000000000; expected a whole number "
+                                            r"from 2 to 1,000"):
+        fit(store.run(run_id))
+
+
+def test_an_epoch_folder_beyond_the_range(small, store_dir):
+    (small / "Model" / "Epoch_99999999999").mkdir()
+    refused(small, r"'.*Model' has the folder Epoch_99999999999; epochs run from 0 to 1,000,000", store_dir)

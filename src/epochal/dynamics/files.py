@@ -22,8 +22,16 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from epochal.errors import DynamicsError
 
 FOLDER = "dynamics"
 SAMPLES_FILE = "samples.npz"
@@ -36,6 +44,10 @@ MODEL_FILE = "model.pt"
 QUALITY_FILE = "quality.json"
 PROGRESS_FILE = "progress.json"
 ANIMATION_FILE = "dynamics.gif"
+
+
+class DamagedFileError(DynamicsError, ValueError):
+    """A dynamics file that cannot be read: damaged, holding pickled objects, or not written by epochal."""
 
 
 def dynamics_folder(run_path: str | Path) -> Path:
@@ -85,8 +97,26 @@ def write_json(target: Path, value: Any) -> None:
 
 
 def read_json(target: Path) -> Any | None:
-    """The JSON in ``target``; None when it does not exist."""
+    """The JSON in ``target``; None when it does not exist, a DamagedFileError naming it when it is damaged."""
     try:
         return json.loads(target.read_text())
     except FileNotFoundError:
         return None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(f"cannot read '{target}' as JSON (damaged, or not written by epochal): {exc}") from None
+
+
+@contextmanager
+def arrays(path: Path) -> Iterator[Any]:
+    """The arrays of a ``.npz`` file, read as they are used and never unpickled.
+
+    A damaged file, one that holds objects, or one without an array that is read, is a
+    DamagedFileError naming it; a missing file is the FileNotFoundError it is.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as loaded:
+            yield loaded
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DamagedFileError(
+            f"cannot read '{path}' (damaged, or not written by epochal): {type(exc).__name__}: {exc}"
+        ) from None

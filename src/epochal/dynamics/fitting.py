@@ -66,7 +66,7 @@ def fit(
         reporter("load", 0.0, f"loading {len(epochs)} epochs")
         representations, heads = [], []
         for epoch in epochs:
-            with np.load(files.epoch_file(folder, epoch)) as arrays:
+            with files.arrays(files.epoch_file(folder, epoch)) as arrays:
                 representations.append(arrays["representations"])  # as stored; the fit makes float32 copies it frees
                 heads.append((arrays["head_weight"], arrays["head_bias"]) if "head_bias" in arrays else None)
         usable_heads = heads if all(h is not None for h in heads) else None
@@ -120,7 +120,7 @@ def coordinates(run: Any, epoch: int) -> np.ndarray:
     if not target.exists():
         meta = files.read_json(files.projection_folder(run_folder(run)) / files.META_FILE) or {}
         raise DynamicsError(f"no coordinates for epoch {epoch}; fitted epochs: {meta.get('epochs', [])}")
-    with np.load(target) as arrays:
+    with files.arrays(target) as arrays:
         return arrays["coords"]
 
 

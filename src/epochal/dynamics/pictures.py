@@ -38,14 +38,14 @@ def plot(run: Any, *, epochs: list[int] | None = None, out: str | Path | None = 
         raise DynamicsError(f"epoch(s) {missing} have no projection; fitted epochs: {fitted}")
     target = Path(out) if out is not None else source
     target.mkdir(parents=True, exist_ok=True)
-    with np.load(folder / files.SAMPLES_FILE) as samples:
+    with files.arrays(folder / files.SAMPLES_FILE) as samples:
         labels, test = samples["labels"], samples["split"] == "test"
     colors = np.array(meta["colors"])
     xmin, xmax, ymin, ymax = meta["extent"]
     written, frames = [], []
     for epoch in chosen:
         coords = coordinates(run, epoch)
-        with np.load(files.epoch_file(folder, epoch)) as arrays:
+        with files.arrays(files.epoch_file(folder, epoch)) as arrays:
             wrong = arrays["predictions"] != labels
         figure, axes = plt.subplots(figsize=(6, 6), dpi=100)
         background = files.background_file(source, epoch)

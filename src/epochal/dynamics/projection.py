@@ -68,9 +68,47 @@ class Params:
     max_steps: int = 200  # per pass, so that very large fits still finish in time
     resolution: int = 300  # RESOLUTION of the background images
 
+    def __post_init__(self) -> None:
+        for name in self.names():
+            value = getattr(self, name)
+            if (expected := self.expected(name, value)) is not None:
+                raise DynamicsError(f"projection setting {name} is {value!r:.80}; expected {expected}")
+
     @classmethod
     def names(cls) -> list[str]:
         return [f.name for f in cls.__dataclass_fields__.values()]
+
+    @staticmethod
+    def expected(name: str, value: Any) -> str | None:
+        """What ``name`` accepts, when ``value`` is not that; None when it is (or ``name`` is no setting)."""
+        low, high = _RANGES.get(name, (None, None))
+        if name in ("encoder_dims", "decoder_dims"):
+            fits = isinstance(value, (tuple, list)) and len(value) <= _MOST_LAYERS and all(
+                _whole(v) and low <= v <= high for v in value)
+            return None if fits else f"at most {_MOST_LAYERS} layer widths, each a whole number from {low} to {high:,}"
+        if isinstance(low, int):
+            return None if _whole(value) and low <= value <= high else f"a whole number from {low} to {high:,}"
+        if isinstance(low, float):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            return None if number and low <= value <= high else f"a number from {low:g} to {high:g}"
+        return None
+
+
+#: Each setting's accepted range: beyond it a fit would not fit in memory or not finish. Floats are
+#: checked as numbers, ints as whole numbers; the dims bound each layer's width.
+_RANGES: dict[str, tuple[Any, Any]] = {
+    "n_neighbors": (2, 10_000), "encoder_dims": (1, 16_384), "decoder_dims": (1, 16_384),
+    "reconstruction_weight": (0.0, 1e6), "temporal_weight": (0.0, 1e6), "prediction_weight": (0.0, 1e6),
+    "class_weight": (0.0, 1e6), "cross_class_weight": (0.0, 1.0), "boundary_bound": (0.0, 1.0),
+    "boundary_share": (0.0, 1.0), "layout_iterations": (1, 100_000), "max_epochs": (1, 10_000),
+    "patience": (1, 10_000), "batch_size": (1, 1 << 20), "learning_rate": (0.0, 1e3), "max_steps": (1, 1_000_000),
+    "resolution": (2, 1000),  # the background decodes resolution**2 points, each as wide as the representation
+}
+_MOST_LAYERS = 16
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class Projection:

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from epochal.dynamics.files import FOLDER, SAMPLES_FILE, SPRITES_FILE, epoch_file, recorded_epochs, write_atomically
+from epochal.dynamics.files import (
+    FOLDER,
+    SAMPLES_FILE,
+    SPRITES_FILE,
+    arrays,
+    epoch_file,
+    recorded_epochs,
+    write_atomically,
+)
 from epochal.dynamics.sprites import image_view, save_sprites, to_sprites
 from epochal.errors import DynamicsError
 
@@ -149,7 +157,7 @@ def _check_fits(folder: Path, labels: np.ndarray, splits: np.ndarray, width: int
     """The samples and the representation width must be those of the run's first recorded epoch."""
     if not (folder / SAMPLES_FILE).exists():
         return
-    with np.load(folder / SAMPLES_FILE) as known:
+    with arrays(folder / SAMPLES_FILE) as known:
         if not np.array_equal(known["labels"], labels) or not np.array_equal(known["split"], splits):
             raise DynamicsError(
                 f"the samples differ from those recorded before ({len(known['labels'])} samples); record the "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from epochal.dynamics.files import arrays
 from epochal.dynamics.record import SAMPLES_FILE, DynamicsError, epoch_file, recorded_epochs
 
 #: Data-map thresholds on the mean confidence in the given label: at or above EASY a sample is easy
@@ -71,11 +72,11 @@ def sample_stats(folder: Path) -> SampleStats:
         raise DynamicsError(
             f"no recorded dynamics in '{folder}': record them with epochal.RecordDynamics or run.record_dynamics"
         )
-    with np.load(folder / SAMPLES_FILE) as samples:
+    with arrays(folder / SAMPLES_FILE) as samples:
         labels, split, indices = samples["labels"], samples["split"], samples["indices"]
     probabilities, predictions = [], []
     for epoch in epochs:
-        with np.load(epoch_file(folder, epoch)) as recorded:
+        with arrays(epoch_file(folder, epoch)) as recorded:
             logits = recorded["logits"].astype(np.float64)
             predictions.append(recorded["predictions"])
         shifted = np.exp(logits - logits.max(1, keepdims=True))

@@ -42,7 +42,7 @@ def evaluate(run: Any, *, k: int = 15) -> dict[str, Any]:
     """Measure the fitted projection of ``run``, write ``quality.json`` and return what it holds."""
     folder, _ = recorded(run)
     projection = load(run)
-    with np.load(folder / files.SAMPLES_FILE) as samples:
+    with files.arrays(folder / files.SAMPLES_FILE) as samples:
         split = samples["split"]
     masks = {name: split == name for name in SPLITS if (split == name).sum() > 2 * k}
     if not masks:
@@ -53,7 +53,7 @@ def evaluate(run: Any, *, k: int = 15) -> dict[str, Any]:
     moves: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {name: ([], []) for name in masks}
     previous = None
     for epoch in projection.epochs_:
-        with np.load(files.epoch_file(folder, epoch)) as arrays:
+        with files.arrays(files.epoch_file(folder, epoch)) as arrays:
             reps = arrays["representations"].astype(np.float32)
             predicted = arrays["predictions"]
         coords = coordinates(run, epoch)

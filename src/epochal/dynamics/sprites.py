@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from epochal.dynamics.files import SPRITES_FILE, write_atomically
+from epochal.dynamics.files import SPRITES_FILE, arrays, write_atomically
 from epochal.errors import DynamicsError
 
 __all__ = ["MAX_SIDE", "image_view", "save_sprites", "shrink", "sprites", "thumbnail_size", "to_sprites"]
@@ -118,7 +118,7 @@ def save_sprites(dynamics_folder: str | Path, images: np.ndarray) -> Path:
 def sprites(dynamics_folder: str | Path) -> np.ndarray | None:
     """The recorded sprites of a run's ``dynamics`` folder, in the samples' order; None if there are none."""
     try:
-        with np.load(Path(dynamics_folder) / SPRITES_FILE) as stored:
+        with arrays(Path(dynamics_folder) / SPRITES_FILE) as stored:
             return stored["images"]
     except FileNotFoundError:
         return None

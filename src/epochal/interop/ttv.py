@@ -2,7 +2,7 @@
 
 From the shell::
 
-    epochal import ttv training_dynamic/ --method Trustvis      # one new run, project 'ttv'
+    epochal import ttv training_dynamic/ --method Trustvis --trust     # one new run, project 'ttv'
 
 The folder, as TTV's README lays it out (``epochal.compat.ttv.SummaryWriter`` writes it too)::
 
@@ -51,17 +51,20 @@ its model, the epoch folders and their weights files, the four data files and th
 config's method, and the first epoch's weights on the model. A failure after that (later weights
 that do not fit, say) marks the run failed and keeps the epochs already recorded.
 
-``Model/model.py`` is run as Python, and weights files that are more than tensors are unpickled in
-full when ``weights_only`` loading refuses them: import only folders you trust.
+``Model/model.py`` is run as Python, and weights and data files that are more than tensors are
+unpickled in full when ``weights_only`` loading refuses them, so an import needs ``trust=True``
+(``--trust``): without it nothing of the folder runs and the import is refused. Give it only for
+folders you trust.
 
 Examples:
-    >>> run_id = import_ttv("training_dynamic", "epochal-runs", method="DVI")
+    >>> run_id = import_ttv("training_dynamic", "epochal-runs", method="DVI", trust=True)
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 import math
 import pickle
@@ -69,7 +72,7 @@ import re
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,7 @@ import numpy as np
 
 import epochal
 from epochal.dynamics.files import CLASSES_FILE, FIT_FILE, dynamics_folder, write_json
+from epochal.dynamics.projection import Params
 from epochal.dynamics.record import record, represent
 from epochal.dynamics.sprites import save_sprites, thumbnail_size
 from epochal.errors import DynamicsError, EpochalWarning
@@ -87,6 +91,9 @@ __all__ = ["DEFAULT_PROJECT", "import_ttv"]
 
 #: The project of imported runs unless one is given.
 DEFAULT_PROJECT = "ttv"
+
+#: The largest epoch number (and period) config.json may give.
+MOST_EPOCHS = 1_000_000
 
 #: fit.json's names for the settings under VISUALIZATION (a path into it), and their kind.
 _FIT = {
@@ -139,6 +146,7 @@ def import_ttv(
     project: str | None = None,
     device: str | None = None,
     progress: Progress | None = None,
+    trust: bool = False,
 ) -> str:
     """Record a TTV ``training_dynamic`` folder's epochs into a new run of ``store``; the run's id.
 
@@ -152,13 +160,16 @@ def import_ttv(
         project: the run's project; default ``'ttv'``.
         device: where the subject model runs (default ``cuda`` when there is one, else ``cpu``).
         progress: called after each recorded epoch.
+        trust: run the folder's ``Model/model.py`` and unpickle its weight and data files that hold
+            more than tensors. Without it nothing of the folder runs and the import is refused:
+            give it only for a folder you trust (your own, or from someone you trust).
 
     Raises:
         DynamicsError: a part of the folder is missing or does not fit (the message names it and
-            where it was looked for); nothing is created then. A failure after the run was created
-            marks it failed and keeps the epochs recorded so far.
+            where it was looked for), or ``trust`` was not given; nothing is created then. A failure
+            after the run was created marks it failed and keeps the epochs recorded so far.
     """
-    source = _read(Path(folder), method, device)
+    source = _read(Path(folder), method, device, trust)
     if isinstance(store, Store):
         return _write(source, store, name, project, progress)
     with Store(store) as opened:
@@ -168,7 +179,7 @@ def import_ttv(
 # -- reading and checking --------------------------------------------------------------------------
 
 
-def _read(root: Path, method: str | None, device: str | None) -> _Source:
+def _read(root: Path, method: str | None, device: str | None, trust: bool) -> _Source:
     import torch
 
     if not root.is_dir():
@@ -181,6 +192,11 @@ def _read(root: Path, method: str | None, device: str | None) -> _Source:
         raise DynamicsError(
             f"no subject model in '{root}': '{model_file}' is missing; copy the model.py with the feature(x) and "
             "prediction(h) methods there (TTV's README, step 2)"
+        )
+    if not trust:  # before anything of the folder runs or is unpickled
+        raise DynamicsError(
+            f"importing '{root}' runs its '{model_file}' as Python and unpickles its weight and data files that "
+            "hold more than tensors, with your rights; pass --trust (trust=True) if you trust this folder"
         )
     epochs = _epochs(root, section)
     missing = [f"'{path}'" for split in _DATA for path in _data_files(root, split) if not path.is_file()]
@@ -265,10 +281,12 @@ def _epochs(root: Path, section: dict[str, Any]) -> list[int]:
     )
     if not present:
         raise DynamicsError(f"no Epoch_N folders in '{model_folder}': there are no saved epochs to import")
+    if present[-1] > MOST_EPOCHS:
+        raise DynamicsError(f"'{model_folder}' has the folder Epoch_{present[-1]}; epochs run from 0 to {MOST_EPOCHS:,}")
     start = _setting(section, "EPOCH_START", present[0])
     end = _setting(section, "EPOCH_END", present[-1])
     if "EPOCH_PERIOD" in section:
-        epochs = list(range(start, end + 1, _setting(section, "EPOCH_PERIOD", 1, least=1)))
+        epochs = range(start, end + 1, _setting(section, "EPOCH_PERIOD", 1, least=1))
     else:
         epochs = [epoch for epoch in present if start <= epoch <= end]
     if not epochs:
@@ -276,24 +294,28 @@ def _epochs(root: Path, section: dict[str, Any]) -> list[int]:
             f"config.json asks for epochs {start} to {end} but '{model_folder}' has Epoch_N folders only for "
             f"{_ranges(present)}"
         )
-    missing = [f"'{_weights_file(root, epoch)}'" for epoch in epochs if not _weights_file(root, epoch).is_file()]
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    saved = {epoch for epoch in present if _weights_file(root, epoch).is_file()}  # no more than the folders
+    absent = len(epochs) - sum(1 for epoch in saved if epoch in epochs)
+    if absent:
+        missing = [f"'{_weights_file(root, e)}'" for e in itertools.islice((e for e in epochs if e not in saved), 5)]
+        shown = ", ".join(missing) + (f" and {absent - len(missing)} more" if absent > len(missing) else "")
         raise DynamicsError(
             f"the epochs to import ({_ranges(epochs)}) need weights that are missing: {shown} (Epoch_N folders: "
             f"{_ranges(present)})"
         )
-    return epochs
+    return list(epochs)
 
 
 def _setting(section: dict[str, Any], key: str, default: int, least: int = 0) -> int:
     value = section.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < least:
-        raise DynamicsError(f"config.json: {key} is {value!r}; expected a whole number of at least {least}")
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= MOST_EPOCHS:
+        raise DynamicsError(
+            f"config.json: {key} is {value!r:.80}; expected a whole number from {least} to {MOST_EPOCHS:,}"
+        )
     return value
 
 
-def _ranges(epochs: list[int]) -> str:
+def _ranges(epochs: Sequence[int]) -> str:
     return ", ".join(map(str, epochs)) if len(epochs) <= 8 else f"{epochs[0]} to {epochs[-1]} ({len(epochs)} epochs)"
 
 
@@ -335,7 +357,7 @@ def _load(path: Path) -> Any:
     try:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:  # more than tensors; model.py runs anyway, so the folder is trusted
+        except pickle.UnpicklingError:  # more than tensors; the caller trusts the folder (trust=True)
             return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise DynamicsError(f"cannot load '{path}': {type(exc).__name__}: {exc}") from exc
@@ -510,11 +532,14 @@ def _fit(section: dict[str, Any], method: str | None) -> dict[str, Any]:
                 raise DynamicsError(
                     f"config.json: {where}.{path[0]} is {value!r:.80}; expected the layer widths, input to output"
                 )
-            value = value[1:-1]
+            fit[key] = value[1:-1]
         elif (kind == "int" and not (number and value == int(value) and value > 0)) or not number:
             what = "a whole number above 0" if kind == "int" else "a number"
             raise DynamicsError(f"config.json: {where}.{'.'.join(path)} is {value!r:.80}; expected {what}")
-        fit[key] = int(value) if kind == "int" else value
+        else:
+            fit[key] = int(value) if kind == "int" else value
+        if (expected := Params.expected(key, fit[key])) is not None:  # the range the projection accepts
+            raise DynamicsError(f"config.json: {where}.{'.'.join(path)} is {value!r:.80}; expected {expected}")
     return fit
 
 
