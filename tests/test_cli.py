@@ -128,7 +128,9 @@ def test_a_damaged_database_is_one_line(tmp_path, capsys):
 
 def test_a_file_that_cannot_be_written_is_one_line_and_exit_2(store_dir, tmp_path, capsys):
     (tmp_path / "taken.csv").mkdir()
-    status, out, err = run_cli(capsys, "export", "alpha", "-o", tmp_path / "taken.csv", "--format", "csv", "--store", store_dir)
+    status, out, err = run_cli(
+        capsys, "export", "alpha", "-o", tmp_path / "taken.csv", "--format", "csv", "--store", store_dir
+    )
     assert (status, out) == (2, "") and err == f"epochal: Is a directory: '{tmp_path / 'taken.csv'}'\n"
 
 
@@ -327,13 +329,17 @@ def test_rm_on_a_locked_store_ends_within_its_wait_with_one_line(store_dir):
     locker.execute("BEGIN EXCLUSIVE")  # another process writing, and not letting go
     try:
         started = time.monotonic()
-        result = run_process(sys.executable, "-m", "epochal", "rm", "beta", "--yes", "--wait", "1", "--store", store_dir)
+        result = run_process(
+            sys.executable, "-m", "epochal", "rm", "beta", "--yes", "--wait", "1", "--store", store_dir
+        )
         took = time.monotonic() - started
     finally:
         locker.execute("ROLLBACK")
         locker.close()
     assert (result.returncode, result.stdout) == (2, "")
-    assert result.stderr.startswith(f"epochal: the store in '{store_dir}' is locked by another process (database is locked)")
+    assert result.stderr.startswith(
+        f"epochal: the store in '{store_dir}' is locked by another process (database is locked)"
+    )
     assert result.stderr.count("\n") == 1 and took < 8
     with epochal.Store(store_dir) as store:
         assert store.run("beta").id == beta.id

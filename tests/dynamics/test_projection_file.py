@@ -118,7 +118,8 @@ def test_damaged_recorded_arrays_are_one_line_and_never_unpickled(recorded_run, 
                          {"epochs": [0], "extent": [0, 1, 0, 1], "colors": [[0, 0, 0]] * 3, "resolution": 2})
         with open(files.epoch_file(files.projection_folder(record.path), 0), "wb") as file:
             np.savez(file, coords=np.zeros((40, 2), np.float32))
-    status = cli.main(["dynamics", action, "dyn", "--store", str(store.path), *(["--quiet"] if action == "fit" else [])])
+    quiet = ["--quiet"] if action == "fit" else []
+    status = cli.main(["dynamics", action, "dyn", "--store", str(store.path), *quiet])
     out, err = capsys.readouterr()
     assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"epochal: cannot read '{target}' (damaged, or not written by epochal)")

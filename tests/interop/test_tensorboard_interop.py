@@ -225,7 +225,8 @@ def test_records_written_by_hand_are_read_like_tensorboards(tmp_path, store):
         event.summary.value.add(tag="loss", simple_value=step / 2)
         events.append(event)
     (tmp_path / "logs").mkdir()
-    (tmp_path / "logs" / "events.out.tfevents.1.host").write_bytes(b"".join(record(e.SerializeToString()) for e in events))
+    file = tmp_path / "logs" / "events.out.tfevents.1.host"
+    file.write_bytes(b"".join(record(e.SerializeToString()) for e in events))
     (run_id,) = import_tensorboard(store, tmp_path / "logs")
     assert store.history(run_id, "loss").values.tolist() == [0.0, 0.5, 1.0]
     assert accumulate(tmp_path / "logs").Scalars("loss")[2].value == 1.0

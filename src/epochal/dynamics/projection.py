@@ -274,7 +274,8 @@ class Projection:
         projection.history_ = [float(h) for h in state["history"]]
         projection.embedding_ = _array(state["embedding"])
         projection.boundary_ = tuple(_array(a) for a in state["boundary"])
-        projection.layout_center_, projection.layout_scale_ = _array(state["layout_center"]), float(state["layout_scale"])
+        projection.layout_center_ = _array(state["layout_center"])
+        projection.layout_scale_ = float(state["layout_scale"])
         projection._build(int(state["width"]), len(projection.epochs_), "cpu", 0)
         projection.encoder_.load_state_dict(state["encoder"])
         projection.decoder_.load_state_dict(state["decoder"])

@@ -18,8 +18,9 @@ subdirectory per run) or a directory that holds event files itself. Every direct
 files (names containing ``tfevents``) becomes one finished epochal run, named by its path below
 the log directory (the log directory's own name for files directly in it). The event files are
 read in name order (their names start with the time they were created), record by record, every
-checksum checked and every record's length checked against the file before it is read. Every scalar is kept as stored: its step (repeated steps too), its float value
-exactly (float32 read as float64), its wall time to the microsecond (epochal's resolution); the
+checksum checked and every record's length checked against the file before it is read. Every
+scalar is kept as stored: its step (repeated steps too), its float value exactly (float32 read as
+float64), its wall time to the microsecond (epochal's resolution); the
 run's start and end are its first and last event's wall times. Epochs are 0. Directories without
 scalars (only graphs or images, say) are skipped. Everything is read and checked first and then
 written in one transaction, so a bad file leaves the store as it was.
@@ -240,7 +241,9 @@ def _events(path: Path) -> Iterator[Any]:
         try:
             yield tb.Event.FromString(record)
         except tb.DecodeError as exc:
-            raise EventFileError(f"event file '{path}': record {index + 1} is not a TensorBoard event ({exc})") from None
+            raise EventFileError(
+                f"event file '{path}': record {index + 1} is not a TensorBoard event ({exc})"
+            ) from None
 
 
 def _records(path: Path) -> Iterator[bytes]:
@@ -262,9 +265,9 @@ def _records(path: Path) -> Iterator[bytes]:
             elif crc(header[:8]) != int.from_bytes(header[8:], "little"):
                 problem = "failed header crc32 check"
             else:
-                length = int.from_bytes(header[:8], "little")
-                if length > size - file.tell() - 4:
-                    problem = f"its length says {length:,} bytes but {max(size - file.tell() - 4, 0):,} remain (truncated)"
+                length, room = int.from_bytes(header[:8], "little"), max(size - file.tell() - 4, 0)
+                if length > room:
+                    problem = f"its length says {length:,} bytes but {room:,} remain (truncated)"
                 else:
                     data, footer = file.read(length), file.read(4)
                     if len(data) < length or len(footer) < 4:

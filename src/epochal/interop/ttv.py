@@ -282,7 +282,9 @@ def _epochs(root: Path, section: dict[str, Any]) -> list[int]:
     if not present:
         raise DynamicsError(f"no Epoch_N folders in '{model_folder}': there are no saved epochs to import")
     if present[-1] > MOST_EPOCHS:
-        raise DynamicsError(f"'{model_folder}' has the folder Epoch_{present[-1]}; epochs run from 0 to {MOST_EPOCHS:,}")
+        raise DynamicsError(
+            f"'{model_folder}' has the folder Epoch_{present[-1]}; epochs run from 0 to {MOST_EPOCHS:,}"
+        )
     start = _setting(section, "EPOCH_START", present[0])
     end = _setting(section, "EPOCH_END", present[-1])
     if "EPOCH_PERIOD" in section:
