@@ -88,3 +88,35 @@ def test_tags_and_notes_set_on_a_stored_run_follow_the_same_text_rule(store):
         with pytest.raises(ValueError, match="not valid Unicode|at most 100"):
             store.update(run.id, tags=tags, notes=notes)
     assert store.run(run.id).tags == () and store.run(run.id).description == ""
+
+
+@pytest.mark.parametrize("column, damage", [("config", "{not json"), ("config", "[1, 2]"), ("tags", "5"),
+                                            ("tags", "[1]")])
+def test_a_damaged_run_record_is_left_out_with_a_warning_and_the_others_are_read(store_dir, column, damage):
+    import sqlite3
+
+    for name in ("damaged", "fine"):
+        with epochal.start(store=store_dir, name=name, config={"lr": 0.1}, tags=["t"]):
+            pass
+    with sqlite3.connect(store_dir / "epochal.db") as conn:
+        conn.execute(f"UPDATE runs SET {column} = ? WHERE name = 'damaged'", (damage,))
+    with pytest.warns(epochal.EpochalWarning, match="is damaged"):
+        assert [r.name for r in epochal.Store(store_dir).runs()] == ["fine"]
+
+
+def test_a_damaged_series_chunk_is_a_store_error_naming_the_key(store_dir):
+    import sqlite3
+    import struct
+
+    with epochal.start(store=store_dir, name="r") as run:
+        for step in range(100):
+            run.log({"loss": 1.0 / (step + 1)})
+            run.step()
+    store = epochal.Store(store_dir)
+    with sqlite3.connect(store_dir / "epochal.db") as conn:
+        (blob,) = conn.execute("SELECT data FROM chunks").fetchone()
+        for damaged in (blob[:7], struct.pack("<BI", 2, 2**32 - 1) + blob[5:], blob[:30] + b"x" * 20):
+            conn.execute("UPDATE chunks SET data = ?", (damaged,))
+            conn.commit()
+            with pytest.raises(epochal.StoreError, match="series of key 'loss' cannot be read: .*damaged"):
+                store.history(run.id, "loss")

@@ -55,9 +55,31 @@ def encode(steps: np.ndarray, epochs: np.ndarray, values: np.ndarray, times_us: 
     return b"".join(header) + zstandard.ZstdCompressor(level=_LEVEL).compress(b"".join(body))
 
 
+class DamagedChunkError(ValueError):
+    """A blob that is not a chunk this module wrote (a damaged or crafted store)."""
+
+
 def count(blob: bytes) -> int:
-    """Number of points in a chunk, read from its header."""
-    return _HEADER.unpack_from(blob)[1]
+    """Number of points in a chunk, read from its header and checked against its compressed body,
+    so that a damaged header cannot make a reader allocate memory for points that are not there."""
+    try:
+        version, n = _HEADER.unpack_from(blob)
+        if version != _FORMAT:
+            raise DamagedChunkError(f"a series chunk has format {version}; this epochal reads format {_FORMAT}")
+        if n == 0:
+            return 0
+        offset = _HEADER.size
+        widths = 8  # the values
+        for _ in range(3):
+            _, width = _INT_COLUMN.unpack_from(blob, offset)
+            widths += np.dtype(_WIDTHS[width]).itemsize
+            offset += _INT_COLUMN.size
+        declared = zstandard.frame_content_size(memoryview(blob)[offset:])
+    except (struct.error, KeyError, TypeError, zstandard.ZstdError) as exc:
+        raise DamagedChunkError(f"a series chunk is damaged ({exc!r})") from None
+    if declared != n * widths:
+        raise DamagedChunkError(f"a series chunk is damaged: its header says {n} points, its body holds {declared} bytes")
+    return n
 
 
 def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -75,9 +97,7 @@ def decode_into(blob: bytes, steps: np.ndarray, epochs: np.ndarray, values: np.n
     A float64 ``times`` receives seconds rather than microseconds, saving a pass over a
     long series.
     """
-    version, n = _HEADER.unpack_from(blob)
-    if version != _FORMAT:
-        raise ValueError(f"series chunk has format {version}; this epochal reads format {_FORMAT}")
+    n = count(blob)
     if n == 0:
         return
     offset = _HEADER.size
@@ -86,7 +106,10 @@ def decode_into(blob: bytes, steps: np.ndarray, epochs: np.ndarray, values: np.n
         first, width = _INT_COLUMN.unpack_from(blob, offset)
         columns.append((first, _WIDTHS[width]))
         offset += _INT_COLUMN.size
-    body = memoryview(zstandard.ZstdDecompressor().decompress(memoryview(blob)[offset:]))
+    try:
+        body = memoryview(zstandard.ZstdDecompressor().decompress(memoryview(blob)[offset:]))
+    except zstandard.ZstdError as exc:
+        raise DamagedChunkError(f"a series chunk is damaged ({exc})") from None
     position = 0
     for (first, dtype), out in zip(columns, (steps, epochs, times)):
         size = np.dtype(dtype).itemsize * n

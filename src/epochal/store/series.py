@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from epochal.errors import StoreError
 from epochal.store import encoding
 from epochal.store.records import History
 
@@ -21,15 +22,18 @@ def assemble(key: str, chunks: Sequence[tuple[int, bytes]], *, superseded: bool 
     if not chunks:
         empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float64)
         return History(key, empty_i, empty_i.copy(), empty_f, empty_f.copy())
-    sizes = [encoding.count(blob) for _, blob in chunks]
-    total = sum(sizes)
-    steps, epochs = np.empty(total, np.int64), np.empty(total, np.int64)
-    values, times = np.empty(total, np.float64), np.empty(total, np.float64)
-    start = 0
-    for (_, blob), size in zip(chunks, sizes):
-        end = start + size
-        encoding.decode_into(blob, steps[start:end], epochs[start:end], values[start:end], times[start:end])
-        start = end
+    try:
+        sizes = [encoding.count(blob) for _, blob in chunks]
+        total = sum(sizes)
+        steps, epochs = np.empty(total, np.int64), np.empty(total, np.int64)
+        values, times = np.empty(total, np.float64), np.empty(total, np.float64)
+        start = 0
+        for (_, blob), size in zip(chunks, sizes):
+            end = start + size
+            encoding.decode_into(blob, steps[start:end], epochs[start:end], values[start:end], times[start:end])
+            start = end
+    except encoding.DamagedChunkError as exc:
+        raise StoreError(f"the series of key {key!r} cannot be read: {exc}") from None
     segments = [segment for segment, _ in chunks]
     if not superseded and min(segments) != max(segments):
         keep = _newest_timeline(steps, segments, sizes)

@@ -11,13 +11,14 @@ import math
 import os
 import sqlite3
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from epochal.errors import RunStateError, StoreError, StoreNotFoundError
+from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
 from epochal.store import encoding, series
 from epochal.store.backend import Backend
 from epochal.store.records import (
@@ -338,8 +339,17 @@ class SQLiteBackend(Backend):
             f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} ORDER BY started DESC, runs.rowid DESC", params
         ).fetchall()
         # A row whose id could not name a folder inside the store (a crafted or damaged store) is
-        # left out: nothing may read or delete files through it.
-        return [self._record(row) for row in rows if valid_run_id(row[0])]
+        # left out: nothing may read or delete files through it. So is one whose record is damaged.
+        records = []
+        for row in rows:
+            if not valid_run_id(row[0]):
+                continue
+            try:
+                records.append(self._record(row))
+            except (ValueError, TypeError) as exc:
+                warnings.warn(f"epochal: the record of run {row[0]} in '{self.directory}' is damaged ({exc}); "
+                              "it is left out", EpochalWarning, stacklevel=3)
+        return records
 
     def _record(self, row: tuple) -> RunRecord:
         (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
@@ -347,8 +357,8 @@ class SQLiteBackend(Backend):
         return RunRecord(
             id=run_id, name=name, project=project, status=status, started=started, ended=ended,
             heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
-            torch=torch_version, description=description, tags=tuple(json.loads(tags)),
-            config=Config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
+            torch=torch_version, description=description, tags=_tags(json.loads(tags)),
+            config=_config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
             path=os.path.join(self.files_root, run_id), token=token,
         )
 
@@ -472,6 +482,18 @@ def _summary_of(
 ) -> tuple[KeySummary, bool]:
     summary = KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key))
     return summary, bool(exact)
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise ValueError(f"its tags are not a list of strings: {value!r:.60}")
+    return tuple(value)
+
+
+def _config(value: Any) -> Config:
+    if not isinstance(value, dict):
+        raise ValueError(f"its config is not a JSON object: {value!r:.60}")
+    return Config(value)
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
