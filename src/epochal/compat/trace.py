@@ -139,7 +139,7 @@ class Statistic:
         finally:
             temporary.unlink(missing_ok=True)
         if self._run is not None:
-            self._run.flush()
+            self._run.flush(timeout=5.0)  # a locked store must not hold training up; the points stay buffered
         return target
 
     def draw(self, name: str = "", *, show: bool = False) -> Path:
