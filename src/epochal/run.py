@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import math
-import numbers
 import os
 import sys
 import threading
@@ -24,18 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from epochal import names, system
+from epochal.checks import (
+    MAX_INDEX,
+    check_flush_settings,
+    check_index,
+    check_key,
+    check_text,
+    to_config,
+    to_float,
+)
 from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
 from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.store import Store, checked_tag, storable_text
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
-MAX_KEY_LENGTH = 255
 #: Seconds ``run.summary`` waits for buffered points before it answers from what is stored.
 SUMMARY_WAIT_S = 5.0
-#: The largest step or epoch the store holds (a signed 64-bit integer).
-MAX_INDEX = 2**63 - 1
-#: The deepest nesting a config may have.
-MAX_CONFIG_DEPTH = 100
 _now = time.time
 # Values of these exact types go straight into the buffer. Everything else (ints, which may not
 # fit a float64, bools, NumPy scalars, tensors) is checked and converted on the slow path.
@@ -107,7 +110,7 @@ class Run:
 
     def step(self, n: int = 1) -> int:
         """Advance the step counter by ``n`` and return it."""
-        steps = self._steps + (n if type(n) is int and n >= 0 else _index("n", n))
+        steps = self._steps + (n if type(n) is int and n >= 0 else check_index("n", n))
         if steps > MAX_INDEX:
             raise ValueError(f"run.step: the step would become {steps}, past the largest the store holds ({MAX_INDEX})")
         self._steps = steps
@@ -115,7 +118,7 @@ class Run:
 
     def epoch(self, n: int = 1) -> int:
         """Advance the epoch counter by ``n`` and return it."""
-        epochs = self._epochs + (n if type(n) is int and n >= 0 else _index("n", n))
+        epochs = self._epochs + (n if type(n) is int and n >= 0 else check_index("n", n))
         if epochs > MAX_INDEX:
             raise ValueError(f"run.epoch: the epoch would become {epochs}, past the largest the store holds ({MAX_INDEX})")
         self._epochs = epochs
@@ -155,8 +158,8 @@ class Run:
         # Tuples of strings and floats, unlike dicts, drop out of the garbage collector's
         # sight, so a long queue costs the collector (and so the caller) nothing.
         self._queue.append((
-            self._steps if step is None else _index("step", step),
-            self._epochs if epoch is None else _index("epoch", epoch),
+            self._steps if step is None else check_index("step", step),
+            self._epochs if epoch is None else check_index("epoch", epoch),
             _now(),
             tuple(values),
             tuple(values.values()),
@@ -177,15 +180,15 @@ class Run:
         converted = dict(values)
         tensor_keys = []
         for key, value in values.items():
-            _admit(key)
+            check_key(key)
             if type(value) not in _PLAIN:
-                number = _number(key, value)
+                number = to_float(key, value)
                 if number is None:  # a device tensor: read later, on the writer thread
                     tensor_keys.append(key)
                     number = math.nan
                 converted[key] = number
-        s = self._steps if step is None else _index("step", step)
-        e = self._epochs if epoch is None else _index("epoch", epoch)
+        s = self._steps if step is None else check_index("step", step)
+        e = self._epochs if epoch is None else check_index("epoch", epoch)
         self._keys.update(values)
         if self._dropping and not self._room_again():
             self._dropped += len(values)
@@ -394,10 +397,10 @@ def start(
             valid Unicode, a config nested too deep or referring to itself, ...).
         StoreError: the store directory cannot be created or written.
     """
-    _text("project", project)
-    _flush_settings(flush_interval, flush_points, max_buffered_points)
+    check_text("project", project)
+    check_flush_settings(flush_interval, flush_points, max_buffered_points)
     if name is not None:
-        _text("name", name)
+        check_text("name", name)
     # The same rule as the dashboard's tag edit.
     tag_tuple = tuple(dict.fromkeys(checked_tag(t) for t in ([tags] if isinstance(tags, str) else tags)))
     if not isinstance(description, str):
@@ -405,7 +408,7 @@ def start(
     storable_text(description, "a run's description")
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
-    config_data = _config(config or {})
+    config_data = to_config(config or {})
     the_store = store if isinstance(store, Store) else Store(store)
     existing = len(the_store.backend.find_runs(project=project))
     now = time.time()
@@ -452,7 +455,7 @@ def resume(
         RunStateError: the run is still running in a live process, or another process
             resumed it first.
     """
-    _flush_settings(flush_interval, flush_points, max_buffered_points)
+    check_flush_settings(flush_interval, flush_points, max_buffered_points)
     the_store = store if isinstance(store, Store) else Store(store)
     record = the_store.run(run)
     if record.status == "running":
@@ -480,168 +483,6 @@ def _clean_stale_temporaries(record: RunRecord) -> None:
     from epochal import checkpoint
 
     checkpoint.clean_stale_temporaries(Path(record.path))
-
-
-# -- checks on the caller's thread ---------------------------------------------------------------
-
-
-def _admit(key: object) -> None:
-    if not isinstance(key, str):
-        raise TypeError(f"run.log: keys are strings, got {key!r} ({type(key).__name__})")
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise ValueError(f"run.log: a key has 1 to {MAX_KEY_LENGTH} characters, got {len(key)}: {key[:60]!r}")
-    storable_text(key, "run.log: the key")
-
-
-def _number(key: str, value: object) -> float | None:
-    """The value as a float; None for a tensor on a device, which the writer reads later."""
-    if isinstance(value, numbers.Real) and not isinstance(value, (str, bytes)):
-        return _logged_float(key, value)
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        if value.numel() != 1 or value.is_complex():
-            raise TypeError(
-                f"run.log: value for {key!r} is a tensor of shape {tuple(value.shape)} and dtype {value.dtype}; "
-                "expected a single real number (a 0-d or one-element tensor)"
-            )
-        if value.device.type == "cpu":
-            return float(value.item())
-        if value.is_meta:
-            raise TypeError(f"run.log: value for {key!r} is a meta tensor, which has no value")
-        return None
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and isinstance(value, numpy.generic) and value.dtype.kind in "biuf":
-        return _logged_float(key, value)
-    if numpy is not None and isinstance(value, numpy.ndarray):
-        if value.size == 1 and value.dtype.kind in "biuf":
-            return _logged_float(key, value.reshape(())[()])
-        raise TypeError(
-            f"run.log: value for {key!r} is an array of shape {value.shape} and dtype {value.dtype}; "
-            "expected a single real number"
-        )
-    raise TypeError(
-        f"run.log: value for {key!r} is {type(value).__name__} ({value!r:.60}); expected a float, int, "
-        "NumPy scalar or single-element tensor"
-    )
-
-
-def _logged_float(key: str, value: Any) -> float:
-    number = _float64(value)
-    if number is None:
-        raise ValueError(f"run.log: value for {key!r} is {value!r:.60}, too large for a float64")
-    return number
-
-
-def _index(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if not 0 <= value <= MAX_INDEX:
-        raise ValueError(f"{name} must be from 0 to 2**63 - 1, got {value}")
-    return int(value)
-
-
-def _flush_settings(interval: object, points: object, buffered: object = 1) -> None:
-    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
-        raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")
-    if not isinstance(points, int) or isinstance(points, bool) or points < 1:
-        raise ValueError(f"flush size must be at least 1 point, got {points!r}")
-    if not isinstance(buffered, int) or isinstance(buffered, bool) or buffered < 1:
-        raise ValueError(f"max_buffered_points must be at least 1, got {buffered!r}")
-
-
-def _text(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"a run's {what} is a non-empty string, got {value!r:.80}")
-    if len(value) > MAX_KEY_LENGTH:
-        raise ValueError(f"a run's {what} has at most {MAX_KEY_LENGTH} characters, got {len(value)}: {value[:60]!r}")
-    storable_text(value, f"a run's {what}")
-    return value
-
-
-def _config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The config as JSON can hold it: tuples become lists, other objects their text.
-
-    Refused, naming the place: keys that collide once made text (1 and '1'), text the store
-    cannot keep, numbers past a float64, nesting deeper than MAX_CONFIG_DEPTH or a config that
-    contains itself.
-    """
-    return _jsonable(config, "config", 0, set())
-
-
-def _jsonable(value: Any, where: str, depth: int, open_containers: set[int]) -> Any:
-    if value is None or isinstance(value, (bool, float)):
-        return value if type(value) in (bool, float) or value is None else _config_real(value, where)
-    if isinstance(value, str):
-        _unicode_config(value, where)
-        return value
-    if isinstance(value, (Mapping, list, tuple)):
-        if depth >= MAX_CONFIG_DEPTH:
-            raise ValueError(f"the config is nested more than {MAX_CONFIG_DEPTH} levels deep at {where[:120]}")
-        if id(value) in open_containers:
-            raise ValueError(f"the config contains itself at {where[:120]}; a config is a tree of plain values")
-        open_containers.add(id(value))
-        try:
-            if isinstance(value, Mapping):
-                out: dict[str, Any] = {}
-                given: dict[str, Any] = {}
-                for key, item in value.items():
-                    text = key if isinstance(key, str) else str(key)
-                    _unicode_config(text, f"{where} key {text[:60]!r}")
-                    if text in out:
-                        raise ValueError(
-                            f"the config keys {given[text]!r} and {key!r} at {where[:120]} both become {text!r} in "
-                            "the store; rename one of them"
-                        )
-                    given[text] = key
-                    out[text] = _jsonable(item, f"{where}.{text}", depth + 1, open_containers)
-                return out
-            return [_jsonable(item, f"{where}[{i}]", depth + 1, open_containers) for i, item in enumerate(value)]
-        finally:
-            open_containers.discard(id(value))
-    if isinstance(value, numbers.Integral):
-        return _config_int(int(value), where)
-    if isinstance(value, numbers.Real):
-        return _config_real(value, where)
-    text = str(value)
-    _unicode_config(text, where)
-    return text
-
-
-def _config_int(value: int, where: str) -> int:
-    # JSON keeps any int exactly; the dashboard and filters read numbers as float64.
-    try:
-        float(value)
-    except OverflowError:
-        raise ValueError(
-            f"the config value at {where[:120]} is an int of {value.bit_length()} bits, too large for a float64 "
-            "(the store filters and sorts by number); store it as a string if it must be exact"
-        ) from None
-    return value
-
-
-def _config_real(value: numbers.Real, where: str) -> float:
-    number = _float64(value)
-    if number is None:
-        raise ValueError(f"the config value at {where[:120]} is {value!r:.60}, too large for a float64")
-    return number
-
-
-def _float64(value: Any) -> float | None:
-    """``value`` as a float64, or None if it only becomes inf by overflowing (np.longdouble(1e5000))."""
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    if math.isinf(number):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if value * 0 == value * 0:  # inf * 0 is NaN: this was a finite value that overflowed
-                return None
-    return number
-
-
-def _unicode_config(text: str, where: str) -> None:
-    storable_text(text, f"the config at {where[:120]}:", nul=True)
 
 
 def _warn(message: str) -> None:

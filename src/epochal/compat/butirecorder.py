@@ -41,8 +41,8 @@ from typing import Any
 
 import epochal
 from epochal.checkpoint import Retention, write_atomic
+from epochal.checks import MAX_KEY_LENGTH
 from epochal.errors import CheckpointError, RunNotFoundError, RunStateError
-from epochal.run import MAX_KEY_LENGTH
 
 MODES = ("torch", "keras", "tf")
 SAVE_MODES = ("state_dict", "model")
