@@ -14,7 +14,8 @@ It measures, each in fresh processes and temporary directories:
    in points (log() paces the loop once 10 x flush_points points are outstanding).
 3. a store locked by another program for ``--lock-seconds`` while a tight loop logs 10 keys a call:
    the largest memory growth, the slowest single log() call, the points buffered and dropped.
-4. a checkpoint saved every second while the store is locked: the slowest save_checkpoint call.
+4. a checkpoint saved every second while the store is locked: how long save_checkpoint takes (the
+   first save of a lock waits up to 5 s for the store; later ones do not wait while it refuses).
 """
 
 from __future__ import annotations
@@ -178,17 +179,18 @@ def locked_checkpoints(seconds: float) -> dict:
         holder = threading.Thread(target=_hold_lock, args=(Path(tmp) / "epochal.db", seconds, ready))
         holder.start()
         ready.wait()
-        slowest, saves = 0.0, 0
+        took = []
         while holder.is_alive():
             run.step()
             before = time.perf_counter()
             run.save_checkpoint(models=model)
-            slowest = max(slowest, time.perf_counter() - before)
-            saves += 1
+            took.append(time.perf_counter() - before)
             time.sleep(1.0)
         run.finish()
         recorded = len(epochal.Store(tmp).checkpoints(run.id))
-    return {"saves": saves, "slowest_save_s": slowest, "recorded_after": recorded}
+    later = sorted(took[1:]) or [0.0]
+    return {"saves": len(took), "first_save_s": took[0], "later_save_s": later[len(later) // 2],
+            "slowest_later_s": later[-1], "recorded_after": recorded}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
         ["largest memory growth", f"{locked['growth_mb']:.0f} MB"],
         ["slowest single log() call", f"{locked['slowest_log_s'] * 1000:.0f} ms"],
         ["checkpoints saved meanwhile (one a second)", f"{checkpoints['saves']}"],
-        ["slowest save_checkpoint call", f"{checkpoints['slowest_save_s']:.2f} s"],
+        ["first save_checkpoint call (waits for the store once)", f"{checkpoints['first_save_s']:.2f} s"],
+        ["later save_checkpoint calls: median / slowest",
+         f"{checkpoints['later_save_s'] * 1000:.0f} / {checkpoints['slowest_later_s'] * 1000:.0f} ms"],
         ["their records in the store after the lock", f"{checkpoints['recorded_after']}"],
     ])
     targets += [
@@ -237,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         Target("a locked store: memory growth under 1 GB", f"{locked['growth_mb']:.0f} MB", locked["growth_mb"] < 1024),
         Target("a locked store: no log() call over 1 s", f"{locked['slowest_log_s'] * 1000:.0f} ms",
                locked["slowest_log_s"] < 1.0),
-        Target("a locked store: no checkpoint save over 6 s", f"{checkpoints['slowest_save_s']:.2f} s",
-               checkpoints["slowest_save_s"] < 6.0),
+        Target("a locked store: no checkpoint save over 6 s",
+               f"{max(checkpoints['first_save_s'], checkpoints['slowest_later_s']):.2f} s",
+               max(checkpoints["first_save_s"], checkpoints["slowest_later_s"]) < 6.0),
     ]
     print_targets(targets)
     return 0

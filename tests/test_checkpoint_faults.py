@@ -120,7 +120,8 @@ def test_a_store_that_stays_locked_never_stops_training(store_dir, monkeypatch):
             took = time.perf_counter() - started
         assert took < 10  # four saves and four summaries, each waiting a fraction of a second
         messages = _epochal_warnings(caught)
-        assert sum("did not take the checkpoint records" in m for m in messages) == 4
+        # Said once: while the store keeps refusing, later saves neither wait nor warn again.
+        assert sum("did not take the checkpoint records" in m for m in messages) == 1
         assert any("summary leaves them out" in m for m in messages)
         assert summary["train/loss"].count == 1  # what the store holds
         # Every file is kept while the store cannot be told which ones are dropped; the newest is loaded.

@@ -117,6 +117,7 @@ class _Book:
     removed: set[str] = field(default_factory=set)  # paths whose removal is queued
     doomed: list[str] = field(default_factory=list)  # files to delete once the store no longer lists them
     count: int = 0  # saves so far; with the run's segment, the save sequence
+    unrecorded: bool = False  # the store did not take the last records in time (warned once)
 
 
 _books: weakref.WeakKeyDictionary[Run, _Book] = weakref.WeakKeyDictionary()
@@ -700,15 +701,19 @@ def _settle(run: Run, book: _Book, timeout: float) -> None:
     A dropped file is deleted only when the store holds every checkpoint saved since and no longer
     lists the dropped one: a crash at any point leaves the store naming files that are there.
     """
-    if not run.flush(timeout):
-        waiting = ", ".join(sorted(book.saved)) or "none"
-        _warn(
-            f"epochal: run {run.name!r} ({run.id}): the store did not take the checkpoint records within "
-            f"{timeout} s (see the warnings above for why); the files are saved and this run loads them, "
-            f"their records are written when the store accepts writes again (waiting: {waiting}). Files that "
-            "retention drops are kept until then."
-        )
+    # While the store is known to refuse writes, a save does not wait for it again: one wait per episode.
+    if not run.flush(0.0 if book.unrecorded and run.writes_failing else timeout):
+        if not book.unrecorded:
+            waiting = ", ".join(sorted(book.saved)) or "none"
+            _warn(
+                f"epochal: run {run.name!r} ({run.id}): the store did not take the checkpoint records within "
+                f"{timeout} s (see the warnings above for why); the files are saved and this run loads them, "
+                f"their records are written when the store accepts writes again (waiting: {waiting}). Files "
+                "that retention drops are kept until then. Later saves do not wait while the store refuses."
+            )
+        book.unrecorded = True
         return
+    book.unrecorded = False
     try:
         stored = {c.path for c in run.store.backend.checkpoints(run.id)}
     except Exception:

@@ -243,6 +243,12 @@ class Run:
         return True
 
     @property
+    def writes_failing(self) -> bool:
+        """Whether the store is refusing this run's writes (locked by another program, disk full):
+        points and checkpoint records stay buffered meanwhile and are retried."""
+        return self._writer.failing
+
+    @property
     def dropped_points(self) -> int:
         """Points this run did not store: logged while the buffer was full and the store refused
         writes, or records the store could not hold (each was warned about)."""
