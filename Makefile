@@ -57,6 +57,7 @@ bench: setup browser
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/dynamics.py
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf $(VENV) epochal-runs web/node_modules src/epochal/server/static

@@ -264,10 +264,11 @@ class Run:
     def summary(self) -> dict[str, KeySummary]:
         """Per key: count, last value, min, max and best.
 
-        Waits up to ``SUMMARY_WAIT_S`` seconds for the points logged so far to be stored. When the
-        store does not take them in time (locked, full), warns and returns what is stored already.
+        Waits up to ``SUMMARY_WAIT_S`` seconds for the points logged so far to be stored (not at all
+        while the store is known to refuse writes). When the store does not take them in time
+        (locked, full), warns and returns what is stored already.
         """
-        if not self.flush(SUMMARY_WAIT_S):
+        if not self.flush(0.0 if self._writer.failing else SUMMARY_WAIT_S):
             warnings.warn(
                 f"epochal: run {self.name!r} ({self.id}): the store did not take the last "
                 f"{self._writer.unwritten_points} points within {SUMMARY_WAIT_S} s (see the warnings above "
