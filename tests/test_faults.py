@@ -89,7 +89,7 @@ def test_full_disk_warns_keeps_points_and_writes_them_later(store_dir):
 
 def test_a_reader_works_while_another_process_writes(store_dir):
     epochal.Store(store_dir)
-    writer = subprocess.Popen([sys.executable, str(WORKER), str(store_dir), "live", "steady", "200000"])
+    writer = subprocess.Popen([sys.executable, str(WORKER), str(store_dir), "live", "steady", "600000"])
     store = epochal.Store(store_dir)
     seen = []
     deadline = time.time() + 120
@@ -98,20 +98,20 @@ def test_a_reader_works_while_another_process_writes(store_dir):
             seen.append(len(store.history("live", "train/loss")))
         except (epochal.RunNotFoundError, epochal.SeriesNotFoundError):
             pass
-        time.sleep(0.05)
+        time.sleep(0.01)
     assert writer.wait(timeout=60) == 0
     assert len(set(seen)) >= 3 and seen == sorted(seen)  # growing while being written
-    assert len(store.history("live", "train/loss")) == 200000
+    assert len(store.history("live", "train/loss")) == 600000
 
 
 def test_a_loop_that_outruns_the_store_is_paced_so_kill_9_loses_a_bounded_number_of_points(store_dir):
-    # flush_points=1000: log() waits for the writer once 10 x 1000 points are outstanding, so a kill
+    # flush_points=1000: log() waits for the writer once 100 x 1000 points are outstanding, so a kill
     # loses at most those and the points since the last wake-up, however far the loop outruns the disk.
     result = _worker(store_dir, "outrun", "outrun", 100_000)
     assert result.returncode == -9 and "logged 2000000" in result.stdout, result.stderr
     store = epochal.Store(store_dir)
     stored = sum(len(store.history("outrun", f"k{i:02d}")) for i in range(20))
-    assert 2_000_000 - stored <= 10 * 1000 + 1000, stored
+    assert 2_000_000 - stored <= 100 * 1000 + 1000, stored
     assert store.run("outrun").status == "crashed"
 
 
@@ -149,12 +149,12 @@ def test_pacing_never_waits_out_a_lock_held_by_another_program(store_dir):
     # The default busy timeout (10 s) keeps the writer inside one write while the lock is held; a
     # loop that logs more than the pace allows must not wait for that write.
     store = epochal.Store(store_dir)
-    run = epochal.start(store=store, flush_interval=0.05, flush_points=100)  # paced at 1,000 points
+    run = epochal.start(store=store, flush_interval=0.05, flush_points=100)  # paced at 10,000 points
     blocker = sqlite3.connect(store_dir / "epochal.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     time.sleep(0.2)
     started = time.perf_counter()
-    for i in range(20_000):
+    for i in range(50_000):
         run.log({"a": float(i)})
         run.step()
     logging_took = time.perf_counter() - started
@@ -162,4 +162,4 @@ def test_pacing_never_waits_out_a_lock_held_by_another_program(store_dir):
     blocker.execute("ROLLBACK")
     assert logging_took < 3.0  # the lock was held for 4 s: the loop did not wait for it
     run.finish()
-    assert len(epochal.Store(store_dir).history(run.id, "a")) == 20_000 and run.dropped_points == 0
+    assert len(epochal.Store(store_dir).history(run.id, "a")) == 50_000 and run.dropped_points == 0

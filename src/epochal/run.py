@@ -37,6 +37,10 @@ from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, Writ
 from epochal.store.store import Store, checked_tag, storable_text
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
+#: log() waits for the writer once this many flushes' worth of points (flush_points each) are
+#: outstanding: big enough for the writer's batches to stay efficient, small enough to bound what a
+#: crash loses when logging outruns the store (1,000,000 points by default, half a second at 2M/s).
+PACE_FLUSHES = 100
 #: Seconds ``run.summary`` waits for buffered points before it answers from what is stored.
 SUMMARY_WAIT_S = 5.0
 _now = time.time
@@ -85,7 +89,7 @@ class Run:
         # log() looks at the buffer's size every `_wake_points` points: it wakes the writer then, and
         # waits for it when logging outruns the store (`_pace_points` outstanding).
         self._wake_points = min(flush_points, max(max_buffered_points // 8, 1))
-        self._pace_points = min(10 * flush_points, max_buffered_points)
+        self._pace_points = min(PACE_FLUSHES * flush_points, max_buffered_points)
         self._max_buffered = max_buffered_points
         self._pending = 0  # points logged since the last wake-up
         self._logged = 0  # points handed to the writer before that
