@@ -301,7 +301,8 @@ def _import_ttv(args: argparse.Namespace) -> int:
 
     location = _location(args)
     run_id = import_ttv(args.logdir, location, method=args.method, name=args.name, project=args.project,
-                        device=args.device, progress=progress, trust=args.trust)
+                        device=args.device, progress=progress, trust=args.trust,
+                        notes=lambda line: print(line, flush=True))  # config.json's keys used and not, the head
     with Store(location) as store:
         record = store.run(run_id)
     folder = dynamics_folder(record.path)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -190,9 +191,8 @@ def test_import_records_every_epoch_with_sprites_classes_and_fit_settings(folder
     assert read_json(dynamics / CLASSES_FILE) == CLASSES
     assert read_json(dynamics / FIT_FILE) == {
         "encoder_dims": [64, 64], "decoder_dims": [48, 64], "n_neighbors": 15, "reconstruction_weight": 1.0,
-        "temporal_weight": 0.3, "boundary_bound": 0.4, "max_epochs": 20, "patience": 3,
-        "resolution": 300, "batch_size": 1000,
-    }
+        "max_epochs": 20, "patience": 3, "resolution": 300, "batch_size": 1000,
+    }  # LAMBDA2 and L_BOUND mean something else in epochal: not used
     accuracy = store.history(record, "test/accuracy")
     assert accuracy.steps.tolist() == [1, 2, 3] and accuracy.values[-1] > 0.85
     assert store.history(record, "train/loss").values[-1] < store.history(record, "train/loss").values[0]
@@ -208,6 +208,9 @@ def test_the_cli_imports_a_folder(folder, trained, tmp_path):
         env={**os.environ, "PYTHONWARNINGS": "error::UserWarning"},
     )
     assert result.returncode == 0, result.stderr
+    assert "config.json's 'TimeVis': used CLASSES" in result.stdout
+    assert "not used VISUALIZATION.LAMBDA2 (the seed's weight of the temporal loss" in result.stdout
+    assert "prediction head: affine (one Linear)" in result.stdout
     assert "as run digits (" in result.stdout and "3 epochs (1..3), 1,400 training and 397 testing" in result.stdout
     assert result.stderr.count("recorded (") == 3
     with epochal.Store(target) as store:
@@ -545,3 +548,117 @@ def test_a_fit_json_out_of_range_is_refused_by_the_fit(small, store):
 def test_an_epoch_folder_beyond_the_range(small, store_dir):
     (small / "Model" / "Epoch_99999999999").mkdir()
     refused(small, r"'.*Model' has the folder Epoch_99999999999; epochs run from 0 to 1,000,000", store_dir)
+
+
+# -- the prediction head: backgrounds, class colours and PPR as for a native run ------------------
+
+DEEP_MODEL = """
+import torch
+from torch import nn
+
+
+class DigitsNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(64, 32)
+        self.classifier = nn.Sequential(nn.Dropout(0.1), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 10))
+
+    def feature(self, x):
+        return torch.relu(self.hidden(x.reshape(len(x), -1)))
+
+    def prediction(self, h):
+        return self.classifier(h)
+
+    def forward(self, x):
+        return self.prediction(self.feature(x))
+"""
+#: prediction(h) with a layer epochal cannot keep as data.
+SOFTPLUS_MODEL = DEEP_MODEL.replace("nn.ReLU()", "nn.Softplus()")
+QUICK_FIT = {"layout_iterations": 120, "max_epochs": 3, "resolution": 32}
+
+
+def trained_states(source: str, x, y) -> dict[int, dict]:
+    namespace = {"__name__": "digits_model"}
+    exec(source, namespace)  # noqa: S102
+    torch.manual_seed(0)
+    model = namespace["DigitsNet"]()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    states = {}
+    for epoch in EPOCHS:
+        for start in range(0, len(x), 64):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[start:start + 64]), y[start:start + 64]).backward()
+            optimizer.step()
+        states[epoch] = {key: value.clone() for key, value in model.state_dict().items()}
+    return states
+
+
+@pytest.fixture(scope="module")
+def heads(trained):
+    """The same digits with three subject models: a Linear head, a two-layer head, a head with Softplus."""
+    return {"linear": (MODEL, trained.states),
+            "two-layer": (DEEP_MODEL, trained_states(DEEP_MODEL, trained.x, trained.y)),
+            "softplus": (SOFTPLUS_MODEL, trained_states(SOFTPLUS_MODEL, trained.x, trained.y))}
+
+
+def head_folder(tmp_path, trained, heads, kind) -> Path:
+    model, states = heads[kind]
+    subject = types.SimpleNamespace(**{**vars(trained), "states": states})
+    return write_folder(tmp_path / kind, subject, model=model, count=(400, 100))
+
+
+@pytest.mark.parametrize("kind", ["linear", "two-layer"])
+def test_an_imported_head_gives_backgrounds_one_colour_per_class_and_ppr(tmp_path, trained, heads, store, kind):
+    from epochal.dynamics import evaluate, fit
+
+    notes = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a head it can keep: no warning
+        run_id = import_ttv(head_folder(tmp_path, trained, heads, kind), store, method="TimeVis", trust=True,
+                            notes=notes.append)
+    expected = "affine (one Linear), kept as its weight and bias" if kind == "linear" else \
+        "Dropout, Linear, ReLU, Linear, kept as these layers and their tensors"
+    assert f"prediction head: {expected} at each epoch" in notes
+    record = store.run(run_id)
+    projection = fit(record, **QUICK_FIT)
+    assert projection.heads_ is not None
+    folder = Path(record.path) / FOLDER / "projection"
+    meta = read_json(folder / "projection.json")
+    assert meta["backgrounds"] and meta["classes"] == 10 and len(set(meta["colors"])) == 10
+    assert len(list(folder.glob("background-*.png"))) == 3
+    report = evaluate(record)
+    assert all(report["epochs"][str(e)][s]["ppr"] > 0.5 for e in EPOCHS for s in ("train", "test"))
+
+
+def test_the_import_says_which_config_keys_it_used_and_which_not(folder, store):
+    notes = []
+    import_ttv(folder, store, method="DVI", trust=True, notes=notes.append)
+    used, ignored = notes[0], notes[1]
+    assert used.startswith("config.json's 'DVI': used CLASSES -> the class names")
+    assert "VISUALIZATION.N_NEIGHBORS -> n_neighbors 15" in used and "LAMBDA2" not in used
+    assert "VISUALIZATION.LAMBDA2 (the seed's weight of the temporal loss" in ignored
+    assert "VISUALIZATION.BOUNDARY.L_BOUND (bounds the mixing ratio" in ignored
+    assert "VISUALIZATION.S_N_EPOCHS (edge-sampling epochs" in ignored and "GPU (" in ignored
+
+
+def test_a_head_it_cannot_keep_still_imports_warns_once_and_the_fit_says_backgrounds_need_it(
+        tmp_path, trained, heads, store):
+    from epochal.dynamics import evaluate, fit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_id = import_ttv(head_folder(tmp_path, trained, heads, "softplus"), store, method="DVI", trust=True)
+    warned = [str(w.message) for w in caught if "prediction head" in str(w.message)]
+    assert len(warned) == 1 and "classifier.2 (Softplus)" in warned[0] and "backgrounds and PPR need the head" in warned[0]
+    record = store.run(run_id)
+    assert record.status == "finished"
+    dynamics = dynamics_of(store, run_id)
+    assert recorded_epochs(dynamics) == list(EPOCHS)
+    with np.load(epoch_file(dynamics, 3)) as recorded:
+        assert {"representations", "predictions", "logits"} <= set(recorded.files)
+    assert not [p for p in Path(record.path).rglob("*") if p.name.endswith(".tmp")]  # nothing half-written
+    with pytest.warns(epochal.EpochalWarning, match=r"no decision-boundary backgrounds and no PPR: .*Softplus"):
+        fit(record, **QUICK_FIT)
+    meta = read_json(dynamics / "projection" / "projection.json")
+    assert not meta["backgrounds"] and meta["classes"] == 10 and len(set(meta["colors"])) == 10
+    assert "ppr" not in evaluate(record)["epochs"]["3"]["train"]

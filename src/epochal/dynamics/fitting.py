@@ -16,6 +16,7 @@ import datetime
 import os
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ import numpy as np
 
 from epochal.dynamics import files
 from epochal.dynamics.background import background, class_colors, extent_of, grid, save_png
+from epochal.dynamics.head import from_arrays
 from epochal.dynamics.projection import Params, Progress, Projection
-from epochal.errors import DynamicsError
+from epochal.dynamics.record import HEAD_ERROR
+from epochal.errors import DynamicsError, EpochalWarning
 
 #: What a projection saved with NumPy arrays needs beyond weights_only's defaults: arrays and
 #: scalars are rebuilt from their bytes, and any object they hold is itself restricted.
@@ -64,21 +67,45 @@ def fit(
     started = time.perf_counter()
     try:
         reporter("load", 0.0, f"loading {len(epochs)} epochs")
-        representations, heads = [], []
+        representations, heads, reasons, classes = [], [], {}, class_count(folder)
         for epoch in epochs:
             with files.arrays(files.epoch_file(folder, epoch)) as arrays:
                 representations.append(arrays["representations"])  # as stored; the fit makes float32 copies it frees
-                heads.append((arrays["head_weight"], arrays["head_bias"]) if "head_bias" in arrays else None)
-        usable_heads = heads if all(h is not None for h in heads) else None
+                heads.append(from_arrays(arrays))
+                if heads[-1] is None:
+                    reasons[epoch] = str(arrays[HEAD_ERROR]) if HEAD_ERROR in arrays.files else None
+                classes = max(classes, arrays["logits"].shape[1])
+        missing = _missing_heads(reasons, epochs) if reasons else None
+        if missing is not None:
+            warnings.warn(missing, EpochalWarning, stacklevel=2)
+            reporter("load", 0.0, missing)
         projection = Projection(random_state=random_state, device=device, **settings)
-        projection.fit(representations, epochs=epochs, heads=usable_heads, progress=reporter)
+        projection.fit(representations, epochs=epochs, heads=None if reasons else heads, progress=reporter)
         reporter("save", 0.97, "writing coordinates and backgrounds")
-        _save(target, projection, epochs, time.perf_counter() - started)
+        _save(target, projection, epochs, time.perf_counter() - started, classes, missing)
     except BaseException as error:
         reporter.fail(error)
         raise
-    reporter.done(f"fitted {len(epochs)} epochs in {time.perf_counter() - started:.1f} s")
+    reporter.done(f"fitted {len(epochs)} epochs in {time.perf_counter() - started:.1f} s"
+                  + (f"; {missing}" if missing else ""))
     return projection
+
+
+def class_count(folder: Path) -> int:
+    """The classes of a run's samples, from their labels and the class names: what gets a colour each."""
+    with files.arrays(folder / files.SAMPLES_FILE) as samples:
+        labels = samples["labels"]
+    names = files.read_json(folder / files.CLASSES_FILE)
+    return max(int(labels.max()) + 1 if len(labels) else 0, len(names) if isinstance(names, list) else 0)
+
+
+def _missing_heads(reasons: dict[int, str | None], epochs: list[int]) -> str:
+    """Says plainly that the fit draws no backgrounds and measures no PPR, and why."""
+    which = "no epoch has a" if len(reasons) == len(epochs) else f"epoch(s) {sorted(reasons)} have no"
+    why = next((r for r in reasons.values() if r), None)
+    because = f": {why}" if why else " (recorded before epochal kept heads of this kind)"
+    return (f"no decision-boundary backgrounds and no PPR: {which} recorded prediction head{because}; the "
+            "backgrounds and PPR need the head")
 
 
 def load(run: Any) -> Projection:
@@ -124,12 +151,13 @@ def coordinates(run: Any, epoch: int) -> np.ndarray:
         return arrays["coords"]
 
 
-def _save(target: Path, projection: Projection, epochs: list[int], seconds: float) -> None:
+def _save(target: Path, projection: Projection, epochs: list[int], seconds: float, classes: int,
+          missing: str | None) -> None:
     import torch
 
     resolution = projection.params.resolution
     extent = extent_of(np.concatenate([projection.embedding_.reshape(-1, 2), projection.boundary_[1]]))
-    classes = projection.heads_[0][0].shape[0] if projection.heads_ is not None else 0
+    classes = max(classes, projection.classes_)  # colours by the labels and names, whether or not there is a head
     colors = class_colors(max(classes, 1))
     pixels = grid(extent, resolution)
     for index, epoch in enumerate(epochs):
@@ -142,7 +170,8 @@ def _save(target: Path, projection: Projection, epochs: list[int], seconds: floa
     files.write_atomically(target / files.MODEL_FILE, lambda file: torch.save(projection.state(), file))
     files.write_json(target / files.META_FILE, {
         "epochs": epochs, "extent": extent, "resolution": resolution, "colors": colors, "classes": classes,
-        "backgrounds": projection.heads_ is not None, "samples": int(projection.embedding_.shape[1]),
+        "backgrounds": projection.heads_ is not None, "no_backgrounds": missing,
+        "samples": int(projection.embedding_.shape[1]),
         "boundary_samples": len(projection.boundary_[0]), "params": _jsonable(projection.params),
         "random_state": projection.random_state, "seconds": round(seconds, 2),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

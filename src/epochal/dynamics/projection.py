@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from epochal.dynamics.head import Head
 from epochal.dynamics.layout import layout
 from epochal.dynamics.neighbours import fuzzy_graph, nearest_neighbours
 from epochal.errors import DynamicsError
@@ -137,15 +138,16 @@ class Projection:
         representations: Sequence[np.ndarray],
         *,
         epochs: Sequence[int] | None = None,
-        heads: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+        heads: Sequence[tuple[np.ndarray, np.ndarray] | Head] | None = None,
         progress: Progress | None = None,
     ) -> Projection:
         """Fit on one (samples, width) array per epoch, the same samples in the same order each time.
 
         Args:
             epochs: the epochs' numbers (default 1, 2, ...), as ``inverse_transform`` takes them.
-            heads: per epoch, the prediction head's ``(weight, bias)`` (a Linear layer); without them
-                there is no prediction term and no boundary samples.
+            heads: per epoch, the prediction head: ``(weight, bias)`` of a Linear layer, or a
+                :class:`~epochal.dynamics.head.Head` of several layers; without them there is no
+                prediction term and no boundary samples.
             progress: called with (stage, fraction of the whole fit done, message).
         """
         report = progress or (lambda *_: None)
@@ -168,20 +170,18 @@ class Projection:
             np.subtract(r, self.center_, out=scaled[index])
             scaled[index] /= self.scale_
         del reps
-        self.heads_ = None if heads is None else [(np.asarray(w, np.float32), np.asarray(b, np.float32)) for w, b in heads]
+        self.heads_ = None if heads is None else [_head(h) for h in heads]
 
         report("graph", 0.0, "neighbour graphs")
-        scaled_heads = None if heads is None else [(w * self.scale_, b + w @ self.center_) for w, b in self.heads_]
         graphs = []
         for index, epoch_points in enumerate(scaled):
             found, distances = nearest_neighbours(epoch_points, p.n_neighbors - 1)  # umap-learn counts the sample itself
             graph = fuzzy_graph(found, distances)
             weights = graph.data
-            if scaled_heads is not None and p.cross_class_weight != 1:
+            if self.heads_ is not None and p.cross_class_weight != 1:
                 # Loosen the ties between samples the head tells apart, so that the layout keeps the
                 # predicted classes apart and the decoded background can follow them.
-                weight, bias = scaled_heads[index]
-                predicted = (epoch_points @ weight.T + bias).argmax(1)
+                predicted = self._scaled_logits(index, epoch_points).argmax(1)
                 weights = weights * np.where(predicted[graph.row] == predicted[graph.col], 1.0, p.cross_class_weight)
             graphs.append((graph.row, graph.col, weights))
             report("graph", 0.1 * (index + 1) / len(scaled), f"neighbour graph of epoch {self.epochs_[index]}")
@@ -202,7 +202,7 @@ class Projection:
         if self.heads_ is not None and p.boundary_share > 0:
             report("boundary", 0.6, "boundary samples")
             extra, extra_coords, extra_epoch = _boundary_samples(
-                scaled, self.embedding_, p.n_neighbors, scaled_heads, p.boundary_share, p.boundary_bound, rng
+                scaled, self.embedding_, p.n_neighbors, self._scaled_logits, p.boundary_share, p.boundary_bound, rng
             )
             self.boundary_ = (extra * self.scale_ + self.center_, extra_coords, extra_epoch)
             points[n * len(scaled) : n * len(scaled) + len(extra)] = extra
@@ -242,8 +242,17 @@ class Projection:
         """Class probabilities the prediction head of ``epoch`` gives to representations."""
         if self.heads_ is None:
             raise DynamicsError("this projection was fitted without prediction heads, so it cannot classify")
-        weight, bias = self.heads_[self._epoch_index(epoch)]
-        return _softmax(np.asarray(representations, dtype=np.float32) @ weight.T + bias)
+        head = self.heads_[self._epoch_index(epoch)]
+        x = np.asarray(representations, dtype=np.float32)
+        return _softmax(head.logits(x) if isinstance(head, Head) else x @ head[0].T + head[1])
+
+    @property
+    def classes_(self) -> int:
+        """The number of classes the heads tell apart; 0 without heads."""
+        if not self.heads_:
+            return 0
+        head = self.heads_[0]
+        return head.classes if isinstance(head, Head) else int(head[0].shape[0])
 
     # -- persistence --------------------------------------------------------------------------------
 
@@ -254,7 +263,8 @@ class Projection:
         return {
             "params": asdict(self.params), "random_state": self.random_state, "epochs": list(self.epochs_),
             "center": _tensor(self.center_), "scale": float(self.scale_),
-            "heads": None if self.heads_ is None else [(_tensor(w), _tensor(b)) for w, b in self.heads_],
+            "heads": None if self.heads_ is None else [
+                h.state() if isinstance(h, Head) else (_tensor(h[0]), _tensor(h[1])) for h in self.heads_],
             "history": [float(h) for h in self.history_], "width": int(self.width_),
             "embedding": _tensor(self.embedding_), "boundary": tuple(_tensor(a) for a in self.boundary_),
             "layout_center": _tensor(self.layout_center_), "layout_scale": float(self.layout_scale_),
@@ -270,7 +280,8 @@ class Projection:
         projection.epochs_ = [int(e) for e in state["epochs"]]
         projection.center_, projection.scale_ = _array(state["center"]), float(state["scale"])
         heads = state["heads"]
-        projection.heads_ = None if heads is None else [(_array(w), _array(b)) for w, b in heads]
+        projection.heads_ = None if heads is None else [
+            Head.from_state(h) if isinstance(h, dict) else (_array(h[0]), _array(h[1])) for h in heads]
         projection.history_ = [float(h) for h in state["history"]]
         projection.embedding_ = _array(state["embedding"])
         projection.boundary_ = tuple(_array(a) for a in state["boundary"])
@@ -313,10 +324,13 @@ class Projection:
         generator = torch.Generator().manual_seed(seed)
         x, y = torch.from_numpy(points).to(device), torch.from_numpy(coords.astype(np.float32)).to(device)
         epoch_ids = torch.from_numpy(epoch_of.astype(np.int64)).to(device)
-        heads_w = heads_b = None
-        if self.heads_ is not None:
+        heads_w = heads_b = modules = None
+        if self.heads_ is not None and all(isinstance(h, tuple) for h in self.heads_):  # affine: one einsum a batch
             heads_w = torch.from_numpy(np.stack([w * self.scale_ for w, _ in self.heads_])).to(device)
             heads_b = torch.from_numpy(np.stack([b + w @ self.center_ for w, b in self.heads_])).to(device)
+        elif self.heads_ is not None:  # deeper heads: each epoch's own layers, on the unscaled points
+            center = torch.from_numpy(self.center_).to(device)
+            modules = [_unscaled(h, self.scale_, center, device) for h in self.heads_]
         optimizer = torch.optim.Adam([*self.encoder_.parameters(), *self.decoder_.parameters()], lr=p.learning_rate)
         # At least 50 steps a pass: a small run has few points but the networks still need to learn.
         steps = min(p.max_steps, max(50, math.ceil(len(points) / p.batch_size)))
@@ -330,10 +344,13 @@ class Projection:
                 loss = (self.encoder_(x[samples_only]) - y[samples_only]).pow(2).sum(1).mean()
                 decoded = self._decode(y[chosen], epoch_ids[chosen])
                 loss = loss + p.reconstruction_weight * (decoded - x[chosen]).pow(2).sum(1).mean()
-                if heads_w is not None and (p.prediction_weight > 0 or p.class_weight > 0):
-                    weight, bias = heads_w[epoch_ids[chosen]], heads_b[epoch_ids[chosen]]
-                    target = torch.einsum("nd,ncd->nc", x[chosen], weight) + bias
-                    got = torch.einsum("nd,ncd->nc", decoded, weight) + bias
+                if self.heads_ is not None and (p.prediction_weight > 0 or p.class_weight > 0):
+                    if heads_w is not None:
+                        weight, bias = heads_w[epoch_ids[chosen]], heads_b[epoch_ids[chosen]]
+                        target = torch.einsum("nd,ncd->nc", x[chosen], weight) + bias
+                        got = torch.einsum("nd,ncd->nc", decoded, weight) + bias
+                    else:
+                        target, got = _per_epoch(modules, epoch_ids[chosen], x[chosen], decoded)
                     loss = loss + p.prediction_weight * F.kl_div(
                         F.log_softmax(got, 1), F.log_softmax(target, 1), log_target=True, reduction="batchmean"
                     ) + p.class_weight * F.cross_entropy(got, target.argmax(1))
@@ -378,6 +395,14 @@ class Projection:
         if bad:
             raise DynamicsError(f"representations hold NaN or infinite values at epoch(s) {bad}")
 
+    def _scaled_logits(self, index: int, scaled: np.ndarray) -> np.ndarray:
+        """The logits that epoch ``index``'s head gives to points in the fit's scaled space."""
+        head = self.heads_[index]
+        if isinstance(head, Head):
+            return head.logits(scaled * self.scale_ + self.center_)
+        weight, bias = head
+        return scaled @ (weight * self.scale_).T + (bias + weight @ self.center_)
+
     def _fitted(self) -> None:
         if not hasattr(self, "encoder_"):
             raise DynamicsError("this projection is not fitted yet; call fit() first")
@@ -394,7 +419,7 @@ class Projection:
 
 def _boundary_samples(
     scaled: list[np.ndarray], embedding: np.ndarray, k: int,
-    heads: list[tuple[np.ndarray, np.ndarray]], share: float, bound: float, rng: np.random.Generator,
+    logits_of: Callable[[int, np.ndarray], np.ndarray], share: float, bound: float, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points between samples of different predicted classes where the head hesitates: (points, coords, epochs).
 
@@ -404,8 +429,8 @@ def _boundary_samples(
     """
     n, count = len(scaled[0]), boundary_count(len(scaled[0]), share)
     points, places, epochs = [], [], []
-    for index, (reps, (weight, bias)) in enumerate(zip(scaled, heads)):
-        ranked = np.argsort(-(reps @ weight.T + bias), axis=1)
+    for index, reps in enumerate(scaled):
+        ranked = np.argsort(-logits_of(index, reps), axis=1)
         first, second = ranked[:, 0], ranked[:, 1]
         by_class = {c: np.flatnonzero(first == c) for c in np.unique(first)}
         starts = rng.integers(0, n, size=count * 2)
@@ -418,11 +443,11 @@ def _boundary_samples(
         for _ in range(16):
             mid = (low + high) / 2
             mixed = (1 - mid[:, None]) * reps[starts] + mid[:, None] * reps[ends]
-            logits = mixed @ weight.T + bias
+            logits = logits_of(index, mixed)
             past = logits[rows, second[starts]] > logits[rows, first[starts]]
             high, low = np.where(past, mid, high), np.where(past, low, mid)
         mixed = ((1 - mid[:, None]) * reps[starts] + mid[:, None] * reps[ends]).astype(np.float32)
-        top = np.sort(_softmax(mixed @ weight.T + bias), axis=1)[:, ::-1]
+        top = np.sort(_softmax(logits_of(index, mixed)), axis=1)[:, ::-1]
         mixed = mixed[top[:, 0] - top[:, 1] <= bound]
         if len(mixed) == 0:
             continue
@@ -434,6 +459,46 @@ def _boundary_samples(
     if not points:
         return np.zeros((0, scaled[0].shape[1]), np.float32), np.zeros((0, 2), np.float32), np.zeros(0, np.int64)
     return np.concatenate(points), np.concatenate(places), np.concatenate(epochs)
+
+
+def _head(head: tuple[np.ndarray, np.ndarray] | Head) -> tuple[np.ndarray, np.ndarray] | Head:
+    """A head as the fit keeps it: (weight, bias) as float32 when it is affine, else the Head."""
+    if isinstance(head, Head):
+        head = head.affine() or head
+    if isinstance(head, Head):
+        return head
+    weight, bias = head
+    return np.asarray(weight, np.float32), np.asarray(bias, np.float32)
+
+
+def _unscaled(head: tuple[np.ndarray, np.ndarray] | Head, scale: float, center: Any, device: Any) -> Callable[[Any], Any]:
+    """A torch function giving ``head``'s logits of points in the fit's scaled space."""
+    import torch
+
+    if isinstance(head, Head):
+        module = head.module(device)
+        return lambda x: module(x * scale + center)
+    weight = torch.from_numpy(head[0]).to(device)
+    bias = torch.from_numpy(head[1]).to(device)
+    return lambda x: (x * scale + center) @ weight.T + bias
+
+
+def _per_epoch(modules: list[Callable[[Any], Any]], epoch_ids: Any, x: Any, decoded: Any) -> tuple[Any, Any]:
+    """(the logits of the points, of their decoded points), each by its own epoch's head."""
+    import torch
+
+    target = got = None
+    for index in torch.unique(epoch_ids).tolist():
+        mine = epoch_ids == index
+        with torch.no_grad():
+            want = modules[index](x[mine])
+        have = modules[index](decoded[mine])
+        if target is None:
+            target = torch.empty((len(x), want.shape[1]), device=x.device)
+            got = torch.empty((len(x), have.shape[1]), device=x.device, dtype=have.dtype)
+        target[mine] = want
+        got = got.index_put((mine,), have)
+    return target, got
 
 
 def boundary_count(samples: int, share: float) -> int:

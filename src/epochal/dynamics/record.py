@@ -11,6 +11,7 @@ so a crash never leaves half a file under a real name.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,18 @@ from epochal.dynamics.files import (
     recorded_epochs,
     write_atomically,
 )
+from epochal.dynamics.head import HeadError, capture
 from epochal.dynamics.sprites import image_view, save_sprites, to_sprites
-from epochal.errors import DynamicsError
+from epochal.errors import DynamicsError, EpochalWarning
 
-__all__ = ["FOLDER", "SAMPLES_FILE", "epoch_file", "find_layer", "record", "recorded_epochs", "represent"]
+#: The epoch file's note of why it has no head.
+HEAD_ERROR = "head_error"
+_warned: set[tuple[str, str]] = set()
+
+__all__ = [
+    "FOLDER", "HEAD_ERROR", "SAMPLES_FILE", "epoch_file", "find_layer", "prediction_head", "record", "recorded_epochs",
+    "represent",
+]
 
 
 def find_layer(model: Any, layer: str | None) -> tuple[str, Any]:
@@ -125,8 +134,6 @@ def record(
     splits = np.full(len(labels), split) if isinstance(split, str) else np.asarray(split, dtype=str)
     if len(splits) != len(labels) or not set(splits.tolist()) <= {"train", "test"}:
         raise DynamicsError(f"split must be 'train', 'test' or one of them per sample, got {split!r:.80}")
-    import torch
-
     folder = Path(run.path) / FOLDER
     epoch = run.epochs if epoch is None else int(epoch)
     images = image_view(inputs, image_shape)
@@ -139,18 +146,47 @@ def record(
         _save(folder / SAMPLES_FILE, labels=labels, split=splits, indices=order, width=reps.shape[1],
               first_epoch=epoch)
     losses = _cross_entropy(logits, labels)
-    head = {}
-    if layer is not None or not callable(getattr(model, "feature", None)):
-        # The prediction head after a Linear layer is that layer: keep it, to draw boundaries later.
-        _, module = find_layer(model, layer)
-        if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.dim() == 2:
-            head["head_weight"] = module.weight.detach().float().cpu().numpy()
-            if getattr(module, "bias", None) is not None:
-                head["head_bias"] = module.bias.detach().float().cpu().numpy()
+    head, reason = prediction_head(model, inputs, layer=layer)
+    if reason is not None:
+        head = {HEAD_ERROR: np.array(reason)}
+        if (str(folder), reason) not in _warned:  # once per run and reason, not once per epoch
+            _warned.add((str(folder), reason))
+            warnings.warn(f"no prediction head recorded for run '{Path(run.path).name}': {reason}; its training "
+                          "dynamics are recorded, but the projection's backgrounds and PPR need the head",
+                          EpochalWarning, stacklevel=3)
     target = epoch_file(folder, epoch)
     _save(target, representations=reps.astype(dtype), logits=logits.astype(np.float32),
           predictions=logits.argmax(1).astype(np.int64), losses=losses, **head)
     return target
+
+
+def prediction_head(model: Any, inputs: Any, *, layer: str | None = None,
+                    samples: int = 64) -> tuple[dict[str, np.ndarray], str | None]:
+    """(the head's arrays for the epoch file, None) or ({}, why it cannot be captured).
+
+    The head is ``model.prediction`` for a model split into ``feature`` and ``prediction`` (and no
+    layer named), else the layers the model runs from ``layer`` (default: its last ``nn.Linear``) on.
+    """
+    import torch
+
+    split_model = layer is None and callable(getattr(model, "feature", None)) and callable(getattr(model, "prediction", None))
+    was_training = model.training
+    model.eval()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    batch = torch.as_tensor(inputs[:samples]).to(device)
+    try:
+        if split_model:
+            with torch.no_grad():
+                hidden = model.feature(batch)
+            found = capture(model.prediction, model, hidden)
+        else:
+            _, module = find_layer(model, layer)
+            found = capture(model, model, batch, start=module)
+    except HeadError as exc:
+        return {}, str(exc)
+    finally:
+        model.train(was_training)
+    return found.arrays(), None
 
 
 def _check_fits(folder: Path, labels: np.ndarray, splits: np.ndarray, width: int, epoch: int) -> None:

@@ -20,11 +20,16 @@ or class that ``TRAINING.NET`` names, else the one ``nn.Module`` class with ``fe
 ``prediction``. For each epoch, ``EPOCH_START`` to ``EPOCH_END`` by ``EPOCH_PERIOD`` (every
 ``Epoch_N`` folder when the config does not say), it loads the weights and records every training
 and testing sample with :func:`epochal.dynamics.record.record`, as TTV's pre-processing would
-(``feature`` gives the representation, ``prediction`` the logits), and logs ``train/loss``,
-``train/accuracy``, ``test/loss`` and ``test/accuracy`` at that epoch. Beside the recorded arrays
-it writes ``dynamics/sprites.npz`` (from the sprite images, else from inputs shaped as images),
-``dynamics/classes.json`` (``CLASSES``) and ``dynamics/fit.json``, the visualization settings the
-projection fits with unless told otherwise:
+(``feature`` gives the representation, ``prediction`` the logits), with that epoch's prediction
+head (see :mod:`epochal.dynamics.head`: an affine ``prediction`` as its weight and bias, a deeper
+one as its layers and their tensors), so the fit draws decision-boundary backgrounds and measures
+PPR as for a run recorded natively. A ``prediction`` that cannot be kept as data (a layer epochal
+does not support, a functional call between layers) is warned about once, naming the reason; the
+representations and predictions are recorded all the same, without backgrounds and PPR. It logs
+``train/loss``, ``train/accuracy``, ``test/loss`` and ``test/accuracy`` at each epoch. Beside the
+recorded arrays it writes ``dynamics/sprites.npz`` (from the sprite images, else from inputs shaped
+as images), ``dynamics/classes.json`` (``CLASSES``) and ``dynamics/fit.json``, the visualization
+settings the projection fits with unless told otherwise: only those that mean the same in both:
 
     ======================  ===========================================
     fit.json                config.json, under VISUALIZATION
@@ -33,18 +38,21 @@ projection fits with unless told otherwise:
     decoder_dims            DECODER_DIMS likewise
     n_neighbors             N_NEIGHBORS
     reconstruction_weight   LAMBDA1
-    temporal_weight         LAMBDA2
-    boundary_bound          BOUNDARY.L_BOUND
     max_epochs              MAX_EPOCH
     patience                PATIENT
     resolution              RESOLUTION
     batch_size              BATCH_SIZE
     ======================  ===========================================
 
-``GPU``, ``SETTING``, ``EPOCH_NAME``, ``BOUNDARY.B_N_EPOCHS``, ``S_N_EPOCHS`` (edge-sampling
-epochs: epochal's layout is not trained by edge sampling) and ``VIS_MODEL_NAME`` have no
-counterpart and are only kept in the run's config, which holds the whole method section as given.
-A folder without ``config.json`` imports too: every epoch folder, no class names, no fit settings.
+The other keys are not used (``notes`` says which, and why): ``LAMBDA2`` weighs the seed's temporal
+loss between its visualization models, not epochal's ``temporal_weight`` (the share of a sample's
+layout attraction that holds it to its own other epochs); ``BOUNDARY.L_BOUND`` bounds the mixing
+ratio of the seed's boundary samples, not the gap between the top two probabilities that
+``boundary_bound`` is; ``BOUNDARY.B_N_EPOCHS`` and ``S_N_EPOCHS`` count edge-sampling epochs, and
+epochal's layout is not trained by edge sampling; ``GPU``, ``SETTING``, ``EPOCH_NAME``,
+``VIS_MODEL_NAME`` and ``TRAINING``'s counts have no counterpart. The run's config holds the whole
+method section as given. A folder without ``config.json`` imports too: every epoch folder, no
+class names, no fit settings.
 
 Everything that can be checked is checked before the run is created: the folder, ``model.py`` and
 its model, the epoch folders and their weights files, the four data files and their lengths, the
@@ -80,7 +88,7 @@ from typing import Any
 import numpy as np
 
 import epochal
-from epochal.dynamics.files import CLASSES_FILE, FIT_FILE, dynamics_folder, write_json
+from epochal.dynamics.files import CLASSES_FILE, FIT_FILE, arrays, dynamics_folder, write_json
 from epochal.dynamics.projection import Params
 from epochal.dynamics.record import record, represent
 from epochal.dynamics.sprites import save_sprites, thumbnail_size
@@ -95,18 +103,38 @@ DEFAULT_PROJECT = "ttv"
 #: The largest epoch number (and period) config.json may give.
 MOST_EPOCHS = 1_000_000
 
-#: fit.json's names for the settings under VISUALIZATION (a path into it), and their kind.
+#: fit.json's names for the settings under VISUALIZATION (a path into it) that mean the same, and their kind.
 _FIT = {
     "encoder_dims": (("ENCODER_DIMS",), "dims"),
     "decoder_dims": (("DECODER_DIMS",), "dims"),
     "n_neighbors": (("N_NEIGHBORS",), "int"),
     "reconstruction_weight": (("LAMBDA1",), "number"),
-    "temporal_weight": (("LAMBDA2",), "number"),
-    "boundary_bound": (("BOUNDARY", "L_BOUND"), "number"),
     "max_epochs": (("MAX_EPOCH",), "int"),
     "patience": (("PATIENT",), "int"),
     "resolution": (("RESOLUTION",), "int"),
     "batch_size": (("BATCH_SIZE",), "int"),
+}
+#: Keys of config.json that the import does not use, and why.
+_IGNORED = {
+    "VISUALIZATION.LAMBDA2": "the seed's weight of the temporal loss between its visualization models; epochal's "
+                             "temporal_weight is the share of a sample's layout attraction held by its own other "
+                             "epochs, a different quantity",
+    "VISUALIZATION.BOUNDARY.L_BOUND": "bounds the mixing ratio of the seed's boundary samples; epochal's "
+                                      "boundary_bound is the widest gap between the top two probabilities",
+    "VISUALIZATION.BOUNDARY.B_N_EPOCHS": "edge-sampling epochs; epochal's layout is not trained by edge sampling",
+    "VISUALIZATION.S_N_EPOCHS": "edge-sampling epochs; epochal's layout is not trained by edge sampling",
+    "VISUALIZATION.VIS_MODEL_NAME": "epochal keeps its model in the run's dynamics/projection/",
+    "GPU": "the fit's device is chosen with --device",
+    "SETTING": "no counterpart",
+    "EPOCH_NAME": "the folders are Epoch_N",
+    "TRAINING.train_num": "the data files give the counts",
+    "TRAINING.test_num": "the data files give the counts",
+}
+#: Keys of config.json the import reads itself, and what for.
+_READ = {
+    "CLASSES": "the class names (dynamics/classes.json)",
+    "EPOCH_START": "the epochs imported", "EPOCH_END": "the epochs imported", "EPOCH_PERIOD": "the epochs imported",
+    "TRAINING.NET": "the subject model's class or function in model.py",
 }
 _DATA = {  # split -> folder, file prefix
     "train": ("Training_data", "training"),
@@ -117,6 +145,8 @@ _WEIGHTS = "subject_model.pth"
 
 #: Called after each recorded epoch with (epoch, epochs done, epochs in all).
 Progress = Callable[[int, int, int], None]
+#: Called with each line of what the import made of config.json and of the prediction head.
+Notes = Callable[[str], None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,6 +165,7 @@ class _Source:
     sprites: np.ndarray | None  # from the sprites folder
     classes: list[str] | None
     fit: dict[str, Any]
+    notes: list[str]  # what was made of config.json's keys
 
 
 def import_ttv(
@@ -147,6 +178,7 @@ def import_ttv(
     device: str | None = None,
     progress: Progress | None = None,
     trust: bool = False,
+    notes: Notes | None = None,
 ) -> str:
     """Record a TTV ``training_dynamic`` folder's epochs into a new run of ``store``; the run's id.
 
@@ -163,6 +195,8 @@ def import_ttv(
         trust: run the folder's ``Model/model.py`` and unpickle its weight and data files that hold
             more than tensors. Without it nothing of the folder runs and the import is refused:
             give it only for a folder you trust (your own, or from someone you trust).
+        notes: called with each line saying which config.json keys were used (as what), which were
+            not and why, and how the prediction head was kept.
 
     Raises:
         DynamicsError: a part of the folder is missing or does not fit (the message names it and
@@ -170,10 +204,13 @@ def import_ttv(
             after the run was created marks it failed and keeps the epochs recorded so far.
     """
     source = _read(Path(folder), method, device, trust)
+    for line in source.notes:
+        if notes is not None:
+            notes(line)
     if isinstance(store, Store):
-        return _write(source, store, name, project, progress)
+        return _write(source, store, name, project, progress, notes)
     with Store(store) as opened:
-        return _write(source, opened, name, project, progress)
+        return _write(source, opened, name, project, progress, notes)
 
 
 # -- reading and checking --------------------------------------------------------------------------
@@ -234,7 +271,7 @@ def _read(root: Path, method: str | None, device: str | None, trust: bool) -> _S
         root=root, method=method, section=section, model=model, epochs=epochs, inputs=inputs, labels=labels,
         split=np.repeat(list(_DATA), [len(train), len(test)]),
         indices=np.concatenate([np.arange(len(train)), np.arange(len(test))]),
-        sprites=_folder_sprites(root, len(labels)), classes=classes, fit=fit,
+        sprites=_folder_sprites(root, len(labels)), classes=classes, fit=fit, notes=_notes(section, fit, method),
     )
 
 
@@ -545,10 +582,49 @@ def _fit(section: dict[str, Any], method: str | None) -> dict[str, Any]:
     return fit
 
 
+def _notes(section: dict[str, Any], fit: dict[str, Any], method: str | None) -> list[str]:
+    """Which config.json keys the import used, as what, and which it did not, with why."""
+    if not section:
+        return ["config.json: none; every Epoch_N folder, no class names, the projection's default settings"]
+    given = dict(_leaves(section))
+    used = [f"{key} -> {why}" for key, why in _READ.items() if key in given]
+    used += [f"VISUALIZATION.{'.'.join(path)} -> {name} {fit[name]}" for name, (path, _) in _FIT.items() if name in fit]
+    ignored = [f"{key} ({why})" for key, why in _IGNORED.items() if key in given]
+    known = set(_READ) | set(_IGNORED) | {f"VISUALIZATION.{'.'.join(path)}" for path, _ in _FIT.values()}
+    ignored += [f"{key} (not a setting epochal knows)" for key in given if key not in known]
+    where = f"config.json's {method!r}" if method else "config.json"
+    lines = [f"{where}: used " + ("; ".join(used) or "nothing")]
+    if ignored:
+        lines.append(f"{where}: not used " + "; ".join(ignored))
+    return lines
+
+
+def _leaves(section: dict[str, Any], prefix: str = "") -> Any:
+    """(dotted key, value) of every setting; CLASSES and the dims lists are settings, not folders."""
+    for key, value in section.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _head_note(path: Path) -> str | None:
+    """How the first recorded epoch kept its prediction head; None when it has none (record warned)."""
+    with arrays(path) as recorded:
+        if "head_weight" in recorded.files:
+            return "prediction head: affine (one Linear), kept as its weight and bias at each epoch"
+        if "head_layers" in recorded.files:
+            layers = json.loads(str(recorded["head_layers"]))
+            return ("prediction head: " + ", ".join(layer["type"] for layer in layers)
+                    + ", kept as these layers and their tensors at each epoch")
+    return None
+
+
 # -- writing ---------------------------------------------------------------------------------------
 
 
-def _write(source: _Source, store: Store, name: str | None, project: str | None, progress: Progress | None) -> str:
+def _write(source: _Source, store: Store, name: str | None, project: str | None, progress: Progress | None,
+           notes: Notes | None) -> str:
     section = f" (config.json's {source.method!r} section)" if source.method else ""
     with epochal.start(
         DEFAULT_PROJECT if project is None else project, source.root.resolve().name if name is None else name,
@@ -575,6 +651,8 @@ def _write(source: _Source, store: Store, name: str | None, project: str | None,
                     f"importing epoch {epoch} of '{source.root}' failed: {type(exc).__name__}: {exc}; run "
                     f"{run.name!r} ({run.id}) is marked failed, {kept}"
                 ) from exc
+            if not done and notes is not None and (note := _head_note(path)) is not None:
+                notes(note)
             done.append(epoch)
             _log_epoch(run, path, source, epoch)
             if progress is not None:
