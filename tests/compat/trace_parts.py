@@ -51,3 +51,26 @@ def test_loop(test_ds, model, loss_fn, statis):
     accuracy = correct / size
     statis.test_loss.append(test_loss)
     statis.test_accuracy.append(accuracy)
+
+
+class Classifier(nn.Module):
+    """A model with constructor arguments, kept as attributes of the same names (what sys_load rebuilds from)."""
+
+    def __init__(self, features: int, categories: int = 4, hidden: int = 16, activation: str = "relu",
+                 dropout: float = 0.2):
+        super().__init__()
+        self.features, self.categories, self.hidden = features, categories, hidden
+        self.activation, self.dropout = activation, dropout
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        self.net = nn.Sequential(nn.Linear(features, hidden), act(), nn.Dropout(dropout), nn.Linear(hidden, categories))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Narrow(nn.Module):
+    """Keeps its option only inside a layer, under another name: sys_load rebuilds it with the default."""
+
+    def __init__(self, hidden: int = 4):
+        super().__init__()
+        self.layer = nn.Linear(3, hidden)

@@ -17,10 +17,14 @@ What differs from the original, on purpose:
   ``torch.load(weights_only=True)``) that is also recorded in the run. Nothing is pickled.
   A ``PATH/object.pkl`` written by the original tool is still read, by an unpickler that accepts
   only the ``Statistic`` class and lists of numbers.
-- ``sys_load`` loads the weights into a model you build (``model=``), as weights are what is
-  saved; give it the optimizer too (``optimizer=``, also an argument of :class:`Sys`) and it puts
-  the optimizer and the random generators back where they were, so the loss continues where it
-  left off instead of jumping (the original's "Deficiency").
+- ``sys_load(model_path, statis_path)`` rebuilds the model from its class, which must be imported
+  by the loading script (as the original's README has it), and the constructor arguments that
+  :class:`Sys` recorded as plain values; then it loads the weights. Nothing named in the file is
+  imported or called but that class. Give it the model and optimizer (``model=``,
+  ``optimizer=``; the optimizer is also an argument of :class:`Sys`) and it puts the optimizer
+  and the random generators back where they were, so the loss continues where it left off
+  instead of jumping (the original's "Deficiency"). A whole pickled model written by the
+  original tool loads only with ``trusted=True``.
 - ``draw`` renders with matplotlib's Agg canvas: it opens no window and never blocks unless
   called with ``show=True``.
 
@@ -28,16 +32,20 @@ Examples:
     >>> statis = Statistic("runs/convm")
     >>> statis.train_loss.append(0.7)
     >>> trace.Sys(model, "runs/convm/model.pth", statis, optimizer=opt).sys_conclude("ConvM(4_categ)")
-    >>> model, statis = trace.sys_load("runs/convm/model.pth", "runs/convm", model=Net(), optimizer=opt)
+    >>> model, statis = trace.sys_load("runs/convm/model.pth", "runs/convm")  # ConvM imported
+    >>> model, statis = trace.sys_load("runs/convm/model.pth", "runs/convm", model=ConvM(), optimizer=opt)
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import numbers
 import os
 import pickle
+import re
 import shutil
+import sys
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,13 +55,14 @@ import epochal
 from epochal import checkpoint
 from epochal.errors import CheckpointError, EpochalError
 
-__all__ = ["Statistic", "StatisticError", "Sys", "load_statistic", "sys_load"]
+__all__ = ["ModelRebuildError", "Statistic", "StatisticError", "Sys", "describe_model", "load_statistic", "sys_load"]
 
 PROJECT = "trace"
 JSON_NAME = "statistic.json"  # what epochal writes
 PICKLE_NAME = "object.pkl"  # what the original wrote; read only
 CHART_NAME = "Train_monitor.png"
 FORMAT = "epochal.compat.trace/statistic"
+MODEL_FORMAT = "epochal.compat.trace/model"  # the checkpoint's extra["model"]: how to rebuild the model
 SERIES = {  # list attribute -> run key
     "train_loss": "train/loss",
     "train_accuracy": "train/accuracy",
@@ -64,6 +73,10 @@ SERIES = {  # list attribute -> run key
 
 class StatisticError(EpochalError, ValueError):
     """A statistics file is missing, damaged, or holds something other than a Statistic."""
+
+
+class ModelRebuildError(CheckpointError):
+    """``sys_load`` was given no model and cannot rebuild the one in the file safely; the message says why."""
 
 
 class _Series(list):
@@ -336,7 +349,8 @@ class Sys:
     """A model and its Statistic, saved together.
 
     Args:
-        model: the model; its weights are saved.
+        model: the model; its weights are saved, with what :func:`describe_model` records so that
+            ``sys_load`` can rebuild it.
         model_path: where the checkpoint goes (an epochal checkpoint, whatever the suffix).
         statis: the Statistic.
         optimizer: also saved (with the random states, always), so that a resume continues exactly.
@@ -363,7 +377,7 @@ class Sys:
         run.step(max(0, len(self.statis.train_loss) - run.steps))
         run.epoch(max(0, len(self.statis.test_loss) - run.epochs))
         record = run.save_checkpoint(models=self.model, optimizers=self.optimizer, schedulers=self.scheduler,
-                                     extra={"name": name})
+                                     extra={"name": name, "model": describe_model(self.model)})
         _place(Path(run.path) / record.path, Path(self.model_path))
         self.statis.draw(name)
         print(f"Model and statis saved. Adjustment times: {len(self.statis.train_loss)}")
@@ -383,46 +397,283 @@ def _place(source: Path, target: Path) -> None:
         temporary.unlink(missing_ok=True)
 
 
+# -- what rebuilds a model ----------------------------------------------------------------------------
+
+class _Refused(Exception):
+    """Why a model cannot be captured or rebuilt; turned into the caller's error."""
+
+
+_PLAIN_TYPES = (type(None), bool, int, float, str)
+_PLAIN_DEPTH = 16
+_PLAIN_WORDS = "numbers, strings, booleans, None, and lists, tuples and dicts (with string keys) of them"
+
+
+def describe_model(model: Any) -> dict:
+    """What ``sys_load`` needs to rebuild ``model``: its class's module and qualified name, and its
+    constructor arguments when they can be captured as plain values.
+
+    The arguments are read back from the instance: for each parameter of the class's ``__init__``
+    (``*args`` and ``**kwargs`` aside), the attribute of the same name, as the model holds it when
+    saved. The capture is accepted only when every parameter without a default is found and is a
+    plain value (numbers, strings, booleans, None, and lists, tuples and dicts with string keys of
+    them). A parameter with a default is passed when its attribute is found and plain, and otherwise
+    left to its default: an option the model keeps under another name (``self.drop =
+    nn.Dropout(p)``) is rebuilt with the default, and only a difference in the weights' names or
+    shapes shows on load. When the capture is refused, ``why`` says what was missing.
+
+    Examples:
+        >>> describe_model(nn.Linear(6, 4))["kwargs"]
+        {'in_features': 6, 'out_features': 4}
+    """
+    import torch
+
+    kind = type(model)
+    description = {"format": MODEL_FORMAT, "module": kind.__module__, "qualname": kind.__qualname__,
+                   "args": None, "kwargs": None, "why": None, "training": getattr(model, "training", None)}
+    if not isinstance(model, torch.nn.Module):
+        description["why"] = f"the model saved was a {kind.__module__}.{kind.__qualname__}, not a torch.nn.Module"
+        return description
+    try:
+        args, kwargs = _constructor_arguments(model)
+    except _Refused as exc:
+        description["why"] = str(exc)
+    else:
+        description.update(args=args, kwargs=kwargs)
+    return description
+
+
+def _constructor_arguments(model: Any) -> tuple[list, dict]:
+    """Positional-only and keyword arguments that rebuild ``model``; _Refused saying why there are none."""
+    kind = type(model)
+    try:
+        parameters = list(inspect.signature(kind.__init__).parameters.values())[1:]  # without self
+    except (TypeError, ValueError) as exc:
+        raise _Refused(f"the signature of {kind.__qualname__}.__init__ cannot be read ({exc})") from exc
+    args: list = []
+    kwargs: dict = {}
+    positional_gap = False  # a skipped positional-only default: later positional-only ones cannot be passed
+    for parameter in parameters:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        required = parameter.default is parameter.empty
+        try:
+            value = getattr(model, parameter.name)
+        except Exception:  # noqa: BLE001 - an attribute that is not there, or a property that fails
+            problem = "is not an attribute of the model"
+        else:
+            problem = None if _is_plain(value) else (f"is held as a {type(value).__module__}."
+                                                     f"{type(value).__qualname__}, not a plain value")
+        if problem is None and not (parameter.kind is parameter.POSITIONAL_ONLY and positional_gap):
+            if parameter.kind is parameter.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[parameter.name] = value
+        elif required:
+            raise _Refused(f"the required argument {parameter.name!r} of {kind.__qualname__}.__init__ "
+                           f"{problem or 'follows a positional-only argument that was not captured'}")
+        elif parameter.kind is parameter.POSITIONAL_ONLY:
+            positional_gap = True
+    return args, kwargs
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Numbers, strings, booleans and None, in lists, tuples and string-keyed dicts; exact types only."""
+    if depth > _PLAIN_DEPTH:
+        return False
+    if type(value) in _PLAIN_TYPES:
+        return True
+    if type(value) in (list, tuple):
+        return all(_is_plain(item, depth + 1) for item in value)
+    if type(value) is dict:
+        return all(type(key) is str and _is_plain(item, depth + 1) for key, item in value.items())
+    return False
+
+
+def _imported_class(module: str, qualname: str) -> type:
+    """The nn.Module class ``module.qualname`` if this process has already imported it; _Refused if not.
+
+    Nothing is imported and no code runs: the module is looked up in ``sys.modules`` and the name
+    walked with ``inspect.getattr_static`` (no ``__getattr__``, no descriptors).
+    """
+    import torch
+
+    name = f"{module}.{qualname}"
+    found = sys.modules.get(module)
+    if found is None:
+        raise _Refused(f"its class {name} is not imported in this process (sys_load never imports a module "
+                       "named by a file); import the code that defines it first, as the saving script did")
+    for part in qualname.split("."):
+        if part == "<locals>":
+            raise _Refused(f"its class {name} was defined inside a function; only a class defined at the top "
+                           "level of a module or class can be found again")
+        try:
+            found = inspect.getattr_static(found, part)
+        except AttributeError:
+            raise _Refused(f"its class {name} is not imported in this process: module {module} is, but has no "
+                           f"{qualname}; import the code that defines it first, as the saving script did") from None
+    if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
+        raise _Refused(f"{name} is a {type(found).__name__}, not a subclass of torch.nn.Module; sys_load calls "
+                       "nothing else a file names")
+    return found
+
+
+def _rebuild(path: Path, payload: dict) -> Any:
+    """The model described in the checkpoint's extra["model"], built from plain values; _Refused saying why not."""
+    if payload.get("format") != checkpoint.FORMAT:
+        raise _Refused("it holds a plain state dict, which does not say what model the weights belong to")
+    extra = payload.get("extra")
+    description = extra.get("model") if isinstance(extra, dict) else None
+    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
+        raise _Refused("it does not say what model it holds (saved other than by trace.Sys, or by an earlier "
+                       "epochal)")
+    module, qualname = description.get("module"), description.get("qualname")
+    if type(module) is not str or type(qualname) is not str or not module or not qualname:
+        raise _Refused(f"its description of the model names no class (module {module!r:.80}, "
+                       f"name {qualname!r:.80})")
+    name = f"{module}.{qualname}"
+    if description.get("why") is not None:
+        raise _Refused(f"the constructor arguments of {name} were not captured when it was saved: "
+                       f"{str(description['why'])[:300]}")
+    args, kwargs = description.get("args"), description.get("kwargs")
+    if (type(args) is not list or type(kwargs) is not dict or not _is_plain(args) or not _is_plain(kwargs)
+            or not all(re.fullmatch(r"[A-Za-z_]\w*", key) for key in kwargs)):
+        raise _Refused(f"the constructor arguments it gives for {name} are not all plain values ({_PLAIN_WORDS})")
+    kind = _imported_class(module, qualname)
+    models = payload.get("models")
+    weights = models.get("model") if isinstance(models, dict) else None
+    if not isinstance(weights, dict):
+        raise _Refused("it holds no weights under models['model']")
+    shown = ", ".join([*(repr(a)[:40] for a in args), *(f"{k}={v!r:.40}" for k, v in kwargs.items())])
+    try:
+        model = kind(*args, **kwargs)
+    except Exception as exc:
+        raise _Refused(f"{name}({shown}) raised {type(exc).__name__}: {exc}") from exc
+    misfit = _misfit(model.state_dict(), weights)
+    if misfit:
+        raise _Refused(f"the weights saved do not fit {name}({shown}): {misfit}")
+    if type(description.get("training")) is bool:
+        model.train(description["training"])
+    return model
+
+
+def _misfit(built: dict, saved: dict) -> str:
+    """How the keys and tensor shapes of two state dicts differ; empty when they fit."""
+    missing, unexpected = sorted(set(built) - set(saved)), sorted(set(saved) - set(built))
+    shapes = [f"{key} saved {tuple(saved[key].shape)}, built {tuple(built[key].shape)}"
+              for key in built if key in saved and hasattr(built[key], "shape") and hasattr(saved[key], "shape")
+              and tuple(built[key].shape) != tuple(saved[key].shape)]
+    problems = [*([f"missing {', '.join(missing[:5])}"] if missing else []),
+                *([f"unexpected {', '.join(unexpected[:5])}"] if unexpected else []), *shapes[:5]]
+    return "; ".join(problems)
+
+
+# -- loading the model -------------------------------------------------------------------------------------
+
+
 def sys_load(model_path: str | os.PathLike, statis_path: str | os.PathLike, model: Any = None,
              optimizer: Any = None, *, scheduler: Any = None,
-             store: str | os.PathLike | epochal.Store | None = None) -> tuple[Any, Statistic]:
-    """Load the weights saved by :meth:`Sys.sys_conclude` into ``model``, and the Statistic.
+             store: str | os.PathLike | epochal.Store | None = None, trusted: bool = False) -> tuple[Any, Statistic]:
+    """Load the model saved by :meth:`Sys.sys_conclude`, and the Statistic.
 
-    The optimizer and scheduler, when given, and the Python, NumPy and torch random states are
-    put back as they were saved, so training continues as if it had not stopped. ``model_path``
-    may also hold a plain ``torch.save(model.state_dict())``.
+    Without ``model``, the model is rebuilt as :func:`describe_model` recorded it: its class must
+    already be imported in this process (import your model code first, as the saving script did)
+    and be a subclass of ``torch.nn.Module``; it is called with the recorded plain values only, and
+    the weights are loaded with ``torch.load(weights_only=True)``; it comes back on the CPU, in the
+    train or eval mode it was saved in. A file is data someone else may have written, so no module
+    it names is imported and nothing else it names is called.
+
+    With ``model`` (and ``optimizer``, ``scheduler``), the weights go into the objects given and the
+    optimizer, scheduler and the Python, NumPy and torch random states are put back as they were
+    saved, so training continues as if it had not stopped. ``model_path`` may also hold a plain
+    ``torch.save(model.state_dict())``.
+
+    Args:
+        trusted: also load a whole model pickled with ``torch.save(model)``, as the original trace
+            tool wrote it. Unpickling imports and calls whatever the file names, so it runs code from
+            the file: pass ``True`` only for a file you or someone you trust wrote.
 
     Returns:
         ``(model, statis)``, as the original did.
 
     Raises:
-        TypeError: no model was given (the weights need one to go into).
+        ModelRebuildError: no model was given and the file's cannot be rebuilt as above (its class
+            is not imported or not an nn.Module, its arguments were not captured as plain values,
+            or the weights do not fit); the message says which, and to pass ``model=``.
+        TypeError: an optimizer or scheduler was given without its model.
         StatisticError: see :func:`load_statistic`.
-        CheckpointError: the checkpoint is missing, damaged, or does not fit the objects given.
+        CheckpointError: the checkpoint is missing or damaged, holds a pickled model and ``trusted``
+            is not set, or does not fit the objects given.
     """
+    path = Path(model_path)
+    if model is None and (optimizer is not None or scheduler is not None):
+        raise TypeError("sys_load got an optimizer or scheduler but no model: they hold the model's parameters, "
+                        "so build the model, then them, and pass all of them (model=..., optimizer=...)")
+    payload = _read_model_file(path, trusted)
+    if not isinstance(payload, dict):  # a whole model, unpickled on trust
+        if optimizer is not None or scheduler is not None:
+            raise CheckpointError(f"{path} holds a whole model and no optimizer or scheduler state")
+        if model is None:
+            model = payload
+        else:
+            _load_state(model, payload.state_dict(), path)
+        return model, load_statistic(statis_path, store=store)
     if model is None:
-        raise TypeError(
-            "sys_load needs the model to load the weights into: epochal saves weights, not pickled objects; "
-            f"build the model and call sys_load({str(model_path)!r}, {str(statis_path)!r}, model=..., optimizer=...)"
-        )
+        try:
+            model = _rebuild(path, payload)
+        except _Refused as exc:
+            raise ModelRebuildError(
+                f"cannot rebuild the model saved in {path}: {exc}. Build it and pass it: "
+                f"sys_load({str(model_path)!r}, {str(statis_path)!r}, model=YourModel(...))"
+            ) from exc
     statis = load_statistic(statis_path, store=store)
-    try:
-        checkpoint.load(None, model_path, models=model, optimizers=optimizer, schedulers=scheduler)
-    except CheckpointError as exc:
-        if "is not an epochal checkpoint" not in str(exc) or optimizer is not None or scheduler is not None:
-            raise
-        _load_weights(model, Path(model_path))
+    if payload.get("format") == checkpoint.FORMAT:
+        checkpoint.load(None, path, models=model, optimizers=optimizer, schedulers=scheduler)
+    elif optimizer is not None or scheduler is not None:
+        raise CheckpointError(f"{path} is not an epochal checkpoint: it holds weights only, no optimizer or "
+                              "scheduler state")
+    else:
+        _load_state(model, payload, path)
     return model, statis
 
 
-def _load_weights(model: Any, path: Path) -> None:
-    """Load a plain ``torch.save(model.state_dict())`` file into ``model``."""
+def _read_model_file(path: Path, trusted: bool) -> Any:
+    """The file's contents: a dict loaded with weights_only, or (trusted only) a whole pickled model."""
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds a {type(state).__name__}, neither an epochal checkpoint nor a state dict")
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch refused a global the file names: not weights only
+        if "weights only load failed" not in str(exc).lower():
+            raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        pickled = f"pickled objects ({named[1]})" if named else "pickled objects"
+    except Exception as exc:
+        raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
+    else:
+        if not isinstance(payload, dict):
+            raise CheckpointError(f"{path} holds a {type(payload).__name__}, neither an epochal checkpoint "
+                                  "nor a state dict")
+        return payload
+    if not trusted:
+        raise CheckpointError(
+            f"{path} holds {pickled}, not only weights: a whole model saved with torch.save(model), as the "
+            "original trace tool did? Loading it runs code the file names, so it needs trusted=True, for a "
+            "file from a source you trust; or build the model and load a state dict"
+        )
+    try:
+        whole = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"cannot load {path} (trusted): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(whole, torch.nn.Module):
+        raise CheckpointError(f"{path} holds a {type(whole).__name__}, not a whole model (torch.nn.Module)")
+    return whole
+
+
+def _load_state(model: Any, state: dict, path: Path) -> None:
+    """Load a plain state dict into ``model``."""
     try:
         model.load_state_dict(state)
-    except (RuntimeError, TypeError, KeyError) as exc:
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"the weights in {path} do not fit the model: {exc}") from exc
