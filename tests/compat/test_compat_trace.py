@@ -545,3 +545,23 @@ def test_a_whole_pickled_model_from_the_original_loads_only_when_trusted(tmp_pat
     with pytest.raises(epochal.CheckpointError, match=r"holds pickled objects \((posix|nt)\.system\).*trusted=True"):
         sys_load(tmp_path / "evil.pth", tmp_path / "s", store=store_dir)
     assert not marker.exists()
+
+
+def test_huge_constructor_arguments_beside_small_weights_are_refused_before_memory_is_taken(tmp_path):
+    # A crafted file naming torch.nn.Linear(10**6, 10**6) (4 TB) beside a small layer's weights:
+    # built on the meta device first, it is refused without allocating.
+    from epochal import checkpoint
+    from epochal.compat.trace import describe_model
+
+    small = torch.nn.Linear(4, 2)
+    description = describe_model(small)
+    description["kwargs"].update({"in_features": 10**6, "out_features": 10**6})
+    payload = {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "run_id": "x", "step": 0, "epoch": 0,
+               "created": 0.0, "metric": None, "models": {"model": small.state_dict()}, "optimizers": {},
+               "schedulers": {}, "scaler": None, "extra": {"model": description}, "rng": checkpoint.rng_state()}
+    path = tmp_path / "crafted.pth"
+    checkpoint.write_atomic(path, payload)
+    statis = trace.Statistic(tmp_path / "stats")
+    statis.save()
+    with pytest.raises(ModelRebuildError, match="do not fit"):
+        trace.sys_load(path, tmp_path / "stats")

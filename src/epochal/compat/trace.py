@@ -519,6 +519,8 @@ def _imported_class(module: str, qualname: str) -> type:
 
 def _rebuild(path: Path, payload: dict) -> Any:
     """The model described in the checkpoint's extra["model"], built from plain values; _Refused saying why not."""
+    import torch
+
     if payload.get("format") != checkpoint.FORMAT:
         raise _Refused("it holds a plain state dict, which does not say what model the weights belong to")
     extra = payload.get("extra")
@@ -544,6 +546,16 @@ def _rebuild(path: Path, payload: dict) -> Any:
     if not isinstance(weights, dict):
         raise _Refused("it holds no weights under models['model']")
     shown = ", ".join([*(repr(a)[:40] for a in args), *(f"{k}={v!r:.40}" for k, v in kwargs.items())])
+    # Built first on the meta device, which allocates nothing: a file that names huge arguments
+    # beside small weights is refused before any memory is taken. (A constructor that cannot run
+    # there is built for real and checked after.)
+    try:
+        with torch.device("meta"):
+            trial = kind(*args, **kwargs)
+    except Exception:
+        trial = None
+    if isinstance(trial, torch.nn.Module) and (misfit := _misfit(trial.state_dict(), weights)):
+        raise _Refused(f"the weights saved do not fit {name}({shown}): {misfit}")
     try:
         model = kind(*args, **kwargs)
     except Exception as exc:
