@@ -259,3 +259,105 @@ def test_screenshot_for_the_readme_dynamics(page, dynamics_dashboard, dynamics_s
     path = folder / "dynamics.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 50_000
+
+
+# -- a run imported from a Time-Travelling Visualizer folder --------------------------------------
+
+TTV_MODEL = """
+import torch
+from torch import nn
+
+
+class DigitsNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Linear(64, 32)
+        self.classifier = nn.Sequential(nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 10))
+
+    def feature(self, x):
+        return torch.relu(self.hidden(x.reshape(len(x), -1)))
+
+    def prediction(self, h):
+        return self.classifier(h)
+
+    def forward(self, x):
+        return self.prediction(self.feature(x))
+"""
+TTV_CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    """A served store with one run imported from a training_dynamic folder written as the seed's workflow
+    writes it (its SummaryWriter, model.py with a two-layer prediction head, config.json), then fitted."""
+    import json
+    import re
+    import subprocess
+    import sys
+
+    import torch
+    from sklearn.datasets import load_digits
+
+    from epochal.compat.ttv import SummaryWriter
+    from epochal.dynamics import fit
+    from epochal.interop.ttv import import_ttv
+
+    root = tmp_path_factory.mktemp("e2e-ttv")
+    x, y = load_digits(return_X_y=True)
+    x, y = torch.tensor(x[:600] / 16.0, dtype=torch.float32).reshape(-1, 1, 8, 8), torch.tensor(y[:600])
+    namespace = {"__name__": "ttv_model"}
+    exec(TTV_MODEL, namespace)  # noqa: S102
+    torch.manual_seed(0)
+    model = namespace["DigitsNet"]()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    folder = root / "training_dynamic"
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[:480], y[:480]), batch_size=64)
+    with SummaryWriter(folder, 64, 0, store=root / "writer-runs") as writer:
+        writer.write_meta_data(loader, torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x[480:], y[480:])))
+        for epoch in (1, 2, 3):
+            for xb, yb in [batch for _ in range(8) for batch in loader]:  # a confident model: coloured backgrounds
+                optimizer.zero_grad()
+                torch.nn.functional.cross_entropy(model(xb), yb).backward()
+                optimizer.step()
+            writer.write_checkpoint(model.state_dict(), epoch, epoch - 1)
+    (folder / "Model" / "model.py").write_text(TTV_MODEL)
+    section = {"CLASSES": TTV_CLASSES, "TRAINING": {"NET": "DigitsNet"}, "VISUALIZATION": {"LAMBDA2": 0.3}}
+    (folder / "config.json").write_text(json.dumps({"TimeVis": section, "DVI": section}))
+    store_dir = root / "epochal-runs"
+    run_id = import_ttv(folder, store_dir, method="TimeVis", trust=True)
+    with epochal.Store(store_dir) as store:
+        fit(store.run(run_id).path, max_epochs=4)
+    process = subprocess.Popen([sys.executable, "-m", "epochal.cli", "ui", "--store", store_dir.name, "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
+    line = process.stdout.readline()
+    found = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+    assert found, f"`epochal ui` printed no URL: {line!r}"
+    yield found.group(1), run_id, store_dir
+    process.terminate()
+    process.wait(10)
+
+
+def test_an_imported_run_shows_its_backgrounds_and_one_colour_per_class(page, imported):
+    url, run_id, store_dir = imported
+    with epochal.Store(store_dir) as store:
+        path = Path(store.run(run_id).path)
+    stats, meta = sample_stats(path / files.FOLDER), files.read_json(files.projection_folder(path) / files.META_FILE)
+    assert meta["backgrounds"] and len(set(meta["colors"])) == 10
+    page.goto(f"{url}#/run/{run_id}/dynamics")
+    page.wait_for_selector(".projection-plot[data-points][data-background='1']", timeout=TIMEOUT_MS)
+    legend = page.locator(".projection-card .legend-item").all_inner_texts()
+    assert [text for text in legend if " · " in text] == [f"{c} · {n}" for c, n in enumerate(TTV_CLASSES)]
+    pixels = plot_pixels(page)
+    box = page.locator(".projection-plot").bounding_box()
+    matches, shown = 0, set()
+    for index in range(0, 600, 12):
+        x, y = screen_position(page, index)
+        px, py = round(x - box["x"]), round(y - box["y"])
+        if 0 <= py < pixels.shape[0] and 0 <= px < pixels.shape[1]:
+            colour = meta["colors"][stats.labels[index]]
+            if np.abs(pixels[py, px] - rgb(colour)).max() <= 48:
+                matches += 1
+                shown.add(colour)
+    assert matches >= 0.6 * 50 and len(shown) >= 8, f"{matches} of 50 samples in their class colour, {len(shown)} colours"
+    white = (pixels >= 250).all(axis=2).mean()
+    assert white < 0.5, f"{white:.0%} of the plot is blank: no background"

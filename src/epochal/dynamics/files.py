@@ -5,7 +5,9 @@
         sprites.npz              images: uint8 (samples, h, w) or (samples, h, w, 3), when recorded
         classes.json             the class names, by label (written by an import that knows them)
         fit.json                 the projection's parameters to fit with unless told otherwise (imported)
-        epoch-NNNN.npz           representations, logits, predictions, losses[, head_weight, head_bias]
+        epoch-NNNN.npz           representations, logits, predictions, losses, and the prediction head:
+                                 head_weight, head_bias (affine) or head_layers (JSON) and head.* arrays,
+                                 or head_error (why none was kept)
         projection/
             projection.json      epochs, extent, resolution, colors, params, seconds
             model.pt             the visualization model (encoder and decoder)
