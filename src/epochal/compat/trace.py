@@ -38,14 +38,12 @@ Examples:
 
 from __future__ import annotations
 
-import inspect
 import json
 import numbers
 import os
 import pickle
 import re
 import shutil
-import sys
 import weakref
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,6 +51,7 @@ from typing import Any, Self
 
 import epochal
 from epochal import checkpoint
+from epochal.compat.model_description import DESCRIPTION_FORMAT, Refused, build, describe_model
 from epochal.errors import CheckpointError, EpochalError
 
 __all__ = ["ModelRebuildError", "Statistic", "StatisticError", "Sys", "describe_model", "load_statistic", "sys_load"]
@@ -62,7 +61,6 @@ JSON_NAME = "statistic.json"  # what epochal writes
 PICKLE_NAME = "object.pkl"  # what the original wrote; read only
 CHART_NAME = "Train_monitor.png"
 FORMAT = "epochal.compat.trace/statistic"
-MODEL_FORMAT = "epochal.compat.trace/model"  # the checkpoint's extra["model"]: how to rebuild the model
 SERIES = {  # list attribute -> run key
     "train_loss": "train/loss",
     "train_accuracy": "train/accuracy",
@@ -399,184 +397,20 @@ def _place(source: Path, target: Path) -> None:
 
 # -- what rebuilds a model ----------------------------------------------------------------------------
 
-class _Refused(Exception):
-    """Why a model cannot be captured or rebuilt; turned into the caller's error."""
-
-
-_PLAIN_TYPES = (type(None), bool, int, float, str)
-_PLAIN_DEPTH = 16
-_PLAIN_WORDS = "numbers, strings, booleans, None, and lists, tuples and dicts (with string keys) of them"
-
-
-def describe_model(model: Any) -> dict:
-    """What ``sys_load`` needs to rebuild ``model``: its class's module and qualified name, and its
-    constructor arguments when they can be captured as plain values.
-
-    The arguments are read back from the instance: for each parameter of the class's ``__init__``
-    (``*args`` and ``**kwargs`` aside), the attribute of the same name, as the model holds it when
-    saved. The capture is accepted only when every parameter without a default is found and is a
-    plain value (numbers, strings, booleans, None, and lists, tuples and dicts with string keys of
-    them). A parameter with a default is passed when its attribute is found and plain, and otherwise
-    left to its default: an option the model keeps under another name (``self.drop =
-    nn.Dropout(p)``) is rebuilt with the default, and only a difference in the weights' names or
-    shapes shows on load. When the capture is refused, ``why`` says what was missing.
-
-    Examples:
-        >>> describe_model(nn.Linear(6, 4))["kwargs"]
-        {'in_features': 6, 'out_features': 4}
-    """
-    import torch
-
-    kind = type(model)
-    description = {"format": MODEL_FORMAT, "module": kind.__module__, "qualname": kind.__qualname__,
-                   "args": None, "kwargs": None, "why": None, "training": getattr(model, "training", None)}
-    if not isinstance(model, torch.nn.Module):
-        description["why"] = f"the model saved was a {kind.__module__}.{kind.__qualname__}, not a torch.nn.Module"
-        return description
-    try:
-        args, kwargs = _constructor_arguments(model)
-    except _Refused as exc:
-        description["why"] = str(exc)
-    else:
-        description.update(args=args, kwargs=kwargs)
-    return description
-
-
-def _constructor_arguments(model: Any) -> tuple[list, dict]:
-    """Positional-only and keyword arguments that rebuild ``model``; _Refused saying why there are none."""
-    kind = type(model)
-    try:
-        parameters = list(inspect.signature(kind.__init__).parameters.values())[1:]  # without self
-    except (TypeError, ValueError) as exc:
-        raise _Refused(f"the signature of {kind.__qualname__}.__init__ cannot be read ({exc})") from exc
-    args: list = []
-    kwargs: dict = {}
-    positional_gap = False  # a skipped positional-only default: later positional-only ones cannot be passed
-    for parameter in parameters:
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            continue
-        required = parameter.default is parameter.empty
-        try:
-            value = getattr(model, parameter.name)
-        except Exception:  # noqa: BLE001 - an attribute that is not there, or a property that fails
-            problem = "is not an attribute of the model"
-        else:
-            problem = None if _is_plain(value) else (f"is held as a {type(value).__module__}."
-                                                     f"{type(value).__qualname__}, not a plain value")
-        if problem is None and not (parameter.kind is parameter.POSITIONAL_ONLY and positional_gap):
-            if parameter.kind is parameter.POSITIONAL_ONLY:
-                args.append(value)
-            else:
-                kwargs[parameter.name] = value
-        elif required:
-            raise _Refused(f"the required argument {parameter.name!r} of {kind.__qualname__}.__init__ "
-                           f"{problem or 'follows a positional-only argument that was not captured'}")
-        elif parameter.kind is parameter.POSITIONAL_ONLY:
-            positional_gap = True
-    return args, kwargs
-
-
-def _is_plain(value: Any, depth: int = 0) -> bool:
-    """Numbers, strings, booleans and None, in lists, tuples and string-keyed dicts; exact types only."""
-    if depth > _PLAIN_DEPTH:
-        return False
-    if type(value) in _PLAIN_TYPES:
-        return True
-    if type(value) in (list, tuple):
-        return all(_is_plain(item, depth + 1) for item in value)
-    if type(value) is dict:
-        return all(type(key) is str and _is_plain(item, depth + 1) for key, item in value.items())
-    return False
-
-
-def _imported_class(module: str, qualname: str) -> type:
-    """The nn.Module class ``module.qualname`` if this process has already imported it; _Refused if not.
-
-    Nothing is imported and no code runs: the module is looked up in ``sys.modules`` and the name
-    walked with ``inspect.getattr_static`` (no ``__getattr__``, no descriptors).
-    """
-    import torch
-
-    name = f"{module}.{qualname}"
-    found = sys.modules.get(module)
-    if found is None:
-        raise _Refused(f"its class {name} is not imported in this process (sys_load never imports a module "
-                       "named by a file); import the code that defines it first, as the saving script did")
-    for part in qualname.split("."):
-        if part == "<locals>":
-            raise _Refused(f"its class {name} was defined inside a function; only a class defined at the top "
-                           "level of a module or class can be found again")
-        try:
-            found = inspect.getattr_static(found, part)
-        except AttributeError:
-            raise _Refused(f"its class {name} is not imported in this process: module {module} is, but has no "
-                           f"{qualname}; import the code that defines it first, as the saving script did") from None
-    if not (isinstance(found, type) and issubclass(found, torch.nn.Module)):
-        raise _Refused(f"{name} is a {type(found).__name__}, not a subclass of torch.nn.Module; sys_load calls "
-                       "nothing else a file names")
-    return found
-
-
 def _rebuild(path: Path, payload: dict) -> Any:
-    """The model described in the checkpoint's extra["model"], built from plain values; _Refused saying why not."""
-    import torch
-
+    """The model described in the checkpoint's extra["model"], built from plain values; Refused saying why not."""
     if payload.get("format") != checkpoint.FORMAT:
-        raise _Refused("it holds a plain state dict, which does not say what model the weights belong to")
+        raise Refused("it holds a plain state dict, which does not say what model the weights belong to")
     extra = payload.get("extra")
     description = extra.get("model") if isinstance(extra, dict) else None
-    if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
-        raise _Refused("it does not say what model it holds (saved other than by trace.Sys, or by an earlier "
-                       "epochal)")
-    module, qualname = description.get("module"), description.get("qualname")
-    if type(module) is not str or type(qualname) is not str or not module or not qualname:
-        raise _Refused(f"its description of the model names no class (module {module!r:.80}, "
-                       f"name {qualname!r:.80})")
-    name = f"{module}.{qualname}"
-    if description.get("why") is not None:
-        raise _Refused(f"the constructor arguments of {name} were not captured when it was saved: "
-                       f"{str(description['why'])[:300]}")
-    args, kwargs = description.get("args"), description.get("kwargs")
-    if (type(args) is not list or type(kwargs) is not dict or not _is_plain(args) or not _is_plain(kwargs)
-            or not all(re.fullmatch(r"[A-Za-z_]\w*", key) for key in kwargs)):
-        raise _Refused(f"the constructor arguments it gives for {name} are not all plain values ({_PLAIN_WORDS})")
-    kind = _imported_class(module, qualname)
+    if not isinstance(description, dict) or description.get("format") != DESCRIPTION_FORMAT:
+        raise Refused("it does not say what model it holds (saved other than by trace.Sys, or by an earlier "
+                      "epochal)")
     models = payload.get("models")
     weights = models.get("model") if isinstance(models, dict) else None
     if not isinstance(weights, dict):
-        raise _Refused("it holds no weights under models['model']")
-    shown = ", ".join([*(repr(a)[:40] for a in args), *(f"{k}={v!r:.40}" for k, v in kwargs.items())])
-    # Built first on the meta device, which allocates nothing: a file that names huge arguments
-    # beside small weights is refused before any memory is taken. (A constructor that cannot run
-    # there is built for real and checked after.)
-    try:
-        with torch.device("meta"):
-            trial = kind(*args, **kwargs)
-    except Exception:
-        trial = None
-    if isinstance(trial, torch.nn.Module) and (misfit := _misfit(trial.state_dict(), weights)):
-        raise _Refused(f"the weights saved do not fit {name}({shown}): {misfit}")
-    try:
-        model = kind(*args, **kwargs)
-    except Exception as exc:
-        raise _Refused(f"{name}({shown}) raised {type(exc).__name__}: {exc}") from exc
-    misfit = _misfit(model.state_dict(), weights)
-    if misfit:
-        raise _Refused(f"the weights saved do not fit {name}({shown}): {misfit}")
-    if type(description.get("training")) is bool:
-        model.train(description["training"])
-    return model
-
-
-def _misfit(built: dict, saved: dict) -> str:
-    """How the keys and tensor shapes of two state dicts differ; empty when they fit."""
-    missing, unexpected = sorted(set(built) - set(saved)), sorted(set(saved) - set(built))
-    shapes = [f"{key} saved {tuple(saved[key].shape)}, built {tuple(built[key].shape)}"
-              for key in built if key in saved and hasattr(built[key], "shape") and hasattr(saved[key], "shape")
-              and tuple(built[key].shape) != tuple(saved[key].shape)]
-    problems = [*([f"missing {', '.join(missing[:5])}"] if missing else []),
-                *([f"unexpected {', '.join(unexpected[:5])}"] if unexpected else []), *shapes[:5]]
-    return "; ".join(problems)
+        raise Refused("it holds no weights under models['model']")
+    return build(description, weights)
 
 
 # -- loading the model -------------------------------------------------------------------------------------
@@ -632,7 +466,7 @@ def sys_load(model_path: str | os.PathLike, statis_path: str | os.PathLike, mode
     if model is None:
         try:
             model = _rebuild(path, payload)
-        except _Refused as exc:
+        except Refused as exc:
             raise ModelRebuildError(
                 f"cannot rebuild the model saved in {path}: {exc}. Build it and pass it: "
                 f"sys_load({str(model_path)!r}, {str(statis_path)!r}, model=YourModel(...))"
