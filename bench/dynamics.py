@@ -21,13 +21,20 @@ into a temporary store. Then:
    per sample over its epochs the trajectory correlation. NPR@15 and the movement and trajectory
    correlations are also computed here from the projection's coordinates, as for umap-learn, so
    the two are measured alike.
-2. **umap-learn**, the baseline: per recorded epoch ``umap.UMAP(n_neighbors=15, random_state=0)``
+2. **imported TTV**: the same training also writes a Time-Travelling Visualizer ``training_dynamic``
+   folder as the seed's workflow does: ``epochal.compat.ttv.SummaryWriter`` for the data and each
+   epoch's weights, a ``Model/model.py`` whose ``feature(x)`` is the MLP up to the 128-wide layer and
+   ``prediction(h)`` its last Linear, and a ``config.json`` with a ``TimeVis`` section as the seed's
+   README shows it (class names, epochs 1 to 10, its VISUALIZATION settings for a 128-wide
+   representation). ``python -m epochal import ttv FOLDER --method TimeVis --trust`` imports it
+   (timed), then it is fitted and measured as in 1., with the settings the import took from config.json.
+3. **umap-learn**, the baseline: per recorded epoch ``umap.UMAP(n_neighbors=15, random_state=0)``
    on all samples of that epoch, started from the previous epoch's embedding (spectral for the
    first) so the views stay aligned; only ``fit_transform`` is timed, after an untimed first fit on
    200 random points while numba compiles. NPR@15 per split (each split's samples among
    themselves) and the temporal correlations come from ``epochal.dynamics.quality``.
    umap-learn has no inverse that classifies, so no PPR.
-3. **scale**: ``--scale-samples`` synthetic samples (default 20,000) x ``--scale-epochs`` (20) x
+4. **scale**: ``--scale-samples`` synthetic samples (default 20,000) x ``--scale-epochs`` (20) x
    ``--scale-dims`` (512): ten Gaussian classes whose centres separate and drift and whose members
    wander a little each epoch, a sixth of the samples starting among another class and moving to
    their own at an epoch of their own, recorded through ``epochal.dynamics.record.record`` (float16, as
@@ -95,11 +102,51 @@ REPORTED = {
 # -- the subject -------------------------------------------------------------------------------------
 
 
-def train_subject(store: Path) -> tuple[str, Path]:
-    """Train the digits MLP with RecordDynamics into ``store``: (run id, run folder)."""
+#: The subject as the seed's Model/model.py has it: the same MLP, split into feature(x) and prediction(h).
+TTV_MODEL = """
+from torch import nn
+
+
+class DigitsMLP(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+
+    def feature(self, x):
+        return self[:4](x)
+
+    def prediction(self, h):
+        return self[4](h)
+"""
+#: config.json's TimeVis section, as the seed's README shows it, for a 128-wide representation.
+TTV_SECTION = {
+    "SETTING": "normal", "CLASSES": [str(c) for c in range(10)], "GPU": "0", "EPOCH_START": 1, "EPOCH_END": EPOCHS,
+    "EPOCH_PERIOD": 1, "EPOCH_NAME": "Epoch", "TRAINING": {"NET": "DigitsMLP"},
+    "VISUALIZATION": {
+        "BOUNDARY": {"B_N_EPOCHS": 1, "L_BOUND": 0.4}, "BATCH_SIZE": 1000, "LAMBDA1": 1.0, "LAMBDA2": 0.3,
+        "ENCODER_DIMS": [128, 256, 256, 256, 256, 2], "DECODER_DIMS": [2, 256, 256, 256, 256, 128],
+        "N_NEIGHBORS": 15, "MAX_EPOCH": 20, "S_N_EPOCHS": 10, "PATIENT": 3, "RESOLUTION": 300,
+        "VIS_MODEL_NAME": "vismodel",
+    },
+}
+
+
+class _TTVCheckpoints(epochal.Callback):
+    """Writes each epoch's weights into the training_dynamic folder, as the seed's README asks."""
+
+    def __init__(self, writer: Any):
+        self.writer = writer
+
+    def on_epoch_end(self, trainer: Any, results: Any) -> None:
+        self.writer.write_checkpoint(trainer.model.state_dict(), trainer.epoch + 1, trainer.epoch)
+
+
+def train_subject(store: Path, ttv_folder: Path) -> tuple[str, Path]:
+    """Train the digits MLP with RecordDynamics into ``store``, and write it as a TTV folder too: (run id, run folder)."""
     import torch
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
+    from epochal.compat.ttv import SummaryWriter
 
     x, y = load_digits(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x / 16.0, y, test_size=0.2, stratify=y, random_state=0)
@@ -111,14 +158,32 @@ def train_subject(store: Path) -> tuple[str, Path]:
     )
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
+    writer = SummaryWriter(ttv_folder, 64, 0, store=store, name="digits-mlp-ttv-writer")
+    writer.write_meta_data([(x_tr, y_tr)], [(x_te, y_te)])  # the data sets in the order recorded natively
+    (ttv_folder / "Model").mkdir(parents=True, exist_ok=True)
+    (ttv_folder / "Model" / "model.py").write_text(TTV_MODEL)
+    (ttv_folder / "config.json").write_text(json.dumps({"TimeVis": TTV_SECTION, "DVI": TTV_SECTION}))
     trainer = epochal.Trainer(
         model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), loss_fn=torch.nn.CrossEntropyLoss(),
         train_data=loader, max_epochs=EPOCHS, store=store, project="bench-dynamics", name="digits-mlp",
-        callbacks=[epochal.RecordDynamics({"train": (x_tr, y_tr), "test": (x_te, y_te)})],
+        callbacks=[epochal.RecordDynamics({"train": (x_tr, y_tr), "test": (x_te, y_te)}), _TTVCheckpoints(writer)],
         progress=False, epoch_table=False, csv_tables=False, summary=False,
     )
     trainer.fit()
+    writer.close()
     return trainer.run.id, Path(trainer.run.path)
+
+
+def import_subject(folder: Path, store: Path, work: Path) -> tuple[str, Path, float, str]:
+    """``epochal import ttv`` of the folder in a fresh process: (run id, run folder, seconds, its output)."""
+    child = checked(run_child(epochal_cli("import", "ttv", str(folder), "--method", "TimeVis", "--trust",
+                                          "--name", "digits-mlp-imported", "--device", "cpu", "--store", str(store)),
+                              work / "import-ttv.log"), "import ttv")
+    run_id = re.search(r"as run \S+ \((\w+)\)", child.output).group(1)
+    with epochal.Store(store) as opened:
+        path = Path(opened.run(run_id).path)
+    notes = "\n".join(line for line in child.output.splitlines() if line.startswith(("config.json", "prediction head")))
+    return run_id, path, child.seconds, notes
 
 
 @dataclass
@@ -213,11 +278,12 @@ class Ours:
     trajectory: dict[str, float] = field(default_factory=dict)  # recomputed here, per split
 
 
-def measure_ours(run_id: str, run_path: Path, store: Path, work: Path, fit_args: list[str], data: Recorded) -> Ours:
+def measure_ours(run_id: str, run_path: Path, store: Path, work: Path, fit_args: list[str], data: Recorded,
+                 case: str = "digits") -> Ours:
     fit = checked(run_child(epochal_cli("dynamics", "fit", run_id, "--store", str(store), *fit_args),
-                            work / "fit-digits.log"), "dynamics fit")
+                            work / f"fit-{case}.log"), "dynamics fit")
     quality = checked(run_child(epochal_cli("dynamics", "quality", run_id, "--store", str(store)),
-                                work / "quality-digits.log"), "dynamics quality")
+                                work / f"quality-{case}.log"), "dynamics quality")
     written = json.loads((projection_folder(run_path) / QUALITY_FILE).read_text())
     ours = Ours(fit.seconds, fit.peak_gb, fit.stages, quality.seconds, written)
     coords = projected_coords(run_path, data.epochs)
@@ -404,7 +470,7 @@ def quality_figures(quality: dict[str, Any]) -> dict[str, dict[str, list[float |
     return out
 
 
-def print_ours(ours: Ours) -> None:
+def print_ours(ours: Ours, label: str = "epochal") -> None:
     quality = ours.quality
     epochs = sorted(quality.get("epochs", {}), key=int)
     lines = []
@@ -417,7 +483,7 @@ def print_ours(ours: Ours) -> None:
     figures = quality_figures(quality)
     lines.append(["mean", *(fmt(mean(figures.get(n, {}).get(s, []))) for n in ("npr", "ppr", "trustworthiness")
                             for s in SPLITS)])
-    print(f"\nepochal: dynamics fit {ours.fit_s:.1f} s (a fresh process, imports included; peak "
+    print(f"\n{label}: dynamics fit {ours.fit_s:.1f} s (a fresh process, imports included; peak "
           f"{ours.fit_peak_gb:.2f} GB), dynamics quality {ours.quality_s:.1f} s; quality.json per epoch:")
     print("  fit stages (from its progress lines): " + ", ".join(f"{n} {t:.1f} s" for n, t in ours.fit_stages))
     print_columns(["epoch", "NPR@15 train", "NPR@15 test", "PPR train", "PPR test", "trust. train", "trust. test"], lines)
@@ -431,15 +497,15 @@ def print_ours(ours: Ours) -> None:
         print_columns(["epochs", "movement train", "movement test", "neighbourhood train", "neighbourhood test"], lines)
 
 
-def print_comparison(ours: Ours | None, baseline: Baseline | None, data: Recorded) -> None:
+def print_comparison(cases: dict[str, Ours], baseline: Baseline | None, data: Recorded) -> None:
     print(f"\nSide by side (NPR@15 of each split's samples among themselves, computed here alike; {len(data.epochs)} "
           f"epochs, {len(data.split):,} samples):")
     lines = []
-    if ours is not None:
+    for label, ours in cases.items():
         figures = quality_figures(ours.quality)
         npr = ours.npr or {s: figures.get("npr", {}).get(s, []) for s in SPLITS}
         movement = ours.movement or {s: figures.get("movement", {}).get(s, []) for s in SPLITS}
-        lines.append(["epochal dynamics fit", f"{ours.fit_s:.1f} s", fmt(mean(npr["train"])), fmt(mean(npr["test"])),
+        lines.append([label, f"{ours.fit_s:.1f} s", fmt(mean(npr["train"])), fmt(mean(npr["test"])),
                       fmt(mean(figures.get("ppr", {}).get("train", []))), fmt(mean(figures.get("ppr", {}).get("test", []))),
                       fmt(mean(movement["train"])), fmt(mean(movement["test"])),
                       fmt(ours.trajectory.get("train")), fmt(ours.trajectory.get("test"))])
@@ -463,31 +529,15 @@ def print_comparison(ours: Ours | None, baseline: Baseline | None, data: Recorde
         print(f"  umap-learn: fit_transform per epoch {per_epoch} s; not counted: its import "
               f"({baseline.import_s:.1f} s) and a first fit on 200 random points while numba compiles "
               f"({baseline.warm_up_s:.1f} s)")
-    if ours is not None and ours.npr:
+    if any(ours.npr for ours in cases.values()):
         print("  epochal's NPR and movement above are computed here from dynamics/projection/epoch-NNNN.npz; "
               "quality.json's own are in the table before")
 
 
-def build_targets(ours: Ours | None, scale: Scale | None) -> list[Target]:
+def build_targets(cases: dict[str, Ours | None], scale: Scale | None) -> list[Target]:
     targets = []
-    if ours is None:
-        targets.append(Target(f"fit of {EPOCHS} epochs <= {TARGET_FIT_S:g} s", "skipped", None))
-    else:
-        figures = quality_figures(ours.quality)
-        targets.append(Target(f"fit of {EPOCHS} epochs <= {TARGET_FIT_S:g} s", f"{ours.fit_s:.1f} s",
-                              ours.fit_s <= TARGET_FIT_S))
-        npr = mean(figures.get("npr", {}).get("train", []))
-        targets.append(Target(f"NPR@15 train >= {TARGET_NPR:.2f}", fmt(npr), None if npr is None else npr >= TARGET_NPR))
-        for split in SPLITS:
-            ppr = mean(figures.get("ppr", {}).get(split, []))
-            targets.append(Target(f"PPR {split} >= {TARGET_PPR:.2f}", fmt(ppr),
-                                  None if ppr is None else ppr >= TARGET_PPR))
-        movement = mean(figures.get("movement", {}).get("train", []))
-        targets.append(Target(f"temporal movement correlation over samples (train) >= {TARGET_MOVEMENT:.2f}",
-                              fmt(movement), None if movement is None else movement >= TARGET_MOVEMENT))
-        trajectory = ours.quality.get("trajectory", {}).get("train")
-        targets.append(Target(f"temporal movement correlation per sample (train) >= {TARGET_MOVEMENT:.2f}",
-                              fmt(trajectory), None if trajectory is None else trajectory >= TARGET_MOVEMENT))
+    for case, ours in cases.items():
+        targets.extend(_case_targets(case, ours))
     if scale is None:
         targets.append(Target(f"scale fit < {TARGET_SCALE_S:g} s", "skipped", None))
         targets.append(Target(f"scale fit peak memory < {TARGET_SCALE_GB:g} GB", "skipped", None))
@@ -497,6 +547,28 @@ def build_targets(ours: Ours | None, scale: Scale | None) -> list[Target]:
                               scale.fit_s < TARGET_SCALE_S))
         targets.append(Target(f"scale fit ({size}) peak memory < {TARGET_SCALE_GB:g} GB", f"{scale.peak_gb:.2f} GB",
                               scale.peak_gb < TARGET_SCALE_GB))
+    return targets
+
+
+def _case_targets(case: str, ours: Ours | None) -> list[Target]:
+    if ours is None:
+        return [Target(f"{case}: fit of {EPOCHS} epochs <= {TARGET_FIT_S:g} s", "skipped", None)]
+    figures = quality_figures(ours.quality)
+    targets = [Target(f"{case}: fit of {EPOCHS} epochs <= {TARGET_FIT_S:g} s", f"{ours.fit_s:.1f} s",
+                      ours.fit_s <= TARGET_FIT_S)]
+    npr = mean(figures.get("npr", {}).get("train", []))
+    targets.append(Target(f"{case}: NPR@15 train >= {TARGET_NPR:.2f}", fmt(npr),
+                          None if npr is None else npr >= TARGET_NPR))
+    for split in SPLITS:
+        ppr = mean(figures.get("ppr", {}).get(split, []))
+        targets.append(Target(f"{case}: PPR {split} >= {TARGET_PPR:.2f}", fmt(ppr),
+                              None if ppr is None else ppr >= TARGET_PPR))
+    movement = mean(figures.get("movement", {}).get("train", []))
+    targets.append(Target(f"{case}: temporal movement correlation over samples (train) >= {TARGET_MOVEMENT:.2f}",
+                          fmt(movement), None if movement is None else movement >= TARGET_MOVEMENT))
+    trajectory = ours.quality.get("trajectory", {}).get("train")
+    targets.append(Target(f"{case}: temporal movement correlation per sample (train) >= {TARGET_MOVEMENT:.2f}",
+                          fmt(trajectory), None if trajectory is None else trajectory >= TARGET_MOVEMENT))
     return targets
 
 
@@ -523,6 +595,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-umap", action="store_true", help="leave out the umap-learn baseline")
     parser.add_argument("--skip-fit", action="store_true",
                         help="leave out epochal's fit of the digits run (umap-learn and the scale data only)")
+    parser.add_argument("--skip-ttv", action="store_true",
+                        help="leave out the digits run imported from a TTV training_dynamic folder")
     parser.add_argument("--scale-samples", type=int, default=20_000, help="samples of the scale run (default 20,000)")
     parser.add_argument("--scale-epochs", type=int, default=20, help="epochs of the scale run (default 20)")
     parser.add_argument("--scale-dims", type=int, default=512, help="width of its representations (default 512)")
@@ -547,16 +621,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Training dynamics on {os.cpu_count()} CPUs, {platform.platform()}; load average before: {load}")
         print(f"  subject: digits, MLP 64-256-128-10, SGD lr 0.05 momentum 0.9, batch 64, {EPOCHS} epochs; "
               f"representation: the 128-wide input of the last Linear; k = {K}", flush=True)
-        run_id, run_path = train_subject(store)
+        ttv_folder = work / "training_dynamic"
+        run_id, run_path = train_subject(store, ttv_folder)
         data = load_recorded(run_path)
         print(f"  trained and recorded {len(data.epochs)} epochs of {len(data.split):,} samples "
               f"({(data.split == 'train').sum()} train, {(data.split == 'test').sum()} test) "
               f"at {time.perf_counter() - began:.1f} s", flush=True)
 
-        ours = None
+        ours = imported = None
         if not args.skip_fit:
             ours = measure_ours(run_id, run_path, store, work, args.fit_args, data)
             print(f"  epochal measured at {time.perf_counter() - began:.1f} s", flush=True)
+        if not args.skip_ttv:
+            ttv_id, ttv_path, import_s, notes = import_subject(ttv_folder, store, work)
+            print(f"  imported the TTV folder in {import_s:.1f} s (a fresh process):\n    "
+                  + notes.replace("\n", "\n    "), flush=True)
+            imported = measure_ours(ttv_id, ttv_path, store, work, args.fit_args, load_recorded(ttv_path), "ttv")
+            print(f"  imported TTV run measured at {time.perf_counter() - began:.1f} s", flush=True)
         baseline = None
         if not args.skip_umap:
             baseline = measure_umap(data)
@@ -569,7 +650,11 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + ", ".join(f"{k} {v}" for k, v in versions().items()))
         if ours is not None:
             print_ours(ours)
-        print_comparison(ours, baseline, data)
+        if imported is not None:
+            print_ours(imported, "epochal, imported TTV folder")
+        cases = {label: case for label, case in (("epochal dynamics fit", ours),
+                                                 ("epochal, imported TTV", imported)) if case is not None}
+        print_comparison(cases, baseline, data)
         if scale is not None:
             print(f"\nScale: {scale.samples:,} samples x {scale.epochs} epochs x {scale.dims} dimensions, recorded in "
                   f"{scale.record_s:.1f} s; dynamics fit {scale.fit_s:.1f} s, peak resident memory {scale.peak_gb:.2f} GB")
@@ -577,12 +662,13 @@ def main(argv: list[str] | None = None) -> int:
             if scale.quality_s is not None:
                 npr = ", ".join(f"{s} {v:.3f}" for s, v in scale.npr.items())
                 print(f"  dynamics quality {scale.quality_s:.1f} s, peak {scale.quality_peak_gb:.2f} GB; mean NPR@15 {npr}")
-        targets = build_targets(ours, scale)
+        targets = build_targets({"native": ours, "imported TTV": None if args.skip_ttv else imported}, scale)
         print_targets(targets)
         print(f"\nTotal time {time.perf_counter() - began:.1f} s")
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            results = {"ours": asdict(ours) if ours else None, "umap": asdict(baseline) if baseline else None,
+            results = {"ours": asdict(ours) if ours else None, "imported": asdict(imported) if imported else None,
+                       "umap": asdict(baseline) if baseline else None,
                        "scale": asdict(scale) if scale else None, "reported": REPORTED, "versions": versions(),
                        "targets": [asdict(t) for t in targets]}
             args.json.write_text(json.dumps(results, indent=1, default=str))
