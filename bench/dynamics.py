@@ -112,7 +112,9 @@ class DigitsMLP(nn.Sequential):
         super().__init__(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
 
     def feature(self, x):
-        return self[:4](x)
+        for layer in list(self)[:4]:
+            x = layer(x)
+        return x
 
     def prediction(self, h):
         return self[4](h)
