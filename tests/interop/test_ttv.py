@@ -191,8 +191,8 @@ def test_import_records_every_epoch_with_sprites_classes_and_fit_settings(folder
     assert read_json(dynamics / CLASSES_FILE) == CLASSES
     assert read_json(dynamics / FIT_FILE) == {
         "encoder_dims": [64, 64], "decoder_dims": [48, 64], "n_neighbors": 15, "reconstruction_weight": 1.0,
-        "max_epochs": 20, "patience": 3, "resolution": 300, "batch_size": 1000,
-    }  # LAMBDA2 and L_BOUND mean something else in epochal: not used
+        "max_epochs": 20, "patience": 3, "resolution": 300,
+    }  # LAMBDA2, L_BOUND and BATCH_SIZE mean something else in epochal: not used
     accuracy = store.history(record, "test/accuracy")
     assert accuracy.steps.tolist() == [1, 2, 3] and accuracy.values[-1] > 0.85
     assert store.history(record, "train/loss").values[-1] < store.history(record, "train/loss").values[0]
@@ -519,7 +519,6 @@ def test_trust_is_in_the_help_and_refused_for_tensorboard(tmp_path, capsys):
     ("ENCODER_DIMS", [64, 10**9, 2], r"DVI.VISUALIZATION.ENCODER_DIMS is \[64, 1000000000, 2\]; expected at most 16 "
                                      r"layer widths, each a whole number from 1 to 16,384"),
     ("N_NEIGHBORS", 10**9, r"N_NEIGHBORS is 1000000000; expected a whole number from 2 to 10,000"),
-    ("BATCH_SIZE", 10**12, r"BATCH_SIZE is 1000000000000; expected a whole number from 1 to 1,048,576"),
     ("LAMBDA1", 1e300, r"LAMBDA1 is 1e\+300; expected a number from 0 to 1e\+06"),
 ])
 def test_settings_out_of_range_are_refused_quickly(small, store_dir, capsys, key, value, expected):
@@ -662,3 +661,18 @@ def test_a_head_it_cannot_keep_still_imports_warns_once_and_the_fit_says_backgro
     meta = read_json(dynamics / "projection" / "projection.json")
     assert not meta["backgrounds"] and meta["classes"] == 10 and len(set(meta["colors"])) == 10
     assert "ppr" not in evaluate(record)["epochs"]["3"]["train"]
+
+
+def test_deep_network_dims_keep_two_hidden_layers_and_batch_size_is_not_used(folder, store):
+    # The seed's own config: four hidden layers each way and 1000 edges a batch, which would double
+    # the fit's time for a layout that two hidden layers learn as well.
+    config = json.loads((folder / "config.json").read_text())
+    config["DVI"]["VISUALIZATION"].update(ENCODER_DIMS=[128, 256, 192, 256, 256, 2], DECODER_DIMS=[2, 96, 256, 256, 256, 128])
+    (folder / "config.json").write_text(json.dumps(config))
+    notes = []
+    run_id = import_ttv(folder, store, method="DVI", trust=True, notes=notes.append)
+    fit_json = read_json(dynamics_of(store, run_id) / FIT_FILE)
+    assert (fit_json["encoder_dims"], fit_json["decoder_dims"]) == ([256, 192], [96, 256]) and "batch_size" not in fit_json
+    used, ignored = notes[0], notes[1]
+    assert "encoder_dims [256, 192] (the first 2 of its 4 hidden layers" in used and "BATCH_SIZE" not in used
+    assert "VISUALIZATION.BATCH_SIZE (edges of the seed's graph per step" in ignored

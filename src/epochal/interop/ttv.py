@@ -34,21 +34,25 @@ settings the projection fits with unless told otherwise: only those that mean th
     ======================  ===========================================
     fit.json                config.json, under VISUALIZATION
     ======================  ===========================================
-    encoder_dims            ENCODER_DIMS without its first and last entries (the hidden widths)
+    encoder_dims            ENCODER_DIMS's hidden widths (without its first and last entries), the first two
     decoder_dims            DECODER_DIMS likewise
     n_neighbors             N_NEIGHBORS
     reconstruction_weight   LAMBDA1
     max_epochs              MAX_EPOCH
     patience                PATIENT
     resolution              RESOLUTION
-    batch_size              BATCH_SIZE
     ======================  ===========================================
+
+The widths mean the same, the depth does not carry over: the seed's networks learn the projection
+themselves from its UMAP loss, epochal's only learn a layout already made, which two hidden layers
+do as well as four in half the time, so deeper dims are cut to their first two hidden widths.
 
 The other keys are not used (``notes`` says which, and why): ``LAMBDA2`` weighs the seed's temporal
 loss between its visualization models, not epochal's ``temporal_weight`` (the share of a sample's
 layout attraction that holds it to its own other epochs); ``BOUNDARY.L_BOUND`` bounds the mixing
 ratio of the seed's boundary samples, not the gap between the top two probabilities that
-``boundary_bound`` is; ``BOUNDARY.B_N_EPOCHS`` and ``S_N_EPOCHS`` count edge-sampling epochs, and
+``boundary_bound`` is; ``BATCH_SIZE`` counts the edges of the seed's graph per step of its
+edge sampling, not the points per step that epochal's ``batch_size`` counts; ``BOUNDARY.B_N_EPOCHS`` and ``S_N_EPOCHS`` count edge-sampling epochs, and
 epochal's layout is not trained by edge sampling; ``GPU``, ``SETTING``, ``EPOCH_NAME``,
 ``VIS_MODEL_NAME`` and ``TRAINING``'s counts have no counterpart. The run's config holds the whole
 method section as given. A folder without ``config.json`` imports too: every epoch folder, no
@@ -112,8 +116,9 @@ _FIT = {
     "max_epochs": (("MAX_EPOCH",), "int"),
     "patience": (("PATIENT",), "int"),
     "resolution": (("RESOLUTION",), "int"),
-    "batch_size": (("BATCH_SIZE",), "int"),
 }
+#: The most hidden layers an imported ENCODER_DIMS or DECODER_DIMS keeps (epochal's own default).
+_MOST_HIDDEN = 2
 #: Keys of config.json that the import does not use, and why.
 _IGNORED = {
     "VISUALIZATION.LAMBDA2": "the seed's weight of the temporal loss between its visualization models; epochal's "
@@ -121,6 +126,8 @@ _IGNORED = {
                              "epochs, a different quantity",
     "VISUALIZATION.BOUNDARY.L_BOUND": "bounds the mixing ratio of the seed's boundary samples; epochal's "
                                       "boundary_bound is the widest gap between the top two probabilities",
+    "VISUALIZATION.BATCH_SIZE": "edges of the seed's graph per step of its edge sampling; epochal's batch_size "
+                                "counts the points per step of the networks, a different quantity",
     "VISUALIZATION.BOUNDARY.B_N_EPOCHS": "edge-sampling epochs; epochal's layout is not trained by edge sampling",
     "VISUALIZATION.S_N_EPOCHS": "edge-sampling epochs; epochal's layout is not trained by edge sampling",
     "VISUALIZATION.VIS_MODEL_NAME": "epochal keeps its model in the run's dynamics/projection/",
@@ -571,7 +578,7 @@ def _fit(section: dict[str, Any], method: str | None) -> dict[str, Any]:
                 raise DynamicsError(
                     f"config.json: {where}.{path[0]} is {value!r:.80}; expected the layer widths, input to output"
                 )
-            fit[key] = value[1:-1]
+            fit[key] = value[1:-1][:_MOST_HIDDEN]  # the depth does not carry over: see the module docstring
         elif (kind == "int" and not (number and value == int(value) and value > 0)) or not number:
             what = "a whole number above 0" if kind == "int" else "a number"
             raise DynamicsError(f"config.json: {where}.{'.'.join(path)} is {value!r:.80}; expected {what}")
@@ -588,7 +595,8 @@ def _notes(section: dict[str, Any], fit: dict[str, Any], method: str | None) -> 
         return ["config.json: none; every Epoch_N folder, no class names, the projection's default settings"]
     given = dict(_leaves(section))
     used = [f"{key} -> {why}" for key, why in _READ.items() if key in given]
-    used += [f"VISUALIZATION.{'.'.join(path)} -> {name} {fit[name]}" for name, (path, _) in _FIT.items() if name in fit]
+    used += [f"VISUALIZATION.{'.'.join(path)} -> {name} {fit[name]}{_cut(given, path)}"
+             for name, (path, _) in _FIT.items() if name in fit]
     ignored = [f"{key} ({why})" for key, why in _IGNORED.items() if key in given]
     known = set(_READ) | set(_IGNORED) | {f"VISUALIZATION.{'.'.join(path)}" for path, _ in _FIT.values()}
     ignored += [f"{key} (not a setting epochal knows)" for key in given if key not in known]
@@ -597,6 +605,15 @@ def _notes(section: dict[str, Any], fit: dict[str, Any], method: str | None) -> 
     if ignored:
         lines.append(f"{where}: not used " + "; ".join(ignored))
     return lines
+
+
+def _cut(given: dict[str, Any], path: tuple[str, ...]) -> str:
+    """Says when a dims list lost hidden layers on the way, and why."""
+    dims = given.get(f"VISUALIZATION.{'.'.join(path)}")
+    if not isinstance(dims, list) or len(dims) - 2 <= _MOST_HIDDEN:
+        return ""
+    return (f" (the first {_MOST_HIDDEN} of its {len(dims) - 2} hidden layers: epochal's networks learn a finished "
+            "layout, not the projection itself)")
 
 
 def _leaves(section: dict[str, Any], prefix: str = "") -> Any:
