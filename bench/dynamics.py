@@ -86,10 +86,12 @@ K = 15
 EPOCHS = 10
 SPLITS = ("train", "test")
 
-TARGET_FIT_S = 42.0  # a tenth of TimeVis's 7 minutes
-TARGET_NPR = 0.60
-TARGET_PPR = 0.97
-TARGET_MOVEMENT = 0.80
+# Issue 13's targets, for the native case and the imported-TTV case alike.
+TARGET_FIT_S = 30.0
+TARGET_NPR = 0.62  # train and test
+TARGET_PPR = 0.98  # train and test, at every epoch: the lowest epoch's is what counts
+TARGET_MOVEMENT = 0.60  # over samples, per pair of consecutive epochs, averaged
+TARGET_TRAJECTORY = 0.80  # per sample over its epochs, averaged
 TARGET_SCALE_S = 600.0
 TARGET_SCALE_GB = 4.0
 
@@ -558,19 +560,21 @@ def _case_targets(case: str, ours: Ours | None) -> list[Target]:
     figures = quality_figures(ours.quality)
     targets = [Target(f"{case}: fit of {EPOCHS} epochs <= {TARGET_FIT_S:g} s", f"{ours.fit_s:.1f} s",
                       ours.fit_s <= TARGET_FIT_S)]
-    npr = mean(figures.get("npr", {}).get("train", []))
-    targets.append(Target(f"{case}: NPR@15 train >= {TARGET_NPR:.2f}", fmt(npr),
-                          None if npr is None else npr >= TARGET_NPR))
     for split in SPLITS:
-        ppr = mean(figures.get("ppr", {}).get(split, []))
-        targets.append(Target(f"{case}: PPR {split} >= {TARGET_PPR:.2f}", fmt(ppr),
-                              None if ppr is None else ppr >= TARGET_PPR))
+        npr = mean(figures.get("npr", {}).get(split, []))
+        targets.append(Target(f"{case}: NPR@15 {split} >= {TARGET_NPR:.2f}", fmt(npr),
+                              None if npr is None else npr >= TARGET_NPR))
+    for split in SPLITS:
+        pprs = [p for p in figures.get("ppr", {}).get(split, []) if p is not None]
+        lowest = min(pprs) if pprs else None
+        targets.append(Target(f"{case}: PPR {split} >= {TARGET_PPR:.2f} at every epoch (lowest; mean {fmt(mean(pprs))})",
+                              fmt(lowest), None if lowest is None else lowest >= TARGET_PPR))
     movement = mean(figures.get("movement", {}).get("train", []))
     targets.append(Target(f"{case}: temporal movement correlation over samples (train) >= {TARGET_MOVEMENT:.2f}",
                           fmt(movement), None if movement is None else movement >= TARGET_MOVEMENT))
     trajectory = ours.quality.get("trajectory", {}).get("train")
-    targets.append(Target(f"{case}: temporal movement correlation per sample (train) >= {TARGET_MOVEMENT:.2f}",
-                          fmt(trajectory), None if trajectory is None else trajectory >= TARGET_MOVEMENT))
+    targets.append(Target(f"{case}: temporal movement correlation per sample (train) >= {TARGET_TRAJECTORY:.2f}",
+                          fmt(trajectory), None if trajectory is None else trajectory >= TARGET_TRAJECTORY))
     return targets
 
 
