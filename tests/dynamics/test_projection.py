@@ -125,3 +125,25 @@ def test_bad_input_is_named():
         projection.inverse_transform(np.zeros((1, 2)), epoch=7)
     with pytest.raises(DynamicsError, match="without prediction heads"):
         projection.predict_proba(reps[0], epoch=1)
+
+
+def test_samples_held_in_place_still_move_in_2d_as_far_as_they_moved():
+    # Every sample moves a little, each its own distance; held in place, the ones that moved more
+    # must still move more in 2D (pinned to a spot, their 2D moves would be the layout's noise).
+    from scipy.stats import spearmanr
+
+    reps, _, _ = blobs(epochs=2, n=300)
+    rng = np.random.default_rng(5)
+    direction = rng.normal(size=(300, 16)).astype(np.float32)
+    size = rng.uniform(0, 0.05, 300).astype(np.float32)
+    reps[1] = reps[0] + direction / np.linalg.norm(direction, axis=1, keepdims=True) * size[:, None]
+    high = np.linalg.norm(reps[1] - reps[0], axis=1)
+    held = high < 0.5 * np.median(high)  # held fully, whatever their move: only the spring tells them apart
+
+    def correlation(**settings):
+        projection = Projection(random_state=0, layout_iterations=200, max_epochs=1, **settings).fit(reps)
+        low = np.linalg.norm(projection.embedding_[1] - projection.embedding_[0], axis=1)
+        return spearmanr(high[held], low[held])[0]
+
+    graded, pinned = correlation(), correlation(movement_length=0)
+    assert graded > 0.6 and graded > pinned + 0.3, (graded, pinned)

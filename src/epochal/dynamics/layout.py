@@ -10,6 +10,10 @@ and 20,000 samples an epoch stay cheap.
 Epochs are tied by temporal edges: a sample at one epoch is attracted to itself at the next when its
 representation moved less between them than the run's median move (all samples, all epochs), and
 left free when it moved more; the hold falls off steeply around the median (``exp(1 - (m/median)^6)``).
+A held sample is not pinned to one spot: its temporal edge is a spring whose rest length is its move
+over the median move times ``movement_length`` (in the layout's units, where near neighbours lie about
+one apart), so that among the samples held in place the ones that moved more still move more in 2D
+(pinned, their small 2D moves were the layout's noise, unrelated to how far they moved).
 One median for the whole run, not one per pair of epochs, so the large moves of the first epochs
 show as large moves in 2D and the small ones of the last epochs as small. Every epoch starts from
 the same layout, and the result is the average of the last steps' positions, which takes out the
@@ -30,8 +34,9 @@ def layout(
     *,
     temporal_weight: float = 1.0,
     iterations: int = 500,
-    negatives: int = 8,
+    negatives: int = 16,
     exaggeration: float = 12.0,
+    movement_length: float = 0.85,
     seed: int = 0,
     report: Callable[[float], None] | None = None,
 ) -> np.ndarray:
@@ -42,6 +47,8 @@ def layout(
         moves: per pair of consecutive epochs, how far each sample moved in the representation.
         start: (n, 2) starting layout shared by every epoch (e.g. the principal components).
         temporal_weight: the share of a sample's attraction that goes to its own other epochs.
+        movement_length: the 2D distance a held sample keeps from itself at the next epoch when it
+            moved the median move; 0 pins it in place.
         iterations: gradient steps; the first quarter with the attraction exaggerated, the last
             fifth (at most 100) averaged.
     """
@@ -64,6 +71,9 @@ def layout(
         tails.append(np.arange(n) + (index + 1) * n)
         weights.append(strength)
     head, tail, p = np.concatenate(heads), np.concatenate(tails), np.concatenate(weights)
+    rest = np.zeros(len(head), np.float32)  # the temporal springs' rest lengths; 0 on the graphs' edges
+    if moves:
+        rest[graph_edges:] = movement_length * np.concatenate(moves) / typical
     in_graph = np.arange(len(head)) < graph_edges
     # A graph has every edge both ways with the same weight: keep one way, the force acts on both ends.
     one_way = head < tail
@@ -71,6 +81,8 @@ def layout(
     tail = torch.from_numpy(tail[one_way].astype(np.int64))
     p = torch.from_numpy(4 * p[one_way].astype(np.float32))  # t-SNE's gradient has a factor 4
     in_graph = torch.from_numpy(in_graph[one_way])
+    rest = torch.from_numpy(rest[one_way])
+    springs = ~in_graph & (rest > 0)
 
     scaled = (start - start.mean(0)) / (start[:, 0].std() or 1.0) * 1e-4  # t-SNE's tiny start
     y = torch.from_numpy(np.tile(scaled.astype(np.float32), (epochs, 1)))
@@ -91,6 +103,9 @@ def layout(
         diff = y[head] - y[tail]
         w = 1 / (1 + diff.pow(2).sum(1))
         pull = ((exaggerated if step < early else p) * w)[:, None] * diff
+        if movement_length > 0:  # temporal edges: a spring toward its rest length instead
+            stretch = 1 - rest / diff.norm(dim=1).clamp_min(1e-6)
+            pull = torch.where(springs[:, None], (p * stretch)[:, None] * diff, pull)
         grad = torch.zeros_like(y).index_add_(0, head, pull).index_add_(0, tail, -pull)
         # Repulsion: -4 / Z * sum_j w_ij^2 (y_i - y_j), from `negatives` random samples of the same epoch.
         others = epoch_start.repeat_interleave(negatives) + torch.randint(0, n, (total * negatives,), generator=generator)

@@ -55,10 +55,11 @@ class Params:
     encoder_dims: tuple[int, ...] = (256, 256)  # ENCODER_DIMS, without the input width and the 2
     decoder_dims: tuple[int, ...] = (256, 256)  # DECODER_DIMS, likewise
     reconstruction_weight: float = 1.0  # LAMBDA1
-    temporal_weight: float = 1.0  # LAMBDA2: how strongly a sample is held to its place across epochs
+    temporal_weight: float = 1.0  # how strongly a sample is held to its place across epochs
+    movement_length: float = 0.85  # 2D distance between a held sample's places when it moved the median move
     prediction_weight: float = 1.0  # the decoded point's class probabilities against the sample's
     class_weight: float = 3.0  # the decoded point's cross-entropy to the class predicted for the sample
-    cross_class_weight: float = 0.3  # neighbour edges between samples the head predicts differently, times this
+    cross_class_weight: float = 0.03  # neighbour edges between samples the head predicts differently, times this
     boundary_bound: float = 0.4  # BOUNDARY.L_BOUND: widest gap between the top two probabilities
     boundary_share: float = 0.1  # boundary samples per epoch, as a share of the samples
     layout_iterations: int = 500
@@ -99,9 +100,9 @@ class Params:
 #: checked as numbers, ints as whole numbers; the dims bound each layer's width.
 _RANGES: dict[str, tuple[Any, Any]] = {
     "n_neighbors": (2, 10_000), "encoder_dims": (1, 16_384), "decoder_dims": (1, 16_384),
-    "reconstruction_weight": (0.0, 1e6), "temporal_weight": (0.0, 1e6), "prediction_weight": (0.0, 1e6),
-    "class_weight": (0.0, 1e6), "cross_class_weight": (0.0, 1.0), "boundary_bound": (0.0, 1.0),
-    "boundary_share": (0.0, 1.0), "layout_iterations": (1, 100_000), "max_epochs": (1, 10_000),
+    "reconstruction_weight": (0.0, 1e6), "temporal_weight": (0.0, 1e6), "movement_length": (0.0, 1e3),
+    "prediction_weight": (0.0, 1e6), "class_weight": (0.0, 1e6), "cross_class_weight": (0.0, 1.0),
+    "boundary_bound": (0.0, 1.0), "boundary_share": (0.0, 1.0), "layout_iterations": (1, 100_000), "max_epochs": (1, 10_000),
     "patience": (1, 10_000), "batch_size": (1, 1 << 20), "learning_rate": (0.0, 1e3), "max_steps": (1, 1_000_000),
     "resolution": (2, 1000),  # the background decodes resolution**2 points, each as wide as the representation
 }
@@ -189,7 +190,8 @@ class Projection:
         moves = [np.linalg.norm(after - before, axis=1) for before, after in pairwise(scaled)]
         start = _principal_components(points[: n * len(scaled)], n)
         embedding = layout(
-            graphs, moves, start, temporal_weight=p.temporal_weight, iterations=p.layout_iterations, seed=seed,
+            graphs, moves, start, temporal_weight=p.temporal_weight, movement_length=p.movement_length,
+            iterations=p.layout_iterations, seed=seed,
             report=lambda done: report("layout", 0.1 + 0.5 * done, f"layout, step {int(done * p.layout_iterations)}/{p.layout_iterations}"),
         )
         # Unit spread, so the networks' outputs need no scaling.
