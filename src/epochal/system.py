@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import shlex
 import secrets
+import shlex
 import socket
 import subprocess
 import sys
@@ -53,10 +53,6 @@ def git_commit(directory: str | Path = ".") -> str | None:
         return None
     dirty = status.returncode == 0 and status.stdout.strip() != ""
     return commit.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def pid() -> int:
-    return os.getpid()
 
 
 def process_token() -> str:

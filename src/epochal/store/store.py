@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -266,7 +267,7 @@ def _with_live_status(record: RunRecord) -> RunRecord:
     if record.host == system.host():
         # A pid reused by a new process (a restarted container's PID 1) is not the run's process:
         # when it is this very process, the token tells.
-        reused = record.pid == system.pid() and record.token != system.process_token()
+        reused = record.pid == os.getpid() and record.token != system.process_token()
         crashed = reused or not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
     else:
         crashed = silent_for > STALE_AFTER_S

@@ -142,7 +142,7 @@ class Writer:
     @property
     def unwritten_points(self) -> int:
         queued = sum(len(r[3]) for r in list(self.queue) if type(r) is tuple)
-        return queued + sum(len(c.values) for b in self._unwritten for c in b.chunks)
+        return queued + sum(_points(b) for b in self._unwritten)
 
     # -- writer thread -------------------------------------------------------------------------
 
@@ -166,8 +166,8 @@ class Writer:
         items = [self.queue.popleft() for _ in range(len(self.queue))]
         try:
             batch, markers = self._batch(items)
-        except Exception as exc:  # some record cannot be converted: convert them one by one
-            batch, markers = self._batch_apart(items, exc)
+        except Exception:  # some record cannot be converted: convert them one by one
+            batch, markers = self._batch_apart(items)
         self._waiting += markers
         now = time.time()
         if batch or now - self._last_heartbeat >= HEARTBEAT_S or self._unwritten:
@@ -259,30 +259,29 @@ class Writer:
             self._drop(piece, exc)
 
     def _drop(self, piece: WriteBatch, exc: BaseException) -> None:
-        lost = _points(piece)
-        self.dropped_points += lost
-        self.done_points += lost
         what = _describe(piece)
-        if len(self.drop_reasons) < 5:
-            self.drop_reasons.append(f"{what}: {exc!r}")
+        self._count_drop(_points(piece), f"{what}: {exc!r}")
         _warn(f"epochal: the store cannot hold {what} of run {self.run_id} ({exc!r}); it is dropped, "
               "everything else is kept")
 
-    def _batch_apart(self, items: list, exc: BaseException) -> tuple[WriteBatch, list[_Marker]]:
+    def _count_drop(self, lost: int, reason: str) -> None:
+        """``lost`` points given up for good: counted as done, since nobody must wait for them."""
+        self.dropped_points += lost
+        self.done_points += lost
+        if len(self.drop_reasons) < 5:
+            self.drop_reasons.append(reason)
+
+    def _batch_apart(self, items: list) -> tuple[WriteBatch, list[_Marker]]:
         """``_batch`` for items among which some cannot be converted: each is tried alone first."""
         good = []
         for item in items:
             if type(item) is tuple or isinstance(item, Deferred):
                 try:
                     self._batch([item])
-                except Exception as item_exc:
-                    lost = len(item.keys if isinstance(item, Deferred) else item[3])
-                    self.dropped_points += lost
-                    self.done_points += lost
-                    if len(self.drop_reasons) < 5:
-                        self.drop_reasons.append(f"a record at step {item[0] if type(item) is tuple else item.step}: "
-                                                 f"{item_exc!r}")
-                    _warn(f"epochal: a logged record of run {self.run_id} cannot be stored ({item_exc!r}); it is "
+                except Exception as exc:
+                    step, keys = (item.step, item.keys) if isinstance(item, Deferred) else (item[0], item[3])
+                    self._count_drop(len(keys), f"a record at step {step}: {exc!r}")
+                    _warn(f"epochal: a logged record of run {self.run_id} cannot be stored ({exc!r}); it is "
                           "dropped, everything else is kept")
                     continue
             good.append(item)
