@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from epochal.store.records import Checkpoint, KeySummary, RunRecord
+from epochal.store.store import MAX_TAG_LENGTH
 
 Status = Literal["running", "finished", "failed", "interrupted", "crashed"]
 #: A config leaf as JSON carries it; lists and other objects are shown as their JSON text.
@@ -106,14 +107,22 @@ class RunDetail(RunRow):
     checkpoints: list[CheckpointOut]
 
 
+_NO_NUL = r"^[^\x00]*$"
+# The store's tag rule (checked_tag), stated in the schema only: the store checks it, so that its
+# error is the one start() gives. Python's str.strip() also removes \x1c-\x1f, which \s does not name.
+Tag = Annotated[str, Field(json_schema_extra={
+    "minLength": 1, "maxLength": MAX_TAG_LENGTH, "pattern": r"^[^\x00]*[^\s\x00\x1c-\x1f][^\x00]*$"})]
+
+
 class RunPatch(BaseModel):
     """What a user may change on a run. Fields left out stay as they are."""
 
     model_config = ConfigDict(extra="forbid")
 
-    # Each tag is checked by the store's own rule, the one `epochal.start` applies (a 422 names it).
-    tags: list[str] | None = Field(None, max_length=100)
-    notes: str | None = Field(None, max_length=100_000)
+    # Each tag is checked by the store's own rule, the one `epochal.start` applies (a 422 names it);
+    # the schema states that rule (something besides spaces, no NUL), so what it calls valid is accepted.
+    tags: list[Tag] | None = Field(None, max_length=100)
+    notes: str | None = Field(None, max_length=100_000, pattern=_NO_NUL)
 
 
 class Deleted(BaseModel):
