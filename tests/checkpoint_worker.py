@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import epochal
-from epochal import checkpoint
+from epochal import atomic, checkpoint
 
 
 def _die() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
             print("writing", flush=True)
             time.sleep(60)
 
-        checkpoint.write_atomically(Path(store_dir) / "blob.bin", write)
+        atomic.atomic_write(Path(store_dir) / "blob.bin", write)
         return
     store = epochal.Store(store_dir, busy_timeout=0.05)
     run = epochal.start(name=name, store=store, flush_interval=0.05)

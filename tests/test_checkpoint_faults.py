@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import epochal
-from epochal import Retention, checkpoint
+from epochal import Retention, atomic, checkpoint
 from epochal.checkpoint import file_sha256
 
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
@@ -208,7 +208,7 @@ def test_kill_9_mid_save_leaves_a_temporary_that_resume_and_retention_remove(sto
     assert result.returncode == -signal.SIGKILL and "saved" in result.stdout, result.stderr
     folder = Path(epochal.Store(store_dir).run("victim").path)
     (left,) = _temporaries(folder)
-    assert [p.name for p in checkpoint.clean_stale_temporaries(folder)] == [left]
+    assert [p.name for p in atomic.clean_stale_temporaries(folder)] == [left]
     assert _temporaries(folder) == []
 
     # The same cut-short save is cleaned up when the run is resumed...
@@ -238,7 +238,7 @@ def test_temporaries_of_live_writers_are_left_alone(tmp_path):
     try:
         assert writer.stdout.readline().strip() == "writing"
         (theirs,) = _temporaries(folder)
-        assert checkpoint.clean_stale_temporaries(folder) == []
+        assert atomic.clean_stale_temporaries(folder) == []
         assert _temporaries(folder) == [theirs]
     finally:
         writer.kill()
@@ -250,11 +250,11 @@ def test_temporaries_of_live_writers_are_left_alone(tmp_path):
     # This process's own write in progress survives a clean-up run meanwhile.
     def write(file):
         file.write(b"data")
-        removed = sorted(p.name for p in checkpoint.clean_stale_temporaries(folder))
+        removed = sorted(p.name for p in atomic.clean_stale_temporaries(folder))
         assert removed == sorted([earlier, theirs])  # the dead writer's and the earlier process's
         assert len(_temporaries(folder)) == 1  # ours, still being written
 
-    checkpoint.write_atomically(folder / "ours.bin", write)
+    atomic.atomic_write(folder / "ours.bin", write)
     assert (folder / "ours.bin").read_bytes() == b"data"
     assert _temporaries(folder) == []
 

@@ -25,18 +25,17 @@ import hashlib
 import math
 import os
 import random
-import re
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from epochal import system
+from epochal.atomic import atomic_write, clean_stale_temporaries
 from epochal.errors import CheckpointError, EpochalWarning, RunStateError
 from epochal.store.records import Checkpoint
 from epochal.store.store import storable_text
@@ -299,85 +298,23 @@ def load(
 
 # -- files ---------------------------------------------------------------------------------------
 
-# A temporary file is named after the process writing it: a tag of its host, its pid and the
-# process's random token, so that a later process with the same pid (a restarted container's
-# PID 1) is not taken for the writer, and a live writer's file is left alone.
-_TEMPORARY = re.compile(r"\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-(?P<token>[0-9a-f]{8,32})\.tmp")
-_OLD_TEMPORARY = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})\.tmp")  # what epochal wrote before the above
+def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
+    """``torch.save`` ``payload`` to ``target`` with :func:`epochal.atomic.atomic_write`.
 
-
-def _host_tag() -> str:
-    return hashlib.sha256(system.host().encode("utf-8", "surrogateescape")).hexdigest()[:8]
-
-
-def write_atomically(target: Path, write: Callable[[IO[bytes]], Any]) -> tuple[int, str]:
-    """Call ``write(file)`` on a temporary file beside ``target``, fsync it, rename it over ``target``
-    and fsync the folder. Returns the file's (size, sha256). A crash leaves ``target`` as it was
-    and at most a temporary file, which :func:`clean_stale_temporaries` removes later.
+    Returns:
+        The file's (size, sha256).
 
     Raises:
-        CheckpointError: the file cannot be written (disk full, no permission, ...).
+        CheckpointError: the file cannot be written (disk full, no permission, ...); ``target`` is unchanged.
     """
-    target = Path(target)
-    temporary = target.with_name(f".{target.name[:120]}.{_host_tag()}-{os.getpid()}-{system.process_token()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        digest = file_sha256(temporary)
-        size = temporary.stat().st_size
-        os.replace(temporary, target)
-    except BaseException as exc:
-        temporary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(f"cannot write {target}: {exc}") from exc
-        raise
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-    return size, digest
-
-
-def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
-    """``torch.save`` ``payload`` to ``target`` with :func:`write_atomically`. Returns (size, sha256)."""
     import torch
 
-    return write_atomically(Path(target), lambda file: torch.save(payload, file))
-
-
-def clean_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that writers killed mid-write left in ``folder`` and below.
-
-    A temporary file is stale when its writer is gone: its pid runs no process on this host,
-    or it is this process's pid with another process's token. Files of live writers, of other
-    hosts (a shared disk) and every other file are left alone. Returns the files deleted.
-    """
-    host, me, token, removed = _host_tag(), os.getpid(), system.process_token(), []
-    for directory, _, files in os.walk(folder):
-        for name in files:
-            if not name.endswith(".tmp"):
-                continue
-            if match := _TEMPORARY.fullmatch(name):
-                pid = int(match["pid"])
-                stale = match["host"] == host and (
-                    match["token"] != token if pid == me else not system.pid_alive(pid)
-                )
-            elif match := _OLD_TEMPORARY.fullmatch(name):
-                stale = not system.pid_alive(int(match["pid"]))
-            else:
-                continue
-            if stale:
-                path = Path(directory) / name
-                try:
-                    path.unlink()
-                except OSError:
-                    continue  # gone already, or not ours to delete
-                removed.append(path)
-    return removed
+    target = Path(target)
+    try:
+        atomic_write(target, lambda file: torch.save(payload, file))
+        return target.stat().st_size, file_sha256(target)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {target}: {exc}") from exc
 
 
 def read(path: str | os.PathLike) -> dict:

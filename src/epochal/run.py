@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from epochal import names, system
+from epochal.atomic import clean_stale_temporaries
 from epochal.checks import (
     MAX_INDEX,
     check_flush_settings,
@@ -484,16 +485,9 @@ def resume(
         ))
     )
     reopened = the_store.run(record.id)
-    _clean_stale_temporaries(reopened)
+    clean_stale_temporaries(Path(reopened.path))  # files a killed process left (a checkpoint cut short)
     return Run(the_store, reopened, flush_interval=flush_interval, flush_points=flush_points,
                max_buffered_points=max_buffered_points, previous=stored)
-
-
-def _clean_stale_temporaries(record: RunRecord) -> None:
-    """Temporary files that a killed process left in the run's folder (a checkpoint cut short)."""
-    from epochal import checkpoint
-
-    checkpoint.clean_stale_temporaries(Path(record.path))
 
 
 def _warn(message: str) -> None:
