@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import epochal
-from epochal import atomic, checkpoint
+from epochal import atomic, run_checkpoints
 
 
 def _die() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     if mode == "kill-before-record":
         blocker = sqlite3.connect(Path(store_dir) / "epochal.db", isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
-        checkpoint.RECORD_TIMEOUT_S = 0.2
+        run_checkpoints.RECORD_TIMEOUT_S = 0.2
         threading.Timer(5.0, _die).start()  # should the save wait for the lock, die all the same
         with torch.no_grad():
             model.weight.add_(1.0)

@@ -153,7 +153,7 @@ def test_load_by_path_without_a_run(store_dir):
     fresh = _model(seed=5)
     from epochal.checkpoint import load
 
-    loaded = load(None, run.path / record.path, models=fresh, restore_rng=False)
+    loaded = load(run.path / record.path, models=fresh, restore_rng=False)
     assert loaded.record is None and torch.equal(fresh[0].weight, model[0].weight)
 
 

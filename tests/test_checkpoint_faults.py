@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import epochal
-from epochal import Retention, atomic, checkpoint
+from epochal import Retention, atomic, run_checkpoints
 from epochal.checkpoint import file_sha256
 
 WORKER = Path(__file__).with_name("checkpoint_worker.py")
@@ -66,7 +66,7 @@ def _stored(store_dir, run):
 
 
 def test_a_locked_store_delays_the_record_not_the_training(store_dir, monkeypatch):
-    monkeypatch.setattr(checkpoint, "RECORD_TIMEOUT_S", 0.3, raising=False)
+    monkeypatch.setattr(run_checkpoints, "RECORD_TIMEOUT_S", 0.3, raising=False)
     run = epochal.start(store=epochal.Store(store_dir, busy_timeout=0.05), flush_interval=0.05)
     model = _model()
     keep_one = Retention(last=1, best=0)
@@ -98,7 +98,7 @@ def test_a_locked_store_delays_the_record_not_the_training(store_dir, monkeypatc
 
 
 def test_a_store_that_stays_locked_never_stops_training(store_dir, monkeypatch):
-    monkeypatch.setattr(checkpoint, "RECORD_TIMEOUT_S", 0.2, raising=False)
+    monkeypatch.setattr(run_checkpoints, "RECORD_TIMEOUT_S", 0.2, raising=False)
     monkeypatch.setattr(run_module, "SUMMARY_WAIT_S", 0.2, raising=False)
     run = epochal.start(store=epochal.Store(store_dir, busy_timeout=0.05), flush_interval=0.05)
     model = _model()
@@ -145,7 +145,7 @@ def test_retention_keeps_the_newest_when_the_clock_steps_back(store_dir, monkeyp
     with epochal.start(store=store_dir) as run:
         run.step()
         run.save_checkpoint(retention=keep_one)
-        monkeypatch.setattr(checkpoint.time, "time", lambda: real_time() - 3600)  # NTP stepped back an hour
+        monkeypatch.setattr(run_checkpoints.time, "time", lambda: real_time() - 3600)  # NTP stepped back an hour
         run.step()
         newest = run.save_checkpoint(retention=keep_one)
         assert [c.path for c in _stored(store_dir, run)] == [newest.path]
@@ -153,7 +153,7 @@ def test_retention_keeps_the_newest_when_the_clock_steps_back(store_dir, monkeyp
     monkeypatch.undo()
     # Across a resume too: the resumed session saves at the same step with the clock an hour back.
     with epochal.resume(run.id, store=store_dir) as again:
-        monkeypatch.setattr(checkpoint.time, "time", lambda: real_time() - 7200)
+        monkeypatch.setattr(run_checkpoints.time, "time", lambda: real_time() - 7200)
         again_newest = again.save_checkpoint(retention=keep_one)
         monkeypatch.undo()
         assert [c.path for c in _stored(store_dir, run)] == [again_newest.path]

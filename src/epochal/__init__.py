@@ -1,6 +1,7 @@
 """epochal: record a PyTorch training run, resume it exactly, replay it."""
 
-from epochal.checkpoint import LoadedCheckpoint, Retention
+from epochal.checkpoint import LoadedCheckpoint
+from epochal.retention import Retention
 from epochal.errors import (
     CheckpointError,
     EpochalError,

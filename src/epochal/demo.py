@@ -111,7 +111,7 @@ def train(
     trainer.fit()
     best = _best_weights(trainer)
     if best is not None:
-        checkpoint.load(None, Path(trainer.run.path) / best.path, models={"model": model}, restore_rng=False)
+        checkpoint.load(Path(trainer.run.path) / best.path, models={"model": model}, restore_rng=False)
         print(f"\ntesting the best weights: epoch {best.epoch}, {best.metric_key} {best.metric_value:.4f}")
     result = trainer.test()
     return trainer, result.metrics["accuracy"]

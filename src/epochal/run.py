@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import math
 import os
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from epochal import names, system
+from epochal import checkpoint, names, system
 from epochal.atomic import clean_stale_temporaries
 from epochal.checks import (
     MAX_INDEX,
@@ -34,7 +35,10 @@ from epochal.checks import (
     to_float,
 )
 from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
-from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, WriteBatch
+from epochal.checkpoint import LoadedCheckpoint
+from epochal.retention import Retention
+from epochal.run_checkpoints import RunCheckpoints
+from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.store import Store, checked_tag, storable_text
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
@@ -96,6 +100,10 @@ class Run:
         self._logged = 0  # points handed to the writer before that
         self._dropping = False
         self._dropped = 0  # points not buffered because the buffer was full while the store refused writes
+        self._checkpoints = RunCheckpoints(
+            store, self.id, self.name, self.path, self.segment, submit=self._writer.submit, flush=self.flush,
+            writes_failing=lambda: self.writes_failing,
+        )
         _open_runs.add(self)
 
     def __repr__(self) -> str:
@@ -248,6 +256,11 @@ class Run:
         return True
 
     @property
+    def finished(self) -> bool:
+        """Whether ``finish`` (or ``abandon``) has ended this Run object; ``resume`` gives an open one."""
+        return self._finished
+
+    @property
     def writes_failing(self) -> bool:
         """Whether the store is refusing this run's writes (locked by another program, disk full):
         points and checkpoint records stay buffered meanwhile and are retried."""
@@ -284,11 +297,88 @@ class Run:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def save_checkpoint(self, **kwargs: Any):
-        """Save models, optimizers and everything needed to resume. See :func:`epochal.checkpoint.save`."""
-        from epochal import checkpoint
+    def save_checkpoint(
+        self,
+        *,
+        models: Any = None,
+        optimizers: Any = None,
+        schedulers: Any = None,
+        scaler: Any = None,
+        extra: Any = None,
+        metric: tuple[str, Any] | None = None,
+        mode: str = "max",
+        retention: Retention | None = None,
+        kind: str = "resume",
+        timeout: float | None = None,
+    ) -> Checkpoint:
+        """Save a checkpoint at the current step and epoch, then apply ``retention``.
 
-        return checkpoint.save(self, **kwargs)
+        The file is written first, atomically, under a name of its own (a second save at the same
+        step and epoch gets a ``-1``, ``-2``, ... suffix). Its record then goes to the store through
+        the run's writer; if the store has not taken it within ``timeout`` seconds (locked, full), an
+        :class:`~epochal.EpochalWarning` says so and training goes on: the record is written when
+        the store accepts writes again, and this run's ``load_checkpoint`` already sees it.
+
+        Args:
+            models, optimizers, schedulers: one object, a list, or a dict name -> object;
+                anything with ``state_dict()``.
+            scaler: a ``torch.amp.GradScaler`` (or anything with ``state_dict()``).
+            extra: more state to keep (data-order state, callback state): plain Python values,
+                tensors and NumPy arrays, in dicts, lists and tuples.
+            metric: ``(key, value)`` that ranks this checkpoint for ``which="best"``.
+            mode: 'max' if a higher metric is better, 'min' if lower is.
+            retention: which checkpoints of this kind to keep; default the last one and the best one.
+            kind: 'resume' (everything needed to continue) or 'weights' (only the models, a small
+                file for inference; ``load_checkpoint("last")`` never picks one).
+            timeout: seconds to wait for the store to record the checkpoint; default 5.
+
+        Raises:
+            CheckpointError: the file cannot be written (nothing is recorded then), or a value
+                cannot be held safely.
+            RunStateError: the run is finished.
+        """
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to save checkpoints")
+        return self._checkpoints.save(
+            self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
+            extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout,
+        )
+
+    def load_checkpoint(
+        self,
+        which: str | os.PathLike | Checkpoint = "last",
+        *,
+        models: Any = None,
+        optimizers: Any = None,
+        schedulers: Any = None,
+        scaler: Any = None,
+        restore_rng: bool = True,
+        strict: bool = True,
+    ) -> LoadedCheckpoint:
+        """Load a checkpoint into the objects given, restore the random states and this run's counters.
+
+        Args:
+            which: 'last', 'best' (by the metric it was saved with), a checkpoint record, or a path.
+                'last' is the newest resumable checkpoint whose file is present and matches its
+                recorded sha256; newer ones that do not are skipped with a warning.
+            models, optimizers, schedulers, scaler, restore_rng, strict: as
+                :func:`epochal.checkpoint.load`.
+
+        Raises:
+            CheckpointError: no usable checkpoint, a damaged file, or a checkpoint that does not
+                fit the objects given (another architecture, other parameter groups).
+        """
+        record = None
+        if isinstance(which, Checkpoint):
+            record, path = which, self._checkpoints.file_of(which)
+        elif isinstance(which, str) and which in ("last", "best"):
+            record, path = self._checkpoints.pick(which)
+        else:
+            path = Path(which)
+        loaded = checkpoint.load(path, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
+                                 restore_rng=restore_rng, strict=strict)
+        self.set_counters(loaded.step, loaded.epoch)
+        return dataclasses.replace(loaded, record=record)
 
     def record_dynamics(self, model: Any, inputs: Any, labels: Any, *, image_shape: tuple[int, ...] | None = None,
                         **kwargs: Any):
@@ -300,14 +390,10 @@ class Run:
 
         return record(self, model, inputs, labels, image_shape=image_shape, **kwargs)
 
-    def load_checkpoint(self, which: Any = "last", **kwargs: Any):
-        """Load a checkpoint into the given objects. See :func:`epochal.checkpoint.load`."""
-        from epochal import checkpoint
-
-        return checkpoint.load(self, which, **kwargs)
-
-    def _restore_counters(self, steps: int, epochs: int) -> None:
-        self._steps, self._epochs = steps, epochs
+    def set_counters(self, steps: int, epochs: int) -> None:
+        """Put the step and epoch counters at ``steps`` and ``epochs``: where a loaded checkpoint was saved,
+        or back to 0 when a run is trained again from its start."""
+        self._steps, self._epochs = check_index("steps", steps), check_index("epochs", epochs)
 
     # -- ending --------------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ def test_a_resumed_fit_hides_what_the_lost_attempt_logged_after_its_checkpoint(t
     folder = trainer.run.path / "tensorboard"
     tb = TensorBoard(log_every_n_batches=1, log_graph=False)
     _fit(tb, trainer, epochs=2, batches=5)  # steps 0..9; the second epoch's end is "lost"
-    trainer.run._restore_counters(5, 1)  # resumed from the checkpoint after the first epoch
+    trainer.run.set_counters(5, 1)  # resumed from the checkpoint after the first epoch
     for group in trainer.optimizer.param_groups:
         group["lr"] *= 2
     tb = TensorBoard(log_every_n_batches=1, log_graph=False)

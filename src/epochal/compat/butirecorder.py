@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import epochal
-from epochal.checkpoint import Retention, write_atomic
+from epochal.checkpoint import write_atomic
+from epochal.retention import Retention
 from epochal.checks import MAX_KEY_LENGTH
 from epochal.errors import CheckpointError, RunNotFoundError, RunStateError
 

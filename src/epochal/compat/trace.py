@@ -473,7 +473,7 @@ def sys_load(model_path: str | os.PathLike, statis_path: str | os.PathLike, mode
             ) from exc
     statis = load_statistic(statis_path, store=store)
     if payload.get("format") == checkpoint.FORMAT:
-        checkpoint.load(None, path, models=model, optimizers=optimizer, schedulers=scheduler)
+        checkpoint.load(path, models=model, optimizers=optimizer, schedulers=scheduler)
     elif optimizer is not None or scheduler is not None:
         raise CheckpointError(f"{path} is not an epochal checkpoint: it holds weights only, no optimizer or "
                               "scheduler state")

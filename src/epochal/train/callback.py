@@ -12,11 +12,15 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    import torch
+
+    from epochal.retention import Retention
+    from epochal.run import Run
 
 STAGES = ("train", "valid", "test")
 
@@ -55,6 +59,40 @@ class StageResult:
         return out
 
 
+class TrainerView(Protocol):
+    """What a callback may read and call on the trainer that fires it.
+
+    Callbacks see this, not the concrete :class:`epochal.Trainer`, so a loop of another shape (a
+    framework's, a seed tool's) can fire the same callbacks by offering these names.
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None
+    run: Run  # the run being recorded into, open while a fit or test runs
+    device: torch.device
+    epoch: int  # index of the current epoch, from 0
+    max_epochs: int
+    monitor: str  # the key that decides the best model
+    mode: str  # 'min' or 'max' for the monitored key
+    best: tuple[float, int] | None  # (monitored value, epoch) of the best epoch so far
+    fit_started: float | None  # time.time() when the fit started
+    example_input: Any  # the input of a training batch, once one was seen (for model graphs)
+    loaders: Mapping[str, Any]  # stage -> its data
+
+    def stop(self, reason: str) -> None:
+        """End the fit after the current epoch."""
+
+    def monitored_value(self, results: Mapping[str, StageResult], key: str, required: bool = True) -> float | None:
+        """The value of ``key`` in an epoch's results; None if that stage did not run."""
+
+    def save_checkpoint(self, *, metric: tuple[str, float] | None = None, mode: str = "max",
+                        retention: Retention | None = None, mid_epoch: bool = False) -> Any:
+        """A resumable checkpoint of everything the fit needs to continue."""
+
+    def split_batch(self, batch: Any) -> tuple[Any, Any]:
+        """``(input, target)`` of a batch."""
+
+
 class Callback:
     """Base class of Trainer callbacks: every hook does nothing unless overridden.
 
@@ -65,17 +103,21 @@ class Callback:
 
     order: int = 0
 
-    def on_fit_start(self, trainer: Trainer) -> None: ...
-    def on_epoch_start(self, trainer: Trainer) -> None: ...
-    def on_stage_start(self, trainer: Trainer, stage: str, batches: int | None) -> None: ...
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None: ...
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None: ...
-    def on_eval_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None: ...
-    def on_fit_end(self, trainer: Trainer) -> None: ...
-    def on_test_end(self, trainer: Trainer, result: StageResult) -> None: ...
-    def on_interrupt(self, trainer: Trainer) -> None:
-        """The fit ends early: Ctrl-C (after a resumable checkpoint was saved) or an error. Close files here."""
+    def on_fit_start(self, trainer: TrainerView) -> None: ...
+    def on_epoch_start(self, trainer: TrainerView) -> None: ...
+    def on_stage_start(self, trainer: TrainerView, stage: str, batches: int | None) -> None: ...
+    def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None: ...
+    def on_stage_end(self, trainer: TrainerView, result: StageResult) -> None: ...
+    def on_eval_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None: ...
+    def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None: ...
+    def on_fit_end(self, trainer: TrainerView) -> None: ...
+    def on_test_end(self, trainer: TrainerView, result: StageResult) -> None: ...
+    def on_keyboard_interrupt(self, trainer: TrainerView) -> None:
+        """Ctrl-C stopped the fit at a well-defined point; ``trainer.save_checkpoint(mid_epoch=True)``
+        now saves what continues it exactly there (the checkpoint callback does). Runs before ``on_interrupt``."""
+
+    def on_interrupt(self, trainer: TrainerView) -> None:
+        """The fit ends early: Ctrl-C (after ``on_keyboard_interrupt``) or an error. Close files here."""
 
     def state_dict(self) -> dict:
         return {}

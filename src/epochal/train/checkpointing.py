@@ -5,20 +5,22 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from epochal.checkpoint import Retention
+from epochal.errors import EpochalError
+from epochal.logs import logger
+from epochal.retention import Retention
 from epochal.store.records import best_mode
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 
 class ModelCheckpoint(Callback):
     """Save checkpoints as a fit goes.
 
-    After every epoch a resumable checkpoint (model, optimizer, scheduler, scaler, random
-    states, data order, every callback's state) replaces the previous one, so
-    ``fit(resume=True)`` always has one; ``every_n_epochs`` also keeps every n-th. When the
+    After every epoch, and when Ctrl-C stops the fit, a resumable checkpoint (model, optimizer,
+    scheduler, scaler, random states, data order, every callback's state) replaces the previous
+    one, so ``fit(resume=True)`` always has one; ``every_n_epochs`` also keeps every n-th. When the
     monitored value improves, the model's weights alone are saved as the best (a small file).
 
     Args:
@@ -49,11 +51,11 @@ class ModelCheckpoint(Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self.monitor = self.monitor or trainer.monitor
         self.mode = self.mode or (trainer.mode if self.monitor == trainer.monitor else best_mode(self.monitor))
 
-    def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         value = trainer.monitored_value(results, self.monitor, required=False)
         metric = None if value is None else (self.monitor, value)
         if self.save_best and value is not None and not math.isnan(value) and self._improves(value):
@@ -64,6 +66,14 @@ class ModelCheckpoint(Callback):
             )
         # Saved last, so it holds this callback's updated best too.
         trainer.save_checkpoint(metric=metric, mode=self.mode, retention=self.retention)
+
+    def on_keyboard_interrupt(self, trainer: TrainerView) -> None:
+        # Ctrl-C: a checkpoint of the last well-defined point passed, to continue from it exactly.
+        try:
+            trainer.save_checkpoint(retention=self.retention, mid_epoch=True)
+            logger.warning("interrupted; saved a checkpoint to resume from with fit(resume=True)")
+        except EpochalError as exc:
+            logger.warning(f"interrupted; could not save a checkpoint: {exc}")
 
     def _improves(self, value: float) -> bool:
         return self.best is None or (value < self.best if self.mode == "min" else value > self.best)

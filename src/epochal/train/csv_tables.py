@@ -29,7 +29,7 @@ import torch
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 _clock = time.perf_counter  # module-level so that tests can drive the time
 _DETAIL_COLUMNS = ["batch", "samples", "loss", "seconds"]
@@ -59,22 +59,22 @@ class CSVTables(Callback):
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self._use(trainer)
         self._pruned = False
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, trainer: TrainerView) -> None:
         if not self._pruned:
             self._pruned = True
             self._drop_from(trainer, trainer.epoch + 1)
 
-    def on_stage_start(self, trainer: Trainer, stage: str, batches: int | None) -> None:
+    def on_stage_start(self, trainer: TrainerView, stage: str, batches: int | None) -> None:
         folder = self._use(trainer) / "epoch_details"
         folder.mkdir(parents=True, exist_ok=True)
         self._close_details()
         self._details = _Details(folder / f"epoch{trainer.epoch + 1:03d}_{stage}.csv", stage)
 
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         details = self._details
         if details is None or details.stage != batch.stage:
             return
@@ -86,7 +86,7 @@ class CSVTables(Callback):
             details.write()
             details.flushed_at = now
 
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_stage_end(self, trainer: TrainerView, result: StageResult) -> None:
         if self._details is not None and self._details.stage == result.stage:
             self._close_details()
         row = {
@@ -100,21 +100,21 @@ class CSVTables(Callback):
         }
         self._table(trainer, result.stage).put(row)
 
-    def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         self._write_merged(trainer)
 
-    def on_test_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_test_end(self, trainer: TrainerView, result: StageResult) -> None:
         self._write_merged(trainer)
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         self._close_details()
 
-    def on_interrupt(self, trainer: Trainer) -> None:
+    def on_interrupt(self, trainer: TrainerView) -> None:
         self._close_details()
 
     # -- tables --------------------------------------------------------------------------------
 
-    def _use(self, trainer: Trainer) -> Path:
+    def _use(self, trainer: TrainerView) -> Path:
         """The tables folder of the trainer's run; forgets what was read from another run's."""
         folder = Path(trainer.run.path) / "tables"
         if folder != self._folder:
@@ -123,13 +123,13 @@ class CSVTables(Callback):
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def _table(self, trainer: Trainer, stage: str) -> _Table:
+    def _table(self, trainer: TrainerView, stage: str) -> _Table:
         folder = self._use(trainer)
         if stage not in self._tables:
             self._tables[stage] = _Table.read(folder / f"{stage}_summary_table.csv")
         return self._tables[stage]
 
-    def _drop_from(self, trainer: Trainer, epoch: int) -> None:
+    def _drop_from(self, trainer: TrainerView, epoch: int) -> None:
         """Forget the training and validation rows of ``epoch`` and later: a resumed fit redoes them.
 
         The batch files of ``epoch`` stay until its stages rewrite them (keeping the rows of
@@ -142,7 +142,7 @@ class CSVTables(Callback):
             if match and match.group(2) != "test" and int(match.group(1)) > epoch:
                 path.unlink()
 
-    def _write_merged(self, trainer: Trainer) -> None:
+    def _write_merged(self, trainer: TrainerView) -> None:
         folder = self._use(trainer)
         for path in folder.glob("*_summary_table.csv"):  # stages this process has not seen yet
             self._table(trainer, path.name[: -len("_summary_table.csv")])

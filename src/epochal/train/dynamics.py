@@ -12,7 +12,7 @@ from epochal.dynamics.sprites import image_view
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 
 class RecordDynamics(Callback):
@@ -45,7 +45,7 @@ class RecordDynamics(Callback):
         self.image_shape = image_shape
         image_view(self.inputs, image_shape)  # a wrong image_shape fails here, not after the first epoch
 
-    def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         last = trainer.max_epochs is not None and trainer.epoch + 1 >= trainer.max_epochs
         if (trainer.epoch + 1) % self.every_n_epochs and not last:
             return

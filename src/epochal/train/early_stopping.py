@@ -9,7 +9,7 @@ from epochal.store.records import best_mode
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 
 class EarlyStopping(Callback):
@@ -39,7 +39,7 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.count = 0  # evaluations since the last improvement
 
-    def on_eval_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_eval_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         value = trainer.monitored_value(results, self.monitor)
         if value is None:
             return

@@ -24,7 +24,7 @@ from epochal.train.callback import Callback, StageResult
 from epochal.train.early_stopping import EarlyStopping
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 _now = time.time  # module-level so that tests can drive the time
 
@@ -45,14 +45,14 @@ class EpochTable(Callback):
         self.file = file
         self._first_epoch: int | None = None  # the first epoch this fit ran, to time epochs by
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self._first_epoch = None
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, trainer: TrainerView) -> None:
         if self._first_epoch is None:
             self._first_epoch = trainer.epoch
 
-    def on_eval_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_eval_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         lines = [format_table(list(results.values()))]
         if getattr(trainer, "fit_started", None) is not None:
             lines.append(self._time_line(trainer))
@@ -61,13 +61,13 @@ class EpochTable(Callback):
             lines.append(best)
         self._print("\n".join(lines))
 
-    def on_test_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_test_end(self, trainer: TrainerView, result: StageResult) -> None:
         self._print(format_table([result]))
 
     def _print(self, text: str) -> None:
         print(text, file=self.file if self.file is not None else sys.stdout, flush=True)
 
-    def _time_line(self, trainer: Trainer) -> str:
+    def _time_line(self, trainer: TrainerView) -> str:
         now = _now()
         elapsed = max(0.0, now - trainer.fit_started)
         first = self._first_epoch if self._first_epoch is not None else 0
@@ -111,7 +111,7 @@ def format_table(results: list[StageResult]) -> str:
     return "\n".join([rule, line(header, False), rule, *(line(row, True) for row in rows), rule])
 
 
-def _best_line(trainer: Trainer) -> str:
+def _best_line(trainer: TrainerView) -> str:
     parts = []
     monitor = getattr(trainer, "monitor", None)
     best = getattr(trainer, "best", None)

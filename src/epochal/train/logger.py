@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from epochal.train.callback import BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 
 class MetricLogger(Callback):
@@ -21,17 +21,17 @@ class MetricLogger(Callback):
 
     order = -100  # before anything that reads what was logged
 
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         if batch.stage == "train":
             trainer.run.log({"train/loss": batch.loss})
 
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_stage_end(self, trainer: TrainerView, result: StageResult) -> None:
         values = result.logged()
         if result.stage == "train":
             values["train/epoch_loss"] = values.pop("train/loss")
         trainer.run.log(values, epoch=result.epoch)
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, trainer: TrainerView) -> None:
         if trainer.optimizer is None:
             return
         groups = trainer.optimizer.param_groups

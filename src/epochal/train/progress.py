@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from epochal.train.callback import BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 _clock = time.monotonic  # module-level so that tests can drive the time
 
@@ -50,7 +50,7 @@ class ProgressBar(Callback):
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def on_stage_start(self, trainer: Trainer, stage: str, batches: int | None) -> None:
+    def on_stage_start(self, trainer: TrainerView, stage: str, batches: int | None) -> None:
         self._close()
         out = self.file if self.file is not None else sys.stdout
         now = _clock()
@@ -62,7 +62,7 @@ class ProgressBar(Callback):
                 total=batches, desc=self._stage.title, unit="batch", file=out, dynamic_ncols=True, leave=True
             )
 
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         s = self._stage
         if s is None:
             return
@@ -85,7 +85,7 @@ class ProgressBar(Callback):
             s.printed_at = now
             print(s.line(now), file=s.out, flush=True)
 
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_stage_end(self, trainer: TrainerView, result: StageResult) -> None:
         s = self._stage
         if s is None:
             return
@@ -103,10 +103,10 @@ class ProgressBar(Callback):
             print(s.line(now, rate=rate) + f"  done in {_hms(seconds)}", file=s.out, flush=True)
         self._stage = None
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         self._close()
 
-    def on_interrupt(self, trainer: Trainer) -> None:
+    def on_interrupt(self, trainer: TrainerView) -> None:
         self._close()
 
     def _close(self) -> None:
@@ -142,7 +142,7 @@ class _StageProgress:
         return f"{self.title}  {done} batches  {rate:,.0f} samples/s  loss {loss}"
 
 
-def _title(trainer: Trainer, stage: str) -> str:
+def _title(trainer: TrainerView, stage: str) -> str:
     if stage == "test":
         return stage  # a test pass belongs to no epoch of the fit
     epoch = getattr(trainer, "epoch", None)

@@ -29,10 +29,12 @@ from typing import Any
 
 import torch
 
+from epochal.checkpoint import rng_state, set_rng_state
 from epochal.errors import CheckpointError
 from epochal.train.callback import StageResult
 
 PHASES = ("start", "stages", "evaluated", "ended")
+_END = object()  # what next() gives past a loader's last batch
 
 
 @dataclass
@@ -69,6 +71,15 @@ class Position:
     progress: Progress | None = None
     stop: str | None = None  # a stop asked for (early stopping) that the fit had not yet acted on
 
+    def describe(self) -> str:
+        """Where in its epoch this point lies, as a resume message says it."""
+        if self.phase == "stages" and self.progress is not None:
+            return f"{self.progress.stage} batch {self.progress.batches + 1}"
+        if self.phase == "stages":
+            return "after " + (", ".join(self.results) or "on_epoch_start")
+        return {"start": "at the start of the epoch", "evaluated": "after evaluation",
+                "ended": "at the end of the epoch"}[self.phase]
+
     def state_dict(self) -> dict:
         return {
             "phase": self.phase, "epoch": self.epoch, "stop": self.stop,
@@ -95,6 +106,117 @@ def _require(state: Any, keys: tuple[str, ...], what: str) -> None:
     missing = [key for key in keys if key not in state]
     if missing:
         raise CheckpointError(f"{what} in the checkpoint lacks {', '.join(missing)}; it has {', '.join(state)}")
+
+
+class ResumeState:
+    """Everything a fit needs to continue from where it stands, mid-epoch included.
+
+    The Trainer holds one and tells it each point it passes (:meth:`passed`), each stage it starts
+    (:meth:`start_stage`) and, in its hot loop, the batches done (``done``) and the random states
+    before the next batch (``rewind``). On Ctrl-C, :meth:`settle` goes back to the last whole batch,
+    and :meth:`state_dict` is then what a checkpoint keeps: the position in the epoch and, for a stage
+    part-way, its random and generator states, the batches done, their partial sums and the metrics'
+    state. :meth:`load_state_dict` checks that every required key is there.
+
+    Examples:
+        >>> state = ResumeState(model, metrics, loaders, torch.device("cpu"))
+        >>> saved = state.state_dict()
+        >>> ResumeState(model, metrics, loaders, torch.device("cpu")).load_state_dict(saved)
+    """
+
+    def __init__(self, model: torch.nn.Module, metrics: Mapping[str, Any], loaders: Mapping[str, Any],
+                 device: torch.device):
+        self.model, self.metrics, self.loaders, self.device = model, metrics, loaders, device
+        self.position = Position("start", 0)  # the last well-defined point passed
+        self.stop: str | None = None  # a stop asked for (early stopping) that the fit has not acted on yet
+        self.stage: str | None = None  # the stage part-way, if any
+        self.start_rng: dict | None = None  # every random state just before that stage's loader was iterated
+        self.start_generators: dict | None = None
+        # Written for every batch, so kept as plain tuples: (batches done, samples, loss sum, loss sum of
+        # squares, the run's step count once they are) and (batches done, torch random states before the next).
+        self.done: tuple = (0, 0, 0.0, 0.0, 0)
+        self.rewind: tuple = (0, None)
+        self.grads_pending = False  # gradients accumulated towards an optimizer step not yet taken
+
+    def passed(self, position: Position) -> None:
+        """A well-defined point is passed; a part-way stage left behind is then never run twice."""
+        self.position = position
+        self.stage = None
+
+    def start_stage(self, stage: str, loader: Any, progress: Progress | None, steps: int) -> tuple:
+        """Begin iterating ``loader`` for ``stage``, or continue it from ``progress`` (a stage cut part-way).
+
+        A stage continued draws its data order again from the states it started with, goes past the
+        batches already done, then takes up the random states, sums, metrics and gradients of the cut.
+
+        Returns:
+            (iterator, batches done, samples done, loss sum, loss sum of squares) to go on from.
+        """
+        zero = torch.zeros((), dtype=torch.float64, device=self.device)
+        count, samples, loss_sum, loss_squares = 0, 0, zero, zero.clone()
+        if progress is None:
+            self.start_rng, self.start_generators = rng_state(), generator_states(self.loaders)
+            iterator = iter(loader)
+        else:
+            self.start_rng, self.start_generators = progress.start_rng, progress.start_generators
+            set_rng_state(progress.start_rng)
+            set_generator_states(self.loaders, progress.start_generators)
+            iterator = iter(loader)
+            for done in range(progress.batches):
+                if next(iterator, _END) is _END:
+                    raise CheckpointError(
+                        f"the checkpoint continues the {stage} pass after batch {progress.batches}, but the "
+                        f"{stage} data now gives only {done} batches; give the data the run was trained on"
+                    )
+            set_rng_state(progress.rng)
+            count, samples = progress.batches, progress.samples
+            loss_sum, loss_squares = (t.to(self.device) for t in (progress.loss_sum, progress.loss_squares))
+            self.metrics[stage].load_state_dict(progress.metrics)
+            if progress.grads is not None:
+                for parameter, grad in zip(self.model.parameters(), progress.grads):
+                    parameter.grad = None if grad is None else grad.to(parameter.device)
+                self.grads_pending = True
+        self.stage = stage
+        self.done = (count, samples, loss_sum, loss_squares, steps)
+        self.rewind = (count, batch_rng(self.device))
+        return iterator, count, samples, loss_sum, loss_squares
+
+    def settle(self, run: Any) -> None:
+        """On Ctrl-C: go back to the last whole batch of a stage cut part-way.
+
+        The random draws of a batch that was cut are undone, and the run's step counter counts every
+        batch done (a cut in a batch's hooks comes before its step was counted).
+        """
+        if self.position.phase != "stages" or self.stage is None:
+            return
+        batches, steps = self.done[0], self.done[4]
+        rewind_at, rewind_rng = self.rewind
+        if rewind_at == batches:
+            set_batch_rng(rewind_rng, self.device)
+        if run.steps < steps:
+            run.step(steps - run.steps)
+
+    def state_dict(self) -> dict:
+        """The position, with the part-way stage's state when there is one. Takes the random states now."""
+        progress = None
+        if self.position.phase == "stages" and self.stage is not None:
+            batches, samples, loss_sum, loss_squares, _ = self.done
+            progress = Progress(
+                stage=self.stage, batches=batches, samples=samples,
+                loss_sum=torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
+                loss_squares=torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
+                start_rng=self.start_rng, start_generators=self.start_generators, rng=rng_state(),
+                metrics=self.metrics[self.stage].state_dict(),
+                grads=[None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()]
+                if self.grads_pending else None,
+            )
+        return dataclasses.replace(self.position, progress=progress, stop=self.stop).state_dict()
+
+    def load_state_dict(self, state: Mapping) -> None:
+        """Take up a saved position (checked: a missing key or an unknown phase is a CheckpointError)."""
+        self.position = Position.from_state(state)
+        self.stop = self.position.stop
+        self.stage = None
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------------------

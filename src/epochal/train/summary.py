@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal.train.batches import data_size
+
 _MAX_ITEMS = 3  # elements of a tuple, list or dict output shown before "..."
 _MAX_SHAPE_WIDTH = 48  # characters of the output shape column
 
@@ -174,3 +176,21 @@ def _shape_text(value: Any, top: bool = False) -> str:
     if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
         return str(list(shape))
     return "-"
+
+
+def fit_summary(trainer: Any) -> str:
+    """What a fit prints when it starts: the run, device, parameters, model, data and monitored key."""
+    model = trainer.model
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    run = trainer.run
+    lines = [
+        f"epochal: run {run.name} ({run.id}), project {run.project}, folder {run.path}",
+        f"device: {trainer.device}" + (" | amp: " + ("float16" if trainer.device.type == "cuda" else "bfloat16")
+                                       if trainer.amp else ""),
+        f"parameters: {total:,} ({trainable:,} trainable)",
+        model_summary(model),
+        "data: " + " | ".join(f"{stage} {data_size(loader)}" for stage, loader in trainer.loaders.items()),
+        f"monitor: {trainer.monitor} ({trainer.mode}) | epochs: {run.epochs} done of {trainer.max_epochs}",
+    ]
+    return "\n".join(lines)

@@ -22,7 +22,7 @@ from epochal.errors import EpochalWarning
 from epochal.train.callback import BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
-    from epochal.train.trainer import Trainer
+    from epochal.train.callback import TrainerView
 
 
 class TensorBoard(Callback):
@@ -62,14 +62,14 @@ class TensorBoard(Callback):
 
     # -- hooks ---------------------------------------------------------------------------------
 
-    def on_fit_start(self, trainer: Trainer) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         # A resumed run repeats the steps after its checkpoint: hide what the last attempt logged
         # after it. (At the checkpoint's step itself it logged the last epoch's results: they stay.)
         steps = trainer.run.steps
         self._open(trainer, purge_step=steps + 1 if steps > 0 else None)
         self._train_batches = 0
 
-    def on_epoch_start(self, trainer: Trainer) -> None:
+    def on_epoch_start(self, trainer: TrainerView) -> None:
         if trainer.optimizer is None:
             return
         writer = self._open(trainer)
@@ -80,7 +80,7 @@ class TensorBoard(Callback):
             for i, group in enumerate(groups):
                 writer.add_scalar(f"lr/group{i}", float(group["lr"]), step)
 
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
+    def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         if batch.stage != "train":
             return
         if self.log_graph and not self._graph_done:
@@ -90,25 +90,25 @@ class TensorBoard(Callback):
             self._open(trainer).add_scalar("train/loss", float(batch.loss), trainer.run.steps)
         self._train_batches += 1
 
-    def on_epoch_end(self, trainer: Trainer, results: dict[str, StageResult]) -> None:
+    def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         writer = self._open(trainer)
         for result in results.values():
             self._add_result(writer, result, trainer.run.steps)
         writer.flush()
 
-    def on_fit_end(self, trainer: Trainer) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         self._close()
 
-    def on_test_end(self, trainer: Trainer, result: StageResult) -> None:
+    def on_test_end(self, trainer: TrainerView, result: StageResult) -> None:
         self._add_result(self._open(trainer), result, trainer.run.steps)
         self._close()
 
-    def on_interrupt(self, trainer: Trainer) -> None:
+    def on_interrupt(self, trainer: TrainerView) -> None:
         self._close()
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _open(self, trainer: Trainer, purge_step: int | None = None) -> Any:
+    def _open(self, trainer: TrainerView, purge_step: int | None = None) -> Any:
         if self._writer is None:
             folder = self.log_dir if self.log_dir is not None else Path(trainer.run.path) / "tensorboard"
             self._writer = self._writer_class(log_dir=str(folder), purge_step=purge_step)
@@ -127,7 +127,7 @@ class TensorBoard(Callback):
         for key, value in values.items():
             writer.add_scalar(key, value, step)
 
-    def _add_graph(self, trainer: Trainer) -> None:
+    def _add_graph(self, trainer: TrainerView) -> None:
         example = getattr(trainer, "example_input", None)
         if example is None:
             return

@@ -12,9 +12,7 @@ Examples:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,18 +20,19 @@ from typing import Any
 
 import torch
 
-from epochal import checkpoint as checkpoints
 from epochal.errors import CheckpointError, EpochalError, RunNotFoundError
+from epochal.logs import logger
+from epochal.retention import Retention
 from epochal.run import Run, resume, start
 from epochal.store.records import best_mode
 from epochal.store.store import Store
+from epochal.train.batches import batch_size, describe, input_of, pick_device, to_device, unpack_step
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
+from epochal.train.defaults import with_defaults
 from epochal.train.metrics import MetricSet
-from epochal.train.resume import (Interrupts, Position, Progress, batch_rng, generator_states, set_batch_rng,
+from epochal.train.summary import fit_summary
+from epochal.train.resume import (Interrupts, Position, Progress, ResumeState, batch_rng, generator_states,
                                   set_generator_states)
-
-
-_END = object()  # what next() gives past a loader's last batch
 
 
 class NonFiniteLossError(EpochalError, FloatingPointError):
@@ -121,7 +120,7 @@ class Trainer:
         self.loaders = {s: d for s, d in zip(STAGES, (train_data, valid_data, test_data)) if d is not None}
         self.metrics = {stage: MetricSet(metrics) for stage in STAGES}
         self.max_epochs = max_epochs
-        self.device = _device(device)
+        self.device = pick_device(device)
         self.monitor = monitor or ("valid/loss" if valid_data is not None else "train/epoch_loss")
         self.mode = mode or best_mode(self.monitor)
         if self.mode not in ("min", "max"):
@@ -133,7 +132,8 @@ class Trainer:
         self.eval_every = eval_every
         self.on_nan = on_nan
         self.show_summary = summary
-        self.callbacks = _with_defaults(callbacks, progress, epoch_table, csv_tables, checkpoint)
+        self.callbacks = with_defaults(callbacks, progress=progress, epoch_table=epoch_table, csv_tables=csv_tables,
+                                       checkpoint=checkpoint)
         self.run = run
         self._owns_run = run is None
         self._run_args = {"project": project, "name": name, "config": config, "tags": tags, "store": store}
@@ -144,10 +144,8 @@ class Trainer:
         self.fit_started: float | None = None
         self.example_input: Any = None
         self.history: list[dict[str, StageResult]] = []
-        self._pending_backward = False
         self._interrupts = Interrupts()
-        self._where = Position("start", 0)  # the last well-defined point of the fit passed
-        self._stage_state: tuple | None = None  # the stage part-way: (stage, its start rng, its generators)
+        self.resume_state = ResumeState(model, self.metrics, self.loaders, self.device)
         self._opened: str | None = None  # 'started' or 'resumed' when this fit opened self.run
         self._status_before: str | None = None  # the status of the run this fit resumed, before it did
 
@@ -158,7 +156,7 @@ class Trainer:
         if isinstance(batch, (tuple, list)) and len(batch) == 2:
             return batch[0], batch[1]
         raise TypeError(
-            f"a batch is expected to be (input, target), got {_describe(batch)}; override "
+            f"a batch is expected to be (input, target), got {describe(batch)}; override "
             "Trainer.training_step(batch) and Trainer.evaluation_step(batch) to handle it"
         )
 
@@ -199,19 +197,19 @@ class Trainer:
             raise ValueError("Trainer.fit needs an optimizer")
         resumed = self._open_run(resume)
         self.should_stop, self.stop_reason = False, None
+        self.resume_state.stop = None
         try:
             self.model.to(self.device)
             for metric_set in self.metrics.values():
                 metric_set.to(self.device)
             start_at = self._restore() if resumed else None
             if self.show_summary:
-                self._print_summary()
+                print(fit_summary(self))
         except BaseException:
             self._give_back_run()
             raise
         self.fit_started = time.time()
-        self._where = start_at or Position("start", self.run.epochs)
-        self._stage_state = None
+        self.resume_state.passed(start_at or Position("start", self.run.epochs))
         status = "finished"
         try:
             with self._interrupts:
@@ -226,7 +224,8 @@ class Trainer:
             self._fire("on_fit_end")
         except KeyboardInterrupt:
             status = "interrupted"
-            self._save_interrupted()
+            self.resume_state.settle(self.run)
+            self._fire_quietly("on_keyboard_interrupt")
             self._fire_quietly("on_interrupt")
             raise
         except BaseException:
@@ -237,7 +236,7 @@ class Trainer:
             if self._owns_run:
                 self.run.finish(status)
         if self.stop_reason:
-            print(f"epochal: {self.stop_reason}", file=sys.stdout)
+            logger.info(self.stop_reason)
         if self._interrupts.requested:  # Ctrl-C while the fit was ending: it ended, and the program stops
             raise KeyboardInterrupt
         return self
@@ -262,6 +261,7 @@ class Trainer:
         """Ask the fit to end after the current epoch (callbacks call this)."""
         self.should_stop = True
         self.stop_reason = reason
+        self.resume_state.stop = reason
 
     def monitored_value(self, results: Mapping[str, StageResult], key: str, required: bool = True) -> float | None:
         """The value of ``key`` in this epoch's results; None if that stage did not run."""
@@ -278,22 +278,25 @@ class Trainer:
         return None
 
     def save_checkpoint(self, *, metric: tuple[str, float] | None = None, mode: str = "max",
-                        retention: checkpoints.Retention | None = None):
+                        retention: Retention | None = None, mid_epoch: bool = False):
         """A resumable checkpoint of everything: model, optimizer, scheduler, scaler, random
-        states, data order and each callback's state, to continue from the end of this epoch."""
-        return self._save_checkpoint(None, metric=metric, mode=mode, retention=retention)
+        states, data order and each callback's state.
 
-    def _save_checkpoint(self, position: Position | None, **options: Any):
+        Args:
+            metric, mode, retention: as :meth:`epochal.Run.save_checkpoint`.
+            mid_epoch: continue from the last well-defined point the fit passed (what a Ctrl-C
+                checkpoint keeps); otherwise from the start of the next epoch.
+        """
         extra = {
             "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
             "loaders": generator_states(self.loaders),
             "trainer": {"best": None if self.best is None else list(self.best),
-                        "point": None if position is None else position.state_dict()},
+                        "point": self.resume_state.state_dict() if mid_epoch else None},
         }
         return self.run.save_checkpoint(
             models={"model": self.model}, optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
             schedulers=None if self.scheduler is None else {"scheduler": self.scheduler},
-            scaler=self.scaler, extra=extra, **options,
+            scaler=self.scaler, extra=extra, metric=metric, mode=mode, retention=retention,
         )
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -329,14 +332,13 @@ class Trainer:
                 else:
                     self.scheduler.step()
             self.run.epoch()
-            self._where = Position("ended", self.epoch, dict(results))
+            self.resume_state.passed(Position("ended", self.epoch, dict(results)))
         self.history.append(results)
         self._fire("on_epoch_end", results)
         self._pass(Position("start", self.run.epochs))
 
     def _pass(self, position: Position) -> None:
-        self._where = position  # first: a part-way stage left behind is then ignored, never run twice
-        self._stage_state = None
+        self.resume_state.passed(position)
         self._check()
 
     def _check(self) -> None:
@@ -355,44 +357,17 @@ class Trainer:
         metric_set = self.metrics[stage]
         metric_set.reset()
         self.model.train(training)
-        zero = torch.zeros((), dtype=torch.float64, device=self.device)
-        loss_sum, loss_squares, count, samples = zero, zero.clone(), 0, 0
-        if progress is None:
-            start_rng, start_generators = checkpoints.rng_state(), generator_states(self.loaders)
-            iterator = iter(loader)
-        else:
-            # A stage interrupted part-way: draw its data order again from the states it started
-            # with, go past the batches already done, then take up the random states of the cut.
-            start_rng, start_generators = progress.start_rng, progress.start_generators
-            checkpoints.set_rng_state(start_rng)
-            set_generator_states(self.loaders, start_generators)
-            iterator = iter(loader)
-            for done in range(progress.batches):
-                if next(iterator, _END) is _END:
-                    raise CheckpointError(
-                        f"the checkpoint continues the {stage} pass after batch {progress.batches}, but the "
-                        f"{stage} data now gives only {done} batches; give the data the run was trained on"
-                    )
-            checkpoints.set_rng_state(progress.rng)
-            count, samples = progress.batches, progress.samples
-            loss_sum, loss_squares = (t.to(self.device) for t in (progress.loss_sum, progress.loss_squares))
-            metric_set.load_state_dict(progress.metrics)
-            if progress.grads is not None:
-                for parameter, grad in zip(self.model.parameters(), progress.grads):
-                    parameter.grad = None if grad is None else grad.to(parameter.device)
-                self._pending_backward = True
+        state = self.resume_state
+        iterator, count, samples, loss_sum, loss_squares = state.start_stage(stage, loader, progress, self.run.steps)
         started = time.perf_counter()
         # On the CPU reading the loss costs nothing; on an accelerator it would wait for the device,
         # so there the loss stays a tensor until the pass ends.
         on_host = self.device.type == "cpu"
         if on_host:
             loss_sum, loss_squares = float(loss_sum), float(loss_squares)
-        # What a Ctrl-C checkpoint needs: the batches done and their sums, with the run's step
-        # count once they are (_done); the torch random states before the next batch (_rewind).
-        self._done = (count, samples, loss_sum, loss_squares, self.run.steps)
-        self._stage_state = (stage, start_rng, start_generators)
+        # What a Ctrl-C checkpoint needs, kept up to date for every batch: see ResumeState.
+        state.done = (count, samples, loss_sum, loss_squares, self.run.steps)
         device, interrupts = self.device, self._interrupts
-        self._rewind = (count, batch_rng(device))
         self._check()
         step = self.training_step if training else self.evaluation_step
         stop_on_nan = self.on_nan == "stop"
@@ -400,12 +375,12 @@ class Trainer:
         with torch.set_grad_enabled(training):
             for index, batch in enumerate(iterator, start=count):
                 if not on_host:
-                    batch = _to_device(batch, self.device)
+                    batch = to_device(batch, self.device)
                 if self.amp:
                     with self._autocast():
-                        loss, output, target = _unpack(step(batch))
+                        loss, output, target = unpack_step(step(batch))
                 else:
-                    loss, output, target = _unpack(step(batch))
+                    loss, output, target = unpack_step(step(batch))
                 value = loss.item() if on_host else loss.detach().to(torch.float64)
                 if stop_on_nan and on_host and not math.isfinite(value):
                     raise NonFiniteLossError(
@@ -415,25 +390,25 @@ class Trainer:
                     )
                 if training:
                     if self.example_input is None:
-                        self.example_input = _input_of(self, batch)
+                        self.example_input = input_of(self, batch)
                     self._backward(loss, index, batches)
                 if output is not None and metric_set.names:
                     metric_set.update(output, target)
-                size = _batch_size(target, batch)
+                size = batch_size(target, batch)
                 loss_sum = loss_sum + value
                 loss_squares = loss_squares + value * value
                 count += 1
                 samples += size
                 # Past this point the batch counts as done; its step is counted after its hooks.
-                self._done = (count, samples, loss_sum, loss_squares, self.run.steps + training)
+                state.done = (count, samples, loss_sum, loss_squares, self.run.steps + training)
                 if batch_hooks:
                     self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
                 if training:
                     self.run.step()
-                self._rewind = (count, batch_rng(device))
+                state.rewind = (count, batch_rng(device))
                 if interrupts.requested:
                     raise KeyboardInterrupt
-        if training and self._pending_backward:
+        if training and state.grads_pending:
             self._optimizer_step()
         if count == 0:
             raise ValueError(f"{stage}_data is empty: it gives no batches")
@@ -452,7 +427,7 @@ class Trainer:
     def _backward(self, loss: torch.Tensor, index: int, batches: int | None) -> None:
         scaled = loss if self.accumulate_grad_batches == 1 else loss / self.accumulate_grad_batches
         (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-        self._pending_backward = True
+        self.resume_state.grads_pending = True
         if (index + 1) % self.accumulate_grad_batches == 0 or (batches is not None and index + 1 == batches):
             self._optimizer_step()
 
@@ -467,7 +442,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self._pending_backward = False
+        self.resume_state.grads_pending = False
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
@@ -482,7 +457,7 @@ class Trainer:
     def _open_run(self, resume: bool) -> bool:
         """Make ``self.run`` an open run; True if it continues a run that should load its checkpoint."""
         self._opened, self._status_before = None, None
-        if self.run is not None and not self.run._finished:
+        if self.run is not None and not self.run.finished:
             return resume
         if self.run is not None:  # finished by an earlier fit or test of this trainer: reopen it
             self.run, self._status_before = _resume(self.run.id, self.run.store)
@@ -495,7 +470,7 @@ class Trainer:
                 self._opened = "resumed"
                 return True
             except RunNotFoundError:
-                print(f"epochal: no run named {args['name']!r} to resume; starting a new one")
+                logger.info(f"no run named {args['name']!r} to resume; starting a new one")
         self.run = start(args["project"], args["name"], config=args["config"], tags=args["tags"], store=args["store"])
         self._opened = "started"
         return False
@@ -516,9 +491,9 @@ class Trainer:
                     f"cannot resume run {run.name!r} ({run.id}): it finished without a resumable checkpoint "
                     "(trained with checkpoint=False?); start a new run with fit() instead"
                 )
-            print(f"epochal: run {run.name} ({run.id}) stopped before its first checkpoint; training it again "
-                  "from epoch 0 (its new points replace the old)")
-            run._restore_counters(0, 0)
+            logger.info(f"run {run.name} ({run.id}) stopped before its first checkpoint; training it again "
+                        "from epoch 0 (its new points replace the old)")
+            run.set_counters(0, 0)
             return None
         try:
             loaded = run.load_checkpoint(
@@ -537,7 +512,9 @@ class Trainer:
                 raise CheckpointError("it was saved part-way through an epoch by an older epochal, which this one "
                                       "cannot continue; resume it with the epochal that saved it")
             point = trainer_state.get("point")
-            position = None if point is None else Position.from_state(point)
+            if point is not None:
+                self.resume_state.load_state_dict(point)
+            position = None if point is None else self.resume_state.position
         except CheckpointError as exc:
             raise CheckpointError(f"cannot resume run {run.name!r} ({run.id}): {exc}") from exc
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # a state dict that does not fit its object
@@ -550,39 +527,9 @@ class Trainer:
         if position is not None and position.stop is not None:
             self.should_stop, self.stop_reason = True, position.stop
         self.epoch = position.epoch if position is not None else run.epochs
-        where = "" if position is None or position.phase == "start" else f" ({_describe_position(position)})"
-        print(f"epochal: resumed run {run.name} ({run.id}) at epoch {run.epochs}, step {run.steps}{where}")
+        where = "" if position is None or position.phase == "start" else f" ({position.describe()})"
+        logger.info(f"resumed run {run.name} ({run.id}) at epoch {run.epochs}, step {run.steps}{where}")
         return None if position is None or position.phase == "start" else position
-
-    def _save_interrupted(self) -> None:
-        """On Ctrl-C: a checkpoint of the last well-defined point passed, to continue from it exactly."""
-        here = dataclasses.replace(self._where, stop=self.stop_reason if self.should_stop else None)
-        if here.phase == "stages" and self._stage_state is not None:
-            stage, start_rng, start_generators = self._stage_state
-            batches, samples, loss_sum, loss_squares, steps = self._done
-            rewind_at, rewind_rng = self._rewind
-            if rewind_at == batches:  # cut inside the next batch: undo the random draws it made
-                set_batch_rng(rewind_rng, self.device)
-            if self.run.steps < steps:  # cut in the hooks of a batch, before its step was counted
-                self.run.step(steps - self.run.steps)
-            here.progress = Progress(
-                stage=stage, batches=batches, samples=samples,
-                loss_sum=torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
-                loss_squares=torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
-                start_rng=start_rng, start_generators=start_generators, rng=checkpoints.rng_state(),
-                metrics=self.metrics[stage].state_dict(),
-                grads=[None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()]
-                if self._pending_backward else None,
-            )
-        try:
-            from epochal.train.checkpointing import ModelCheckpoint
-
-            keeper = next((c for c in self.callbacks if isinstance(c, ModelCheckpoint)), None)
-            retention = keeper.retention if keeper is not None else checkpoints.Retention(last=1, best=0)
-            self._save_checkpoint(here, retention=retention)
-            print("epochal: interrupted; saved a checkpoint to resume from with fit(resume=True)", file=sys.stderr)
-        except EpochalError as exc:
-            print(f"epochal: interrupted; could not save a checkpoint: {exc}", file=sys.stderr)
 
     def _note_best(self, results: Mapping[str, StageResult]) -> None:
         value = self.monitored_value(results, self.monitor)
@@ -621,23 +568,7 @@ class Trainer:
             try:
                 getattr(callback, hook)(self)
             except Exception as exc:
-                print(f"epochal: {type(callback).__name__}.{hook} failed: {exc!r}", file=sys.stderr)
-
-    def _print_summary(self) -> None:
-        from epochal.train.summary import model_summary
-
-        total = sum(p.numel() for p in self.model.parameters())
-        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        lines = [
-            f"epochal: run {self.run.name} ({self.run.id}), project {self.run.project}, folder {self.run.path}",
-            f"device: {self.device}" + (" | amp: " + ("float16" if self.device.type == "cuda" else "bfloat16")
-                                          if self.amp else ""),
-            f"parameters: {total:,} ({trainable:,} trainable)",
-            model_summary(self.model),
-            "data: " + " | ".join(f"{stage} {_data_size(loader)}" for stage, loader in self.loaders.items()),
-            f"monitor: {self.monitor} ({self.mode}) | epochs: {self.run.epochs} done of {self.max_epochs}",
-        ]
-        print("\n".join(lines))
+                logger.warning(f"{type(callback).__name__}.{hook} failed: {exc!r}")
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -648,117 +579,3 @@ def _resume(ref: str, store: Any) -> tuple[Run, str]:
     the_store = store if isinstance(store, Store) else Store(store)
     before = the_store.run(ref).status
     return resume(ref, store=the_store), before
-
-
-def _describe_position(position: Position) -> str:
-    if position.phase == "stages" and position.progress is not None:
-        return f"{position.progress.stage} batch {position.progress.batches + 1}"
-    if position.phase == "stages":
-        return "after " + (", ".join(position.results) or "on_epoch_start")
-    return {"evaluated": "after evaluation", "ended": "at the end of the epoch"}[position.phase]
-
-
-def _with_defaults(callbacks: Sequence[Callback], progress: bool, table: bool, csv: bool,
-                   checkpoint: bool) -> list[Callback]:
-    from epochal.train.checkpointing import ModelCheckpoint
-    from epochal.train.logger import MetricLogger
-
-    given = list(callbacks)
-    for callback in given:
-        if not isinstance(callback, Callback):
-            raise TypeError(f"callbacks must be epochal.Callback objects, got {callback!r}")
-    defaults: list[Callback] = [MetricLogger()]
-    if progress:
-        from epochal.train.progress import ProgressBar
-
-        defaults.append(ProgressBar())
-    if table:
-        from epochal.train.epoch_table import EpochTable
-
-        defaults.append(EpochTable())
-    if csv:
-        from epochal.train.csv_tables import CSVTables
-
-        defaults.append(CSVTables())
-    if checkpoint:
-        defaults.append(ModelCheckpoint())
-    kinds = {type(c) for c in given}
-    chosen = [d for d in defaults if type(d) not in kinds] + given
-    return sorted(chosen, key=lambda c: c.order)  # stable: same order keeps the order given
-
-
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if torch.is_tensor(batch):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return type(batch)((k, _to_device(v, device)) for k, v in batch.items())
-    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(_to_device(v, device) for v in batch))
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
-def _unpack(step_output: Any) -> tuple[torch.Tensor, Any, Any]:
-    if torch.is_tensor(step_output):
-        return step_output, None, None
-    if isinstance(step_output, Mapping) and "loss" in step_output:
-        return step_output["loss"], step_output.get("output"), step_output.get("target")
-    if isinstance(step_output, (tuple, list)) and len(step_output) == 3 and torch.is_tensor(step_output[0]):
-        return step_output[0], step_output[1], step_output[2]
-    raise TypeError(
-        "training_step/evaluation_step must return the loss tensor, (loss, output, target) or "
-        f"{{'loss': ..., 'output': ..., 'target': ...}}; got {_describe(step_output)}"
-    )
-
-
-def _input_of(trainer: Trainer, batch: Any) -> Any:
-    try:
-        return trainer.split_batch(batch)[0]
-    except TypeError:
-        return None
-
-
-def _batch_size(target: Any, batch: Any) -> int:
-    for candidate in (target, batch):
-        found = _first_tensor(candidate)
-        if found is not None:
-            return int(found.shape[0]) if found.ndim else 1
-    return 1
-
-
-def _first_tensor(value: Any) -> torch.Tensor | None:
-    if torch.is_tensor(value):
-        return value
-    if isinstance(value, Mapping):
-        value = list(value.values())
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return f"a {type(value).__name__}"
-
-
-def _data_size(loader: Any) -> str:
-    dataset = getattr(loader, "dataset", None)
-    samples = f"{len(dataset):,} samples" if hasattr(dataset, "__len__") else "? samples"
-    batches = f"{len(loader):,} batches" if hasattr(loader, "__len__") else "? batches"
-    return f"{samples} ({batches})"
-
