@@ -32,11 +32,11 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from epochal.atomic import atomic_file
 from epochal.errors import SeriesNotFoundError
 from epochal.store.records import History, RunRecord
 from epochal.store.store import Store
@@ -213,14 +213,8 @@ def _text_output(target: str | os.PathLike | TextIO) -> Iterator[TextIO]:
     if hasattr(target, "write"):
         yield target  # type: ignore[misc]
         return
-    path = Path(target)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as out:
-            yield out
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_file(target, "w") as out:
+        yield out
 
 
 @contextmanager

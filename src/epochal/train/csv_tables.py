@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
+from epochal.atomic import atomic_write
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
@@ -259,9 +259,4 @@ def _write_atomic(path: Path, columns: list[str], rows: list[dict[str, str]]) ->
     writer = csv.DictWriter(text, columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", newline="") as f:
-        f.write(text.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    atomic_write(path, text.getvalue())
