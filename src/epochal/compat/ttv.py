@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 import epochal
+from epochal.atomic import atomic_write, replace_folder, temporary_beside
 from epochal.checkpoint import write_atomic
 from epochal.errors import CheckpointError, EpochalError, RunStateError
 
@@ -163,8 +164,7 @@ class SummaryWriter:
         from PIL import Image
 
         target = self._root / "sprites"
-        staging = self._root / f".sprites.{os.getpid()}.tmp"
-        retired = self._root / f".sprites.{os.getpid()}.old"
+        staging = temporary_beside(target)
         shutil.rmtree(staging, ignore_errors=True)
         try:
             staging.mkdir(parents=True)
@@ -172,14 +172,11 @@ class SummaryWriter:
                 picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
                 picture.thumbnail((_SPRITE_SIZE, _SPRITE_SIZE))
                 picture.save(staging / f"{i}.png")
-            if target.exists():
-                os.replace(target, retired)
-            os.replace(staging, target)
+            replace_folder(staging, target)
         except OSError as exc:
             raise EpochalError(f"cannot write the sprites into {target}: {exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
 
 
 def _concatenate(loader: Iterable, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,10 +246,7 @@ def _epoch(name: str, value: Any) -> int:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(temporary, path)
+        atomic_write(path, json.dumps(data))
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise EpochalError(f"cannot write {path}: {exc}") from exc
