@@ -45,6 +45,7 @@ from epochal.atomic import atomic_file, atomic_write
 from epochal.checkpoint import Retention, write_atomic
 from epochal.checks import MAX_KEY_LENGTH
 from epochal.errors import CheckpointError, RunNotFoundError, RunStateError
+from epochal.logs import logger
 
 MODES = ("torch", "keras", "tf")
 SAVE_MODES = ("state_dict", "model")
@@ -551,7 +552,7 @@ def _log_open_steps() -> None:
             try:
                 recorder._log_pending()
             except Exception as exc:  # noqa: BLE001 (the interpreter is going down; say why and go on)
-                print(f"epochal: butirecorder {recorder.recorder_name!r}: {exc}", file=sys.stderr)
+                logger.warning("butirecorder %r: %s", recorder.recorder_name, exc)
 
 
 # Registered after epochal.run's own handler, so it runs first: these points are logged before runs finish.
