@@ -22,8 +22,8 @@ the whole test set (correct / samples), not as a mean of per-batch accuracies.
 
 from __future__ import annotations
 
-import gc
 import copy
+import gc
 import os
 import warnings
 import weakref
