@@ -158,17 +158,27 @@ def write_atomic(target: Path, payload: Any) -> tuple[int, str]:
         raise CheckpointError(f"cannot write {target}: {exc}") from exc
 
 
-def read(path: str | os.PathLike) -> dict:
-    """Load a checkpoint file with ``weights_only=True`` and check it is one of ours."""
+def load_file(path: str | os.PathLike) -> Any:
+    """``torch.load`` a file onto the CPU with ``weights_only=True``, in any format.
+
+    Raises:
+        CheckpointError: the file is missing or cannot be loaded (damaged, or holds more than tensors).
+    """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
+
+
+def read(path: str | os.PathLike) -> dict:
+    """Load a checkpoint file with ``weights_only=True`` and check it is one of ours."""
+    path = Path(path)
+    payload = load_file(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an epochal checkpoint")
     version = payload.get("version", 0)

@@ -26,6 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from epochal.atomic import atomic_write
 from epochal.errors import SeriesNotFoundError
 from epochal.store.records import History, RunRecord
 from epochal.store.store import Store
@@ -100,12 +101,7 @@ def plot_run(
     """
     figure = run_figure(store, ref, keys=keys, max_points=max_points)
     target = Path(path)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        figure.savefig(temporary, format=target.suffix[1:].lower() or "png")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write(target, lambda file: figure.savefig(file, format=target.suffix[1:].lower() or "png"))
     return target
 
 

@@ -71,6 +71,26 @@ def test_per_batch_rows_per_stage_and_epoch(trainer, clock):
     ]
 
 
+def test_a_folder_of_its_own_and_batch_columns_added_at_the_stage_end(trainer, clock, tmp_path):
+    seen = []
+
+    def columns(trainer, stage):
+        seen.append(stage)
+        return {"accuracy": [0.25, 0.5, 0.75]} if stage == "train" else {}
+
+    tables = CSVTables(folder=tmp_path / "exp1", batch_columns=columns)
+    tables.on_fit_start(trainer)
+    _epoch(tables, trainer, clock, 0, [0.75, 0.5, 0.25])
+    assert seen == ["train", "valid"]
+    assert not (trainer.run.path / "tables").exists()
+    assert (tmp_path / "exp1" / "summary_table.csv").is_file()
+    rows = _read(tmp_path / "exp1" / "epoch_details" / "epoch001_train.csv")
+    assert [(r["batch"], r["loss"], r["accuracy"]) for r in rows] == [("1", "0.75", "0.25"), ("2", "0.5", "0.5"),
+                                                                    ("3", "0.25", "0.75")]
+    assert list(_read(tmp_path / "exp1" / "epoch_details" / "epoch001_valid.csv")[0]) == [
+        "batch", "samples", "loss", "seconds"]
+
+
 def test_batch_rows_reach_the_disk_within_flush_s_while_the_stage_runs(trainer, clock):
     tables = CSVTables(flush_s=1.0)
     tables.on_fit_start(trainer)

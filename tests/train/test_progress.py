@@ -131,6 +131,33 @@ def test_on_a_terminal_a_tqdm_bar_with_samples_per_second_and_loss(trainer, cloc
     assert bar._bar is None  # closed at the end of the stage
 
 
+def test_a_bar_of_samples_with_its_own_title_and_total_also_off_a_terminal(trainer, clock):
+    out = io.StringIO()  # not a terminal: terminal=True draws the bar all the same
+    bar = ProgressBar(file=out, unit="samples", description=lambda t, stage: f"Epoch {t.epoch + 1:02d} {stage}",
+                      total=lambda t, stage: 192, terminal=True, ascii=True)
+    bar.on_stage_start(trainer, "train", 3)
+    for index in range(3):
+        clock.now += 1.0
+        bar.on_batch_end(trainer, BatchResult("train", index, 64, torch.tensor(0.5)))
+    bar.on_stage_end(trainer, _result("train", 3, 192, 0.5, seconds=3.0))
+    final = out.getvalue().split("\r")[-1]
+    assert final.startswith("Epoch 03 train: 100%|##########| 192/192")
+    assert "samples/s" in final
+
+
+def test_a_terminal_can_be_told_to_get_lines(trainer, clock):
+    out = Terminal()
+    bar = ProgressBar(file=out, terminal=False, every_s=0)
+    bar.on_stage_start(trainer, "train", 2)
+    bar.on_batch_end(trainer, BatchResult("train", 0, 64, torch.tensor(0.5)))
+    assert bar._bar is None and out.getvalue().startswith("train epoch 3/15  1/2 batches")
+
+
+def test_unit_is_batch_or_samples():
+    with pytest.raises(ValueError, match="'batch' or 'samples'"):
+        ProgressBar(unit="images")
+
+
 def test_a_resumed_partial_epoch_counts_from_the_first_batch_index(trainer, clock):
     out = io.StringIO()
     bar = ProgressBar(every_s=0.0, file=out)

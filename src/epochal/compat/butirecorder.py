@@ -32,6 +32,7 @@ import copy
 import json
 import numbers
 import os
+import shutil
 import sys
 import uuid
 import weakref
@@ -40,10 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import epochal
+from epochal.atomic import atomic_file, atomic_write
 from epochal.checkpoint import write_atomic
 from epochal.retention import Retention
 from epochal.checks import MAX_KEY_LENGTH
 from epochal.errors import CheckpointError, RunNotFoundError, RunStateError
+from epochal.logs import logger
 
 MODES = ("torch", "keras", "tf")
 SAVE_MODES = ("state_dict", "model")
@@ -209,7 +212,7 @@ class Recorder:
             "steps": self._steps, "epochs": self._epochs, "epochal_run": run.id, "data": self.data,
         }
         text = json.dumps(output, default=_json_default)
-        _write_text_atomic(target, text)
+        atomic_write(target, text)
         return target
 
     def save_models(self) -> list[Path]:
@@ -411,20 +414,6 @@ def _replay(run: epochal.Run, data: Mapping[str, list], last_step: int) -> None:
 # -- files ---------------------------------------------------------------------------------------
 
 
-def _write_text_atomic(target: Path, text: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     """The recorder JSON at ``path``: plain, or double-encoded as the original tool wrote it."""
     try:
@@ -514,14 +503,15 @@ def _keras():
 
 def _keras_save(model: Any, target: Path, save_mode: str) -> None:
     suffix = ".weights.h5" if save_mode == "state_dict" else ".keras"
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp{suffix}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        (model.save_weights if save_mode == "state_dict" else model.save)(str(temporary))
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    # Keras writes to a path and picks the format from its ending: a temporary one with the same ending.
+    with atomic_file(target) as file:
+        temporary = Path(file.name).with_name(Path(file.name).name + suffix)
+        try:
+            (model.save_weights if save_mode == "state_dict" else model.save)(str(temporary))
+            with open(temporary, "rb") as saved:
+                shutil.copyfileobj(saved, file)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 def _keras_load(models: Mapping[str, Any], files: Mapping[str, Path], save_mode: str) -> dict[str, Any]:
@@ -563,7 +553,7 @@ def _log_open_steps() -> None:
             try:
                 recorder._log_pending()
             except Exception as exc:  # noqa: BLE001 (the interpreter is going down; say why and go on)
-                print(f"epochal: butirecorder {recorder.recorder_name!r}: {exc}", file=sys.stderr)
+                logger.warning("butirecorder %r: %s", recorder.recorder_name, exc)
 
 
 # Registered after epochal.run's own handler, so it runs first: these points are logged before runs finish.

@@ -24,7 +24,6 @@ import datetime
 import inspect
 import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -35,10 +34,12 @@ import torch
 import yaml
 from torch import nn
 
+from epochal.atomic import atomic_file, atomic_write
 from epochal.run import start
-from epochal.train.callback import BatchResult, Callback, StageResult
+from epochal.train.callback import Callback, StageResult
 from epochal.train.csv_tables import CSVTables
 from epochal.train.early_stopping import EarlyStopping
+from epochal.train.progress import ProgressBar
 from epochal.train.trainer import Trainer
 
 __all__ = ["BaseDataLoaderWrapper", "BaseModelWrapper", "ClassificationModelWrapper", "Config", "TorchExpManager"]
@@ -140,10 +141,8 @@ class Config:
 
     def update_config(self) -> Config:
         """Write the settings (sub-configs included) back to the file, atomically."""
-        temp = self.path.with_name(self.path.name + ".tmp")
-        with open(temp, "w", encoding="utf-8") as f:
+        with atomic_file(self.path, "w") as f:
             yaml.safe_dump({**self.base_config, **self.sub_config}, f, indent=2, default_flow_style=False)
-        os.replace(temp, self.path)
         return self
 
 
@@ -385,9 +384,9 @@ class TorchExpManager:
         monitor, mode = f"{stage_key}/{name}", "max" if self.save_check_op == ">" else "min"
         if self.only_test:
             checkpoint = _load_best(self.saved_model_path, self.model_wrapper)  # before a run is started
-        callbacks: list[Callback] = [_ExpProgress(self)] if self.verbose else []
+        callbacks: list[Callback] = [self._progress_bar()] if self.verbose else []
         if not self.only_test:
-            callbacks += [_ExpTables(self.exp_dir), _SaveBest(self)]
+            callbacks += [CSVTables(folder=self.exp_dir, batch_columns=_batch_metrics), _SaveBest(self)]
             if self.early_stop_threshold:
                 callbacks.append(EarlyStopping(monitor, mode=mode, patience=self.early_stop_threshold))
         tags = ["expmanager"] + (["only_test"] if self.only_test else [])
@@ -408,6 +407,18 @@ class TorchExpManager:
                 return None
             trainer.epoch = max(self.best_epoch - 1, 0)  # the test rows carry the best model's epoch
             return trainer.test()
+
+    def _progress_bar(self) -> ProgressBar:
+        """The original's bars: 'Epoch 024/100 train: ...| 60000/60000 [..., samples/s, ...]'."""
+        width = len(str(self.num_epochs))
+
+        def description(trainer: Trainer, stage: str) -> str:
+            return f"Epoch {trainer.epoch + 1:0{width}d}/{self.num_epochs} {stage}"
+
+        def total(trainer: Trainer, stage: str) -> int | None:
+            return getattr(self.loaders[stage], "num_samples", None)
+
+        return ProgressBar(unit="samples", description=description, total=total, terminal=True, ascii=True)
 
 
 # -- the Trainer and callbacks behind it --------------------------------------------------------------
@@ -490,38 +501,6 @@ class _EpochInformation:
         self.rows = list(state["rows"])
 
 
-class _ExpTables(CSVTables):
-    """epochal's CSV tables, written straight into the experiment folder instead of the run's."""
-
-    def __init__(self, folder: Path):
-        super().__init__()
-        self._exp_dir = folder
-
-    def _use(self, trainer: Trainer) -> Path:
-        if self._folder != self._exp_dir:
-            self._close_details()
-            self._folder, self._tables = self._exp_dir, {}
-        self._exp_dir.mkdir(parents=True, exist_ok=True)
-        return self._exp_dir
-
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
-        super().on_stage_end(trainer, result)
-        # The batch file was written as the stage ran; now add each batch's metric values to it.
-        path = self._exp_dir / "epoch_details" / f"epoch{trainer.epoch + 1:03d}_{result.stage}.csv"
-        columns = trainer.metrics[result.stage].columns()
-        extra = [name for name in columns if name not in _NOT_METRICS]
-        if not extra or not path.exists():
-            return
-        lines = path.read_text().splitlines()
-        out = [lines[0] + "," + ",".join(extra)]
-        for line in lines[1:]:
-            index = int(line.split(",", 1)[0]) - 1
-            out.append(line + "," + ",".join(repr(float(columns[name][index])) for name in extra))
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text("\n".join(out) + "\n")
-        os.replace(temp, path)
-
-
 class _SaveBest(Callback):
     """``saved_model/model_best.pt`` whenever the save metric improves, in the original's format."""
 
@@ -535,65 +514,11 @@ class _SaveBest(Callback):
             return
         value, epoch = trainer.best
         path = self.manager.saved_model_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(path.name + ".tmp")
-        torch.save({"state_dict": trainer.model.state_dict(), "epoch": epoch + 1,
-                    "metric_name": self.manager.save_metric, "metric": value}, temp)
-        os.replace(temp, path)
+        best = {"state_dict": trainer.model.state_dict(), "epoch": epoch + 1,
+                "metric_name": self.manager.save_metric, "metric": value}
+        atomic_write(path, lambda file: torch.save(best, file))
         if self.manager.verbose:
             print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} model saved to {path}", flush=True)
-
-
-class _ExpProgress(Callback):
-    """The original's bars: 'Epoch 024/100 train: ...| 60000/60000 [..., samples/s, loss_mean=, accuracy=]'."""
-
-    order = 10
-
-    def __init__(self, manager: TorchExpManager, refresh_s: float = 0.5):
-        self.manager = manager
-        self.refresh_s = refresh_s
-        self._bar: Any = None
-        self._shown_at = 0.0
-
-    def on_stage_start(self, trainer: Trainer, stage: str, batches: int | None) -> None:
-        from tqdm import tqdm
-
-        self._close()
-        total = self.manager.num_epochs
-        epoch = trainer.epoch + 1
-        self._bar = tqdm(total=getattr(self.manager.loaders[stage], "num_samples", None), unit="samples",
-                         desc=f"Epoch {epoch:0{len(str(total))}d}/{total} {stage}", file=sys.stdout,
-                         dynamic_ncols=True, ascii=True)
-        self._shown_at = time.monotonic()
-
-    def on_batch_end(self, trainer: Trainer, batch: BatchResult) -> None:
-        if self._bar is None:
-            return
-        now = time.monotonic()
-        if now - self._shown_at >= self.refresh_s:  # reading a device loss waits for the device
-            self._shown_at = now
-            self._bar.set_postfix({"iter": batch.index, "loss": float(batch.loss)}, refresh=False)
-        self._bar.update(batch.size)
-
-    def on_stage_end(self, trainer: Trainer, result: StageResult) -> None:
-        if self._bar is None:
-            return
-        shown = {"loss_mean": result.loss_mean}
-        if "accuracy" in result.metrics:
-            shown["accuracy"] = result.metrics["accuracy"]
-        self._bar.set_postfix(shown, refresh=False)
-        self._close()
-
-    def on_fit_end(self, trainer: Trainer) -> None:
-        self._close()
-
-    def on_interrupt(self, trainer: Trainer) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -633,6 +558,11 @@ def _load_best(path: Path, wrapper: BaseModelWrapper) -> dict[str, Any]:
         raise ValueError(f"the saved model {path} does not fit {type(wrapper.model).__name__}: {exc}") from None
     print(f"{datetime.datetime.now():%Y-%m-%d %H:%M:%S} model load from {path}")
     return checkpoint
+
+
+def _batch_metrics(trainer: _ExpTrainer, stage: str) -> dict[str, np.ndarray]:
+    """Each batch's metric values, for the stage's batch file."""
+    return {name: values for name, values in trainer.metrics[stage].columns().items() if name not in _NOT_METRICS}
 
 
 def _number(value: Any) -> float:

@@ -22,8 +22,8 @@ the whole test set (correct / samples), not as a mean of per-batch accuracies.
 
 from __future__ import annotations
 
-import gc
 import copy
+import gc
 import os
 import warnings
 import weakref
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 import epochal
-from epochal.checkpoint import rng_state, set_rng_state, write_atomic
+from epochal.checkpoint import load_file, rng_state, set_rng_state, write_atomic
 from epochal.errors import CheckpointError, EpochalWarning, RunNotFoundError, RunStateError
 from epochal.train.summary import model_summary
 
@@ -85,14 +85,8 @@ class TemplateModel:
         self.global_step = 0
         self.epoch = 0
         self.best_acc = 0.0
-        self.model = None
-        self.optimizer = None
-        self.criterion = None
-        self.train_loader = None
-        self.test_loader = None
-        self.device = None
-        self.ckpt_dir = None
-        self.log_per_step = None
+        for name in _REQUIRED:  # the subclass's __init__ sets each of these; check_init says which it missed
+            setattr(self, name, None)
         # epochal's side: which run the numbers go to.
         self.project = "template"
         self.run_name = None
@@ -179,12 +173,7 @@ class TemplateModel:
                 nothing is changed then.
         """
         path = Path(fname)
-        if not path.is_file():
-            raise CheckpointError(f"no checkpoint file at {path}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
+        state = load_file(path)
         missing = [key for key in _STATE_KEYS if not isinstance(state, Mapping) or key not in state]
         if missing:
             raise CheckpointError(f"{path} is not a template checkpoint: it has no {', '.join(missing)}")

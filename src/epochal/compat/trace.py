@@ -51,6 +51,7 @@ from typing import Any, Self
 
 import epochal
 from epochal import checkpoint
+from epochal.atomic import atomic_write
 from epochal.compat.model_description import DESCRIPTION_FORMAT, Refused, build, describe_model
 from epochal.errors import CheckpointError, EpochalError
 
@@ -142,13 +143,7 @@ class Statistic:
         target = Path(self.path) / JSON_NAME
         document = {"format": FORMAT, "version": 1, "run_id": self.run_id, "name": self.name,
                     "project": self.project, **{a: list(getattr(self, a)) for a in SERIES}}
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            temporary.write_text(json.dumps(document, indent=1))
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        atomic_write(target, json.dumps(document, indent=1))
         if self._run is not None:
             self._run.flush(timeout=5.0)  # a locked store must not hold training up; the points stay buffered
         return target
@@ -180,13 +175,7 @@ class Statistic:
         figure.suptitle(f"{name} Training Monitor".strip())
         figure.tight_layout()
         target = Path(self.path) / CHART_NAME
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            figure.savefig(temporary, format="png")
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        atomic_write(target, lambda file: figure.savefig(file, format="png"))
         if show:
             plt.show()
         self.save()
@@ -383,16 +372,8 @@ class Sys:
 
 def _place(source: Path, target: Path) -> None:
     """Copy the checkpoint file to ``target`` atomically (a copy, not a link: writing to one must not change the other)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(source, "rb") as reader, open(temporary, "wb") as writer:
-            shutil.copyfileobj(reader, writer)
-            writer.flush()
-            os.fsync(writer.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with open(source, "rb") as reader:
+        atomic_write(target, lambda writer: shutil.copyfileobj(reader, writer))
 
 
 # -- what rebuilds a model ----------------------------------------------------------------------------

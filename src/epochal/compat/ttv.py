@@ -36,11 +36,12 @@ from typing import Any
 import torch
 
 import epochal
+from epochal.atomic import atomic_write, replace_folder, temporary_beside
 from epochal.checkpoint import write_atomic
 from epochal.errors import CheckpointError, EpochalError, RunStateError
+from epochal.interop import ttv_layout
 
 _SPRITE_SIZE = 64  # longest side of a sprite in pixels; larger images are shrunk to it
-_STRUCTURE = "iteration_structure.json"
 _PLAIN = (type(None), bool, int, float, str)
 
 
@@ -88,10 +89,10 @@ class SummaryWriter:
         self.train_num, self.test_num = len(train_data), len(test_data)
         if _is_image(train_data) and _is_image(test_data):
             self._write_sprites([*_images(train_data), *_images(test_data)])
-        for folder, prefix, data, labels in (("Training_data", "training", train_data, train_labels),
-                                             ("Testing_data", "testing", test_data, test_labels)):
-            write_atomic(self._root / folder / f"{prefix}_dataset_data.pth", data)
-            write_atomic(self._root / folder / f"{prefix}_dataset_label.pth", labels)
+        for split, data, labels in (("train", train_data, train_labels), ("test", test_data, test_labels)):
+            data_file, label_file = ttv_layout.data_files(self._root, split)
+            write_atomic(data_file, data)
+            write_atomic(label_file, labels)
 
     def write_checkpoint(self, state_dict: Mapping[str, Any], curr_epoch: int, prev_epoch: int) -> None:
         """Save ``state_dict`` as ``Model/Epoch_{curr_epoch}/subject_model.pth`` and log the epoch.
@@ -112,8 +113,8 @@ class SummaryWriter:
         if prev_epoch >= curr_epoch:
             raise ValueError(f"prev_epoch ({prev_epoch}) must come before curr_epoch ({curr_epoch})")
         structure = self._structure(curr_epoch, prev_epoch)
-        write_atomic(self._root / "Model" / f"Epoch_{curr_epoch}" / "subject_model.pth", _cpu_state(state_dict))
-        _write_json(self._root / _STRUCTURE, structure)
+        write_atomic(ttv_layout.weights_file(self._root, curr_epoch), _cpu_state(state_dict))
+        _write_json(self._root / ttv_layout.STRUCTURE, structure)
         if curr_epoch > self.run.epochs:
             self.run.epoch(curr_epoch - self.run.epochs)
         self.run.log({"epoch": curr_epoch}, step=curr_epoch, epoch=curr_epoch)
@@ -138,8 +139,8 @@ class SummaryWriter:
 
     def _structure(self, curr_epoch: int, prev_epoch: int) -> list[dict[str, Any]]:
         """``iteration_structure.json`` with this epoch added, as the original tool lays it out."""
-        path = self._root / _STRUCTURE
-        entry = {"value": curr_epoch, "name": "Epoch", "pid": str(prev_epoch) if prev_epoch >= 1 else ""}
+        path = self._root / ttv_layout.STRUCTURE
+        entry = ttv_layout.structure_entry(curr_epoch, prev_epoch)
         if prev_epoch < 1:
             return [entry]
         try:
@@ -162,24 +163,20 @@ class SummaryWriter:
         """``sprites/{i}.png`` for every sample, built in a temporary folder and swapped in."""
         from PIL import Image
 
-        target = self._root / "sprites"
-        staging = self._root / f".sprites.{os.getpid()}.tmp"
-        retired = self._root / f".sprites.{os.getpid()}.old"
+        target = self._root / ttv_layout.SPRITE_FOLDERS[0]
+        staging = temporary_beside(target)
         shutil.rmtree(staging, ignore_errors=True)
         try:
             staging.mkdir(parents=True)
             for i, pixels in enumerate(image.numpy() for image in images):
                 picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
                 picture.thumbnail((_SPRITE_SIZE, _SPRITE_SIZE))
-                picture.save(staging / f"{i}.png")
-            if target.exists():
-                os.replace(target, retired)
-            os.replace(staging, target)
+                picture.save(ttv_layout.sprite_file(staging, i))
+            replace_folder(staging, target)
         except OSError as exc:
             raise EpochalError(f"cannot write the sprites into {target}: {exc}") from exc
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(retired, ignore_errors=True)
 
 
 def _concatenate(loader: Iterable, name: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,10 +246,7 @@ def _epoch(name: str, value: Any) -> int:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(temporary, path)
+        atomic_write(path, json.dumps(data))
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise EpochalError(f"cannot write {path}: {exc}") from exc

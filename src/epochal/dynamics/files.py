@@ -23,7 +23,6 @@ Every file is written to a temporary name and renamed, so a crash never leaves h
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from epochal.atomic import atomic_write
 from epochal.errors import DynamicsError
 
 FOLDER = "dynamics"
@@ -80,22 +80,8 @@ def recorded_epochs(folder: Path) -> list[int]:
     return sorted(int(p.stem.split("-")[1]) for p in folder.glob("epoch-[0-9][0-9][0-9][0-9].npz"))
 
 
-def write_atomically(target: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file beside ``target``, sync it, and rename it over ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_json(target: Path, value: Any) -> None:
-    write_atomically(target, lambda file: file.write(json.dumps(value, indent=1).encode()))
+    atomic_write(target, json.dumps(value, indent=1))
 
 
 def read_json(target: Path) -> Any | None:

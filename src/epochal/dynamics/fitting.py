@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from epochal.atomic import atomic_write
 from epochal.dynamics import files
 from epochal.dynamics.background import background, class_colors, extent_of, grid, save_png
 from epochal.dynamics.head import from_arrays
@@ -162,12 +163,12 @@ def _save(target: Path, projection: Projection, epochs: list[int], seconds: floa
     pixels = grid(extent, resolution)
     for index, epoch in enumerate(epochs):
         coords = projection.embedding_[index]
-        files.write_atomically(files.epoch_file(target, epoch), lambda file, c=coords: np.savez(file, coords=c))
+        atomic_write(files.epoch_file(target, epoch), lambda file, c=coords: np.savez(file, coords=c))
         if projection.heads_ is not None:
             probabilities = projection.predict_proba(projection.inverse_transform(pixels, epoch), epoch)
             image = background(probabilities, resolution, colors)
-            files.write_atomically(files.background_file(target, epoch), lambda file, i=image: save_png(i, file))
-    files.write_atomically(target / files.MODEL_FILE, lambda file: torch.save(projection.state(), file))
+            atomic_write(files.background_file(target, epoch), lambda file, i=image: save_png(i, file))
+    atomic_write(target / files.MODEL_FILE, lambda file: torch.save(projection.state(), file))
     files.write_json(target / files.META_FILE, {
         "epochs": epochs, "extent": extent, "resolution": resolution, "colors": colors, "classes": classes,
         "backgrounds": projection.heads_ is not None, "no_backgrounds": missing,

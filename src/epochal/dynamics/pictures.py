@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from epochal.atomic import atomic_write
 from epochal.dynamics import files
 from epochal.dynamics.fitting import coordinates, recorded, run_folder
 from epochal.errors import DynamicsError
@@ -67,13 +68,13 @@ def plot(run: Any, *, epochs: list[int] | None = None, out: str | Path | None = 
         figure.savefig(buffer, format="png")
         plt.close(figure)
         picture = buffer.getvalue()
-        files.write_atomically(path, lambda file, data=picture: file.write(data))
+        atomic_write(path, picture)
         frames.append(Image.open(io.BytesIO(picture)).convert("RGB"))
         written.append(path)
     if gif and frames:
         path = target / files.ANIMATION_FILE
         def write(file: Any) -> None:
             frames[0].save(file, format="GIF", save_all=True, append_images=frames[1:], duration=int(frame_seconds * 1000), loop=0)
-        files.write_atomically(path, write)
+        atomic_write(path, write)
         written.append(path)
     return written

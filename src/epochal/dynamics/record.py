@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from epochal.atomic import atomic_write
 from epochal.dynamics.files import (
     FOLDER,
     SAMPLES_FILE,
@@ -25,7 +26,6 @@ from epochal.dynamics.files import (
     arrays,
     epoch_file,
     recorded_epochs,
-    write_atomically,
 )
 from epochal.dynamics.head import HeadError, capture
 from epochal.dynamics.sprites import image_view, save_sprites, to_sprites
@@ -216,4 +216,4 @@ def _cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def _save(target: Path, **arrays: np.ndarray) -> None:
-    write_atomically(target, lambda file: np.savez(file, **arrays))
+    atomic_write(target, lambda file: np.savez(file, **arrays))

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from epochal.dynamics.files import SPRITES_FILE, arrays, write_atomically
+from epochal.atomic import atomic_write
+from epochal.dynamics.files import SPRITES_FILE, arrays
 from epochal.errors import DynamicsError
 
 __all__ = ["MAX_SIDE", "image_view", "save_sprites", "shrink", "sprites", "thumbnail_size", "to_sprites"]
@@ -111,7 +112,7 @@ def save_sprites(dynamics_folder: str | Path, images: np.ndarray) -> Path:
             f"sprites are uint8 (n, h, w) or (n, h, w, 3) images, got {images.dtype} {images.shape}"
         )
     target = Path(dynamics_folder) / SPRITES_FILE
-    write_atomically(target, lambda file: np.savez(file, images=images))
+    atomic_write(target, lambda file: np.savez(file, images=images))
     return target
 
 

@@ -32,11 +32,11 @@ import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from epochal.atomic import atomic_file
 from epochal.errors import SeriesNotFoundError
 from epochal.store.records import History, RunRecord
 from epochal.store.store import Store
@@ -70,7 +70,7 @@ def export_csv(
     record = store.run(ref)
     chosen = _keys(store, record, keys)
     points = 0
-    with _text_output(path_or_file) as out:
+    with _text_file(path_or_file, "w") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         for key in chosen:
@@ -109,7 +109,7 @@ def export_json(
         }
         points += len(h)
     document = {"run": run_dict(record), "series": series}
-    with _text_output(path_or_file) as out:
+    with _text_file(path_or_file, "w") as out:
         json.dump(document, out, allow_nan=False)
         out.write("\n")
     return points
@@ -131,7 +131,7 @@ def read_csv(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
             or a row is not a point.
     """
     columns: dict[str, tuple[list, list, list, list]] = {}
-    with _text_input(path_or_file) as source:
+    with _text_file(path_or_file, "r") as source:
         rows = csv.reader(source)
         header = next(rows, None)
         if header is None or tuple(header) != CSV_COLUMNS:
@@ -153,7 +153,7 @@ def read_json(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
     Raises:
         ValueError: the file is not JSON or has no ``series`` object of the expected shape.
     """
-    with _text_input(path_or_file) as source:
+    with _text_file(path_or_file, "r") as source:
         document = json.load(source)
     series = document.get("series") if isinstance(document, Mapping) else None
     if not isinstance(series, Mapping):
@@ -208,25 +208,12 @@ def _json_value(value: Any) -> Any:
 
 
 @contextmanager
-def _text_output(target: str | os.PathLike | TextIO) -> Iterator[TextIO]:
-    """An open file as it is, or a temporary file beside the path that replaces it once complete."""
-    if hasattr(target, "write"):
-        yield target  # type: ignore[misc]
+def _text_file(path_or_file: str | os.PathLike | TextIO, mode: str) -> Iterator[TextIO]:
+    """An open file as it is; a path opened to read (``"r"``), or written to a temporary file beside it that
+    replaces it once complete (``"w"``)."""
+    if hasattr(path_or_file, "read" if mode == "r" else "write"):
+        yield path_or_file  # type: ignore[misc]
         return
-    path = Path(target)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as out:
-            yield out
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-@contextmanager
-def _text_input(source: str | os.PathLike | TextIO) -> Iterator[TextIO]:
-    if hasattr(source, "read"):
-        yield source  # type: ignore[misc]
-        return
-    with open(source, encoding="utf-8", newline="") as file:
+    opened = open(path_or_file, encoding="utf-8", newline="") if mode == "r" else atomic_file(path_or_file, "w")
+    with opened as file:
         yield file

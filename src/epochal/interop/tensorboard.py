@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from epochal import system
+from epochal.atomic import atomic_file
 from epochal.errors import EpochalError
 from epochal.interop.export import _keys
 from epochal.store.records import Config, RunRecord, SeriesChunk, WriteBatch
@@ -104,25 +105,20 @@ def export_tensorboard(
             f"'{folder}' already holds the event file {others[0]!r}; TensorBoard would show both as one "
             "run: export into an empty directory"
         )
-    folder.mkdir(parents=True, exist_ok=True)
-    temporary = folder / f".epochal-export-{os.getpid()}.tmp"  # no 'tfevents' in it: TensorBoard skips it
     points = 0
-    try:
-        with open(temporary, "wb") as file:
-            writer = tb.RecordWriter(file)
-            start = tb.Event(wall_time=record.started, file_version="brain.Event:2")
-            start.source_metadata.writer = "epochal"
-            writer.write(start.SerializeToString())
-            for key in chosen:
-                h = store.history(record, key, superseded=superseded)
-                for step, value, when in zip(h.steps.tolist(), h.values.tolist(), h.times.tolist()):
-                    event = tb.Event(wall_time=when, step=step)
-                    event.summary.value.add(tag=key, simple_value=value)
-                    writer.write(event.SerializeToString())
-                points += len(h)
-        os.replace(temporary, folder / name)
-    finally:
-        temporary.unlink(missing_ok=True)
+    # The temporary file's name starts with a dot and ends in .tmp: TensorBoard skips it.
+    with atomic_file(folder / name, "wb") as file:
+        writer = tb.RecordWriter(file)
+        start = tb.Event(wall_time=record.started, file_version="brain.Event:2")
+        start.source_metadata.writer = "epochal"
+        writer.write(start.SerializeToString())
+        for key in chosen:
+            h = store.history(record, key, superseded=superseded)
+            for step, value, when in zip(h.steps.tolist(), h.values.tolist(), h.times.tolist()):
+                event = tb.Event(wall_time=when, step=step)
+                event.summary.value.add(tag=key, simple_value=value)
+                writer.write(event.SerializeToString())
+            points += len(h)
     return points
 
 

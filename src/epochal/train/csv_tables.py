@@ -21,11 +21,13 @@ import io
 import os
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
+from epochal.atomic import atomic_write
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
@@ -42,16 +44,28 @@ class CSVTables(Callback):
     Args:
         flush_s: the longest time batch rows wait in memory before they are written. Losses
             are read from the device together then, so that no batch waits for the device.
+        folder: where the tables go; default the ``tables`` folder of the trainer's run.
+        batch_columns: columns to add to a stage's batch file when the stage ends, from the
+            trainer and the stage: name -> one value per batch of the pass, in batch order.
 
     Examples:
         >>> trainer = Trainer(model, optimizer, ..., callbacks=[CSVTables()], csv_tables=False)
         >>> pandas.read_csv(trainer.run.path / "tables" / "summary_table.csv")
+        >>> CSVTables(folder="logs/exp1", batch_columns=lambda trainer, stage: {"accuracy": [0.5, 0.75]})
     """
 
     order = 20
 
-    def __init__(self, flush_s: float = 1.0):
+    def __init__(
+        self,
+        flush_s: float = 1.0,
+        *,
+        folder: str | os.PathLike | None = None,
+        batch_columns: Callable[[TrainerView, str], Mapping[str, Sequence[float]]] | None = None,
+    ):
         self.flush_s = flush_s
+        self.folder = None if folder is None else Path(folder)
+        self.batch_columns = batch_columns
         self._folder: Path | None = None
         self._tables: dict[str, _Table] = {}  # stage -> its summary table, read from disk on first use
         self._details: _Details | None = None  # the open per-batch file of the running stage
@@ -89,6 +103,9 @@ class CSVTables(Callback):
     def on_stage_end(self, trainer: TrainerView, result: StageResult) -> None:
         if self._details is not None and self._details.stage == result.stage:
             self._close_details()
+        if self.batch_columns is not None:
+            path = self._use(trainer) / "epoch_details" / f"epoch{trainer.epoch + 1:03d}_{result.stage}.csv"
+            _add_columns(path, self.batch_columns(trainer, result.stage))
         row = {
             "epoch": str(result.epoch + 1),
             "samples": str(result.samples),
@@ -115,8 +132,8 @@ class CSVTables(Callback):
     # -- tables --------------------------------------------------------------------------------
 
     def _use(self, trainer: TrainerView) -> Path:
-        """The tables folder of the trainer's run; forgets what was read from another run's."""
-        folder = Path(trainer.run.path) / "tables"
+        """The tables folder (of the trainer's run by default); forgets what was read from another one."""
+        folder = self.folder if self.folder is not None else Path(trainer.run.path) / "tables"
         if folder != self._folder:
             self._close_details()
             self._folder, self._tables = folder, {}
@@ -253,15 +270,22 @@ class _Table:
         _write_atomic(self.path, self.columns, [self.rows[e] for e in sorted(self.rows)])
 
 
+def _add_columns(path: Path, columns: Mapping[str, Sequence[float]]) -> None:
+    """Add ``columns`` to the batch file at ``path``: each row gets the values at its batch number - 1."""
+    if not columns or not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    out = [lines[0] + "," + ",".join(columns)]
+    for line in lines[1:]:
+        index = int(line.split(",", 1)[0]) - 1
+        out.append(line + "," + ",".join(repr(float(values[index])) for values in columns.values()))
+    atomic_write(path, "\n".join(out) + "\n")
+
+
 def _write_atomic(path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
     """Write the whole table beside ``path``, then put it in place: readers see old or new, never half."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "w", newline="") as f:
-        f.write(text.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    atomic_write(path, text.getvalue())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from epochal.train.callback import BatchResult, Callback, StageResult
@@ -32,19 +33,46 @@ class ProgressBar(Callback):
         every_s: seconds between progress lines when the output is not a terminal.
         file: where to write; default ``sys.stdout`` (looked up when a stage starts).
         refresh_s: seconds between readings of the running loss from the device.
+        unit: what the bar counts, ``"batch"`` or ``"samples"``.
+        description: the title of a stage's bar or lines, from the trainer and the stage; default
+            ``"train epoch 3/15"``.
+        total: what a stage's bar counts up to, from the trainer and the stage (None: unknown);
+            default the stage's batches (unknown with ``unit="samples"``).
+        terminal: draw a bar even when the output is not a terminal (True), or never (False);
+            None asks the output.
+        ascii: draw the bar with ASCII characters (``|#####     |``).
 
     Examples:
         >>> trainer = Trainer(model, optimizer, ..., callbacks=[ProgressBar(every_s=30)], progress=False)
+        >>> ProgressBar(unit="samples", description=lambda trainer, stage: f"{stage} {trainer.epoch + 1}")
     """
 
     order = 10  # after the logger: only shows what the stage did
 
-    def __init__(self, every_s: float = 10.0, file: TextIO | None = None, refresh_s: float = 0.5):
+    def __init__(
+        self,
+        every_s: float = 10.0,
+        file: TextIO | None = None,
+        refresh_s: float = 0.5,
+        *,
+        unit: str = "batch",
+        description: Callable[[TrainerView, str], str] | None = None,
+        total: Callable[[TrainerView, str], int | None] | None = None,
+        terminal: bool | None = None,
+        ascii: bool = False,
+    ):
         if every_s < 0 or refresh_s < 0:
             raise ValueError(f"every_s and refresh_s must be 0 or more, got {every_s} and {refresh_s}")
+        if unit not in ("batch", "samples"):
+            raise ValueError(f"unit must be 'batch' or 'samples', got {unit!r}")
         self.every_s = every_s
         self.file = file
         self.refresh_s = refresh_s
+        self.unit = unit
+        self.description = description or _title
+        self.total = total
+        self.terminal = terminal
+        self.ascii = ascii
         self._bar: Any = None  # the open tqdm bar, on a terminal
         self._stage: _StageProgress | None = None
 
@@ -54,13 +82,16 @@ class ProgressBar(Callback):
         self._close()
         out = self.file if self.file is not None else sys.stdout
         now = _clock()
-        self._stage = _StageProgress(_title(trainer, stage), batches, out, now)
-        if _is_terminal(out):
+        self._stage = _StageProgress(self.description(trainer, stage), batches, out, now)
+        if _is_terminal(out) if self.terminal is None else self.terminal:
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                total=batches, desc=self._stage.title, unit="batch", file=out, dynamic_ncols=True, leave=True
-            )
+            if self.total is not None:
+                total = self.total(trainer, stage)
+            else:
+                total = batches if self.unit == "batch" else None
+            self._bar = tqdm(total=total, desc=self._stage.title, unit=self.unit, file=out, dynamic_ncols=True,
+                             leave=True, ascii=self.ascii)
 
     def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         s = self._stage
@@ -80,7 +111,7 @@ class ProgressBar(Callback):
             if self._bar is not None:
                 self._bar.set_postfix_str(f"{s.rate(now):,.0f} samples/s, loss={s.loss_shown:.4f}", refresh=False)
         if self._bar is not None:
-            self._bar.update(s.batches_done - self._bar.n)
+            self._bar.update((s.batches_done if self.unit == "batch" else s.samples) - self._bar.n)
         elif now - s.printed_at >= self.every_s:
             s.printed_at = now
             print(s.line(now), file=s.out, flush=True)
