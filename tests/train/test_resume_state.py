@@ -16,28 +16,29 @@ def _state(seed: int = 0) -> tuple[ResumeState, DataLoader]:
     data = TensorDataset(torch.arange(40, dtype=torch.float32).reshape(20, 2), torch.arange(20) % 3)
     loader = DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(seed))
     model = torch.nn.Linear(2, 3)
-    metrics = {stage: MetricSet(["accuracy"]) for stage in ("train", "valid", "test")}
-    return ResumeState(model, metrics, {"train": loader}, torch.device("cpu")), loader
+    state = ResumeState(model, {"train": loader}, torch.device("cpu"))
+    state.metrics = MetricSet(["accuracy"])  # the train stage's, as the Trainer hands it to start_stage
+    return state, loader
 
 
 def _cut_after(state: ResumeState, loader: DataLoader, batches: int) -> list[torch.Tensor]:
     """Start the train stage and do ``batches`` batches the way the Trainer's loop records them."""
     state.passed(Position("stages", 0))
-    state.metrics["train"].reset()  # as the Trainer does before each stage
-    iterator, count, samples, loss_sum, squares = state.start_stage("train", loader, None, steps=0)
+    state.metrics.reset()  # as the Trainer does before each stage
+    iterator, count, samples, loss_sum, squares = state.start_stage("train", loader, state.metrics, None, steps=0)
     seen = []
     for _ in range(batches):
         x, y = next(iterator)
         seen.append(x)
         count, samples, loss_sum, squares = count + 1, samples + len(x), loss_sum + 0.5, squares + 0.25
-        state.metrics["train"].update(torch.nn.functional.one_hot(y, 3).float(), y)
+        state.metrics.update(torch.nn.functional.one_hot(y, 3).float(), y)
         state.done = (count, samples, loss_sum, squares, count)
     return seen
 
 
 def test_a_stage_cut_part_way_round_trips_and_continues_with_the_same_batches():
     straight, loader = _state()
-    whole = [x for x, _ in straight.start_stage("train", loader, None, steps=0)[0]]  # a straight pass
+    whole = [x for x, _ in straight.start_stage("train", loader, straight.metrics, None, steps=0)[0]]  # a straight pass
 
     state, loader = _state()
     done = _cut_after(state, loader, 2)
@@ -48,11 +49,11 @@ def test_a_stage_cut_part_way_round_trips_and_continues_with_the_same_batches():
     again, other_loader = _state(seed=7)
     again.load_state_dict(saved)
     assert again.position.phase == "stages" and again.position.progress.batches == 2
-    again.metrics["train"].reset()
-    iterator, count, samples, loss_sum, squares = again.start_stage("train", other_loader, again.position.progress, 2)
+    again.metrics.reset()
+    iterator, count, samples, loss_sum, squares = again.start_stage("train", other_loader, again.metrics, again.position.progress, 2)
     rest = [x for x, _ in iterator]
     assert (count, samples, float(loss_sum), float(squares)) == (2, 8, 1.0, 0.5)
-    assert again.metrics["train"].compute() == state.metrics["train"].compute()
+    assert again.metrics.compute() == state.metrics.compute()
     assert all(torch.equal(a, b) for a, b in zip(done + rest, whole)) and len(done + rest) == len(whole)
 
 

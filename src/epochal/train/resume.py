@@ -119,17 +119,17 @@ class ResumeState:
     state. :meth:`load_state_dict` checks that every required key is there.
 
     Examples:
-        >>> state = ResumeState(model, metrics, loaders, torch.device("cpu"))
+        >>> state = ResumeState(model, loaders, torch.device("cpu"))
         >>> saved = state.state_dict()
-        >>> ResumeState(model, metrics, loaders, torch.device("cpu")).load_state_dict(saved)
+        >>> ResumeState(model, loaders, torch.device("cpu")).load_state_dict(saved)
     """
 
-    def __init__(self, model: torch.nn.Module, metrics: Mapping[str, Any], loaders: Mapping[str, Any],
-                 device: torch.device):
-        self.model, self.metrics, self.loaders, self.device = model, metrics, loaders, device
+    def __init__(self, model: torch.nn.Module, loaders: Mapping[str, Any], device: torch.device):
+        self.model, self.loaders, self.device = model, loaders, device
         self.position = Position("start", 0)  # the last well-defined point passed
         self.stop: str | None = None  # a stop asked for (early stopping) that the fit has not acted on yet
         self.stage: str | None = None  # the stage part-way, if any
+        self.metric_set: Any = None  # its metrics (a MetricSet)
         self.start_rng: dict | None = None  # every random state just before that stage's loader was iterated
         self.start_generators: dict | None = None
         # Written for every batch, so kept as plain tuples: (batches done, samples, loss sum, loss sum of
@@ -143,7 +143,7 @@ class ResumeState:
         self.position = position
         self.stage = None
 
-    def start_stage(self, stage: str, loader: Any, progress: Progress | None, steps: int) -> tuple:
+    def start_stage(self, stage: str, loader: Any, metric_set: Any, progress: Progress | None, steps: int) -> tuple:
         """Begin iterating ``loader`` for ``stage``, or continue it from ``progress`` (a stage cut part-way).
 
         A stage continued draws its data order again from the states it started with, goes past the
@@ -171,12 +171,12 @@ class ResumeState:
             set_rng_state(progress.rng)
             count, samples = progress.batches, progress.samples
             loss_sum, loss_squares = (t.to(self.device) for t in (progress.loss_sum, progress.loss_squares))
-            self.metrics[stage].load_state_dict(progress.metrics)
+            metric_set.load_state_dict(progress.metrics)
             if progress.grads is not None:
                 for parameter, grad in zip(self.model.parameters(), progress.grads):
                     parameter.grad = None if grad is None else grad.to(parameter.device)
                 self.grads_pending = True
-        self.stage = stage
+        self.stage, self.metric_set = stage, metric_set
         self.done = (count, samples, loss_sum, loss_squares, steps)
         self.rewind = (count, batch_rng(self.device))
         return iterator, count, samples, loss_sum, loss_squares
@@ -206,7 +206,7 @@ class ResumeState:
                 loss_sum=torch.as_tensor(loss_sum, dtype=torch.float64).cpu(),
                 loss_squares=torch.as_tensor(loss_squares, dtype=torch.float64).cpu(),
                 start_rng=self.start_rng, start_generators=self.start_generators, rng=rng_state(),
-                metrics=self.metrics[self.stage].state_dict(),
+                metrics=self.metric_set.state_dict(),
                 grads=[None if p.grad is None else p.grad.detach().cpu() for p in self.model.parameters()]
                 if self.grads_pending else None,
             )

@@ -145,7 +145,7 @@ class Trainer:
         self.example_input: Any = None
         self.history: list[dict[str, StageResult]] = []
         self._interrupts = Interrupts()
-        self.resume_state = ResumeState(model, self.metrics, self.loaders, self.device)
+        self.resume_state = ResumeState(model, self.loaders, self.device)
         self._opened: str | None = None  # 'started' or 'resumed' when this fit opened self.run
         self._status_before: str | None = None  # the status of the run this fit resumed, before it did
 
@@ -358,7 +358,7 @@ class Trainer:
         metric_set.reset()
         self.model.train(training)
         state = self.resume_state
-        iterator, count, samples, loss_sum, loss_squares = state.start_stage(stage, loader, progress, self.run.steps)
+        iterator, count, samples, loss_sum, loss_squares = state.start_stage(stage, loader, metric_set, progress, self.run.steps)
         started = time.perf_counter()
         # On the CPU reading the loss costs nothing; on an accelerator it would wait for the device,
         # so there the loss stays a tensor until the pass ends.
