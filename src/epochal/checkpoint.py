@@ -532,7 +532,7 @@ def _safe(value: Any, where: str) -> Any:
 def _known(run: Run, book: _Book) -> list[Checkpoint]:
     """The run's checkpoints as the store lists them, with what this Run object has queued."""
     try:
-        stored = run.store.backend.checkpoints(run.id)
+        stored = run.store.checkpoints(run.id)
     except Exception as exc:  # a store that cannot even be read: go by what this process knows
         _warn(f"epochal: cannot read the checkpoints of run {run.name!r} ({run.id}) from the store ({exc}); "
               "going by those saved in this process")
@@ -652,7 +652,7 @@ def _settle(run: Run, book: _Book, timeout: float) -> None:
         return
     book.unrecorded = False
     try:
-        stored = {c.path for c in run.store.backend.checkpoints(run.id)}
+        stored = {c.path for c in run.store.checkpoints(run.id)}
     except Exception:
         return  # not confirmed: delete nothing now; the next save tries again
     if any(path not in stored for path in book.saved) or any(path in stored for path in book.removed):

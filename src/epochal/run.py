@@ -82,7 +82,7 @@ class Run:
         self._finished = False
         self._previous = previous  # the record as it was before resume(), for abandon()
         self._writer = Writer(
-            store.backend, record.id, record.segment, lambda: (self._steps, self._epochs),
+            store, record.id, record.segment, lambda: (self._steps, self._epochs),
             interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
         )
         self._queue = self._writer.queue
@@ -422,7 +422,7 @@ def start(
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
     config_data = to_config(config or {})
     the_store = store if isinstance(store, Store) else Store(store)
-    existing = len(the_store.backend.find_runs(project=project))
+    existing = len(the_store.runs(project))
     now = time.time()
     record = RunRecord(
         id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,
@@ -430,11 +430,11 @@ def start(
         command=system.command_line(), git_commit=system.git_commit(), python=system.python_version(),
         torch=system.torch_version(), description=description, tags=tag_tuple,
         config=Config(config_data), steps=0, epochs=0, segment=0,
-        path=str(Path(the_store.backend.files_root) / "pending"), token=system.process_token(),
+        path=str(the_store.files_root / "pending"), token=system.process_token(),
     )
     try:
-        the_store.backend.write(WriteBatch(new_runs=(record,)))
-        record = the_store.backend.get_run(record.id)
+        the_store.write(WriteBatch(new_runs=(record,)))
+        record = the_store.stored_record(record.id)
         Path(record.path).mkdir(parents=True, exist_ok=True)
         probe = Path(record.path) / ".write-test"
         probe.write_bytes(b"")
@@ -475,9 +475,9 @@ def resume(
             f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
             "finish it there first"
         )
-    stored = the_store.backend.get_run(record.id) or record
+    stored = the_store.stored_record(record.id) or record
     # The claim holds only if no other process reopened the run since it was read.
-    the_store.backend.write(
+    the_store.write(
         WriteBatch(run_updates=(
             RunUpdate(record.id, status="running", reopen=True, heartbeat=time.time(), pid=os.getpid(),
                       host=system.host(), command=system.command_line(), segment=record.segment + 1,

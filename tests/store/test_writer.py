@@ -46,7 +46,7 @@ def test_logging_a_cuda_tensor_does_not_synchronize_the_device(store_dir):
 def _writer_of(store, run):
     from epochal.store.writer import Writer
 
-    return Writer(store.backend, run.id, 1, lambda: (0, 0), interval=0.05)
+    return Writer(store, run.id, 1, lambda: (0, 0), interval=0.05)
 
 
 def test_a_record_the_store_cannot_hold_is_set_apart_and_the_others_are_kept(store):
@@ -94,13 +94,13 @@ def test_a_store_that_fails_every_write_keeps_the_points_for_later_instead_of_dr
     run = epochal.start(store=store)
     run.finish()
     writer = _writer_of(store, run)
-    store.backend.write = lambda batch: (_ for _ in ()).throw(ValueError("the database is damaged"))
+    store.write = lambda batch: (_ for _ in ()).throw(ValueError("the database is damaged"))
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         writer.queue.append((0, 0, 1.0, ("a", "b"), (1.0, 2.0)))
         assert not writer.flush(timeout=0.5)
         assert writer.dropped_points == 0 and writer.failing
-        del store.backend.write  # the store works again
+        del store.write  # the store works again
         assert writer.close(timeout=10)
     assert store.history(run.id, "a").values.tolist() == [1.0]
     assert store.history(run.id, "b").values.tolist() == [2.0]

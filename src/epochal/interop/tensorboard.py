@@ -27,7 +27,7 @@ written in one transaction, so a bad file leaves the store as it was.
 
 The import writes the points with their recorded wall times, which ``Run.log`` cannot do (it stamps
 the time of the call), so it builds the run's record and its series chunks itself and hands them
-to the store's one batched write path, ``store.backend.write(WriteBatch(...))``.
+to the store's one batched write path, ``store.write(WriteBatch(...))``.
 
 Examples:
     >>> export_tensorboard(store, "baseline", "tb/baseline")
@@ -290,12 +290,12 @@ def _write(store: Store, runs: list[_EventRun], project: str) -> list[str]:
             git_commit=None, python=system.python_version(), torch=None,
             description=f"imported from the TensorBoard event files in {run.directory.resolve()}", tags=(),
             config=Config(), steps=max(int(s[-1]) for s, _, _ in run.series.values()), epochs=0, segment=0,
-            path=str(Path(store.backend.files_root) / run_id),
+            path=str(store.files_root / run_id),
         ))
         for key, (steps, values, times) in run.series.items():
             times_us = np.rint(times * 1e6).astype(np.int64)
             chunks.append(SeriesChunk(run_id, key, 0, steps, np.zeros_like(steps), values, times_us))
-    store.backend.write(WriteBatch(new_runs=tuple(records), chunks=tuple(chunks)))
+    store.write(WriteBatch(new_runs=tuple(records), chunks=tuple(chunks)))
     return [record.id for record in records]
 
 

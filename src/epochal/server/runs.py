@@ -85,4 +85,4 @@ def _matches(record: RunRecord, text: str) -> bool:
 
 
 def _keys_of(store: Store, records: list[RunRecord]) -> list[str]:
-    return sorted({key for r in records for key in store.backend.keys(r.id)})
+    return store.keys_of(r.id for r in records)

@@ -4,7 +4,7 @@ The training thread only appends records ``(step, epoch, time, keys, values)``
 (or :class:`Deferred` ones) to a deque (``Writer.queue``). This thread wakes
 every ``interval`` seconds, or sooner when the caller counted ``max_points`` new
 points, turns everything queued into a :class:`WriteBatch` and hands it to the
-backend.
+store's one write path, :meth:`Store.write`.
 
 Faults are of two kinds. A store that refuses writes for a while (disk full,
 database locked) is retried at the next wake-up with everything still buffered;
@@ -26,12 +26,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from epochal.errors import EpochalWarning
-from epochal.store.backend import Backend
 from epochal.store.records import Checkpoint, RunUpdate, SeriesChunk, WriteBatch
+
+if TYPE_CHECKING:
+    from epochal.store.store import Store
 
 #: Even an idle run writes a heartbeat this often, so readers can tell it is alive.
 HEARTBEAT_S = 5.0
@@ -64,11 +67,11 @@ class _Marker:
 
 
 class Writer:
-    """The thread that writes one run's buffered points and updates to the backend."""
+    """The thread that writes one run's buffered points and updates to the store."""
 
     def __init__(
         self,
-        backend: Backend,
+        store: Store,
         run_id: str,
         segment: int,
         counters: Callable[[], tuple[int, int]],
@@ -77,7 +80,7 @@ class Writer:
         max_points: int = 10_000,
         max_buffered: int = 5_000_000,
     ):
-        self.backend = backend
+        self.store = store
         self.run_id = run_id
         self.segment = segment
         self.interval = interval
@@ -179,7 +182,7 @@ class Writer:
             self._unwritten = []
             self._writing_since = time.monotonic()
             try:
-                self.backend.write(pending)
+                self.store.write(pending)
             except Exception as exc:
                 self._writing_since = None
                 if _refusal(exc):
@@ -243,7 +246,7 @@ class Writer:
         written = 0
         for index, piece in enumerate(pieces):
             try:
-                self.backend.write(piece)
+                self.store.write(piece)
             except Exception as exc:
                 if _refusal(exc):
                     self._keep_for_retry(_merge([p for p, _ in failed] + pieces[index:]), exc)
