@@ -16,12 +16,12 @@ def test_deferred_tensors_are_resolved_in_one_batch_in_logging_order():
     assert resolved == [plain, (1, 0, 2.0, ("a", "b"), (2.5, 5.0)), (2, 0, 3.0, ("c", "a"), (-1.0, 3.5))]
 
 
-def test_keys_logged_in_different_combinations_keep_their_order(store_dir):
-    with epochal.start(store=store_dir) as run:
+def test_keys_logged_in_different_combinations_keep_their_order(location):
+    with epochal.start(store=location) as run:
         run.log({"a": 1.0, "b": 10.0}, step=0)
         run.log({"a": 2.0}, step=0)
         run.log({"b": 20.0, "a": 3.0}, step=0)
-    h = epochal.Store(store_dir).history(run.id, "a")
+    h = epochal.Store(location).history(run.id, "a")
     assert h.values.tolist() == [1.0, 2.0, 3.0]  # same step: kept in the order they were logged
 
 

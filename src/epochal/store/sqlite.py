@@ -7,7 +7,6 @@ writes; a busy timeout lets two writing processes take turns.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -16,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
-from epochal.store import encoding, series
+from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.records import (
     Checkpoint,
@@ -29,16 +26,13 @@ from epochal.store.records import (
     RunUpdate,
     SeriesChunk,
     WriteBatch,
-    best_mode,
+    config_number,
     valid_run_id,
 )
+from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
 
 DB_NAME = "epochal.db"
 SCHEMA_VERSION = 4
-#: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
-#: them (its extremes), so that charts of long series are drawn without decoding every point.
-OVERVIEW_FROM = 1024
-OVERVIEW_POINTS = 128
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -254,7 +248,7 @@ class SQLiteBackend(Backend):
         )
         self._set_tags(conn, r.id, r.tags)
         for key, value in r.config.flat().items():
-            num = _number_or_none(value)
+            num = config_number(value)
             conn.execute(
                 "INSERT OR REPLACE INTO config VALUES (?,?,?,?)", (r.id, key, json.dumps(value), num)
             )
@@ -284,52 +278,43 @@ class SQLiteBackend(Backend):
 
     def _append_chunk(self, conn: sqlite3.Connection, chunk: SeriesChunk) -> None:
         row = conn.execute(
-            "SELECT id, count, last, last_step, min, max, segment FROM series WHERE run_id = ? AND key = ?",
+            "SELECT id, count, last, last_step, min, max, segment, exact FROM series WHERE run_id = ? AND key = ?",
             (chunk.run_id, chunk.key),
         ).fetchone()
-        values, steps = chunk.values, chunk.steps
-        with np.errstate(invalid="ignore"):
-            low, high = np.fmin.reduce(values), np.fmax.reduce(values)
-        low, high = _real_or_none(low), _real_or_none(high)
-        last, last_step = float(values[-1]), int(steps[-1])
+        old = None if row is None else RunningSummary(*row[1:7], exact=bool(row[7]))
+        new = folded(old, chunk)
+        fields = (new.count, new.last, new.last_step, new.min, new.max, new.segment, int(new.exact))
         if row is None:
             cursor = conn.execute(
-                "INSERT INTO series(run_id, key, count, last, last_step, min, max, segment) VALUES (?,?,?,?,?,?,?,?)",
-                (chunk.run_id, chunk.key, len(values), last, last_step, low, high, chunk.segment),
+                "INSERT INTO series(run_id, key, count, last, last_step, min, max, segment, exact) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (chunk.run_id, chunk.key, *fields),
             )
             series_id = cursor.lastrowid
         else:
-            series_id, count, _, old_last_step, old_min, old_max, old_segment = row
-            # A newer segment that goes back in steps makes the running min/max inexact.
-            rewound = chunk.segment > old_segment and int(steps.min()) <= old_last_step
+            series_id = row[0]
             conn.execute(
-                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, segment = ?, "
-                "exact = exact AND ? WHERE id = ?",
-                (count + len(values), last, last_step, _fold(min, old_min, low), _fold(max, old_max, high),
-                 max(old_segment, chunk.segment), int(not rewound), series_id),
+                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, segment = ?, exact = ? "
+                "WHERE id = ?",
+                (*fields, series_id),
             )
-        overview = None
-        if len(values) > OVERVIEW_FROM:
-            keep = series.extremes(values, OVERVIEW_POINTS)
-            overview = encoding.encode(steps[keep], chunk.epochs[keep], values[keep], chunk.times_us[keep])
+        data, overview = stored_chunk(chunk)
         conn.execute(
             "INSERT INTO chunks(series_id, segment, n, step_min, step_max, data, overview) VALUES (?,?,?,?,?,?,?)",
-            (series_id, chunk.segment, len(values), int(steps.min()), int(steps.max()),
-             encoding.encode(steps, chunk.epochs, values, chunk.times_us), overview),
+            (series_id, chunk.segment, len(chunk.values), int(chunk.steps.min()), int(chunk.steps.max()), data,
+             overview),
         )
 
     def _refresh_summaries(self, conn: sqlite3.Connection, run_id: str) -> None:
         stale = conn.execute(
-            "SELECT id, key FROM series WHERE run_id = ? AND NOT exact", (run_id,)
+            "SELECT id, key, count, last, last_step, min, max, segment FROM series WHERE run_id = ? AND NOT exact",
+            (run_id,),
         ).fetchall()
-        for series_id, key in stale:
-            history = series.assemble(key, self._chunks_of(conn, series_id))
-            with np.errstate(invalid="ignore"):
-                low, high = np.fmin.reduce(history.values), np.fmax.reduce(history.values)
+        for series_id, key, *old in stale:
+            new = refreshed(RunningSummary(*old, exact=False), series.assemble(key, self._chunks_of(conn, series_id)))
             conn.execute(
                 "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, exact = 1 WHERE id = ?",
-                (len(history), float(history.values[-1]), int(history.steps[-1]), _real_or_none(low),
-                 _real_or_none(high), series_id),
+                (new.count, new.last, new.last_step, new.min, new.max, series_id),
             )
 
     # -- reads ---------------------------------------------------------------------------------
@@ -480,8 +465,7 @@ class SQLiteBackend(Backend):
 def _summary_of(
     key: str, count: int, last: float | None, last_step: int, low: float | None, high: float | None, exact: int
 ) -> tuple[KeySummary, bool]:
-    summary = KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key))
-    return summary, bool(exact)
+    return RunningSummary(count, last, last_step, low, high, 0, bool(exact)).key_summary(key)
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -499,25 +483,3 @@ def _config(value: Any) -> Config:
 def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
     if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-
-
-def _number_or_none(value: Any) -> float | None:
-    """A config value as the number filters and sorts use; None for text and ints past a float64."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
-
-
-def _real_or_none(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-def _fold(pick, old: float | None, new: float | None) -> float | None:
-    if old is None:
-        return new
-    if new is None:
-        return old
-    return pick(old, new)

@@ -25,6 +25,7 @@ from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError,
 from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch, best_mode
+from epochal.store.memory import MemoryBackend
 from epochal.store.sqlite import SQLiteBackend
 
 #: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).
@@ -32,13 +33,17 @@ STALE_AFTER_S = 120.0
 
 
 def open_backend(location: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> Backend:
-    """The backend for a store location: a directory, or a ``sqlite:///directory`` URI."""
+    """The backend for a store location: a directory, a ``sqlite:///directory`` URI, or
+    ``memory://name`` (runs kept in this process's memory, for tests)."""
     text = str(location)
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme == "memory":
+            return MemoryBackend(rest, create=create)
         if scheme != "sqlite":
             raise StoreError(
-                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory or 'sqlite:///DIR'"
+                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory, 'sqlite:///DIR' "
+                "or 'memory://NAME'"
             )
         text = rest
     return SQLiteBackend(text, busy_timeout=busy_timeout, create=create)
@@ -59,7 +64,8 @@ class Store:
     def __init__(self, path: str | Path | None = None, *, create: bool = True, busy_timeout: float = 10.0):
         """
         Args:
-            path: the store's directory or a ``sqlite:///DIR`` URI.
+            path: the store's directory, a ``sqlite:///DIR`` URI, or ``memory://NAME`` for a store
+                in this process's memory (tests).
             create: create the store if there is none; with False a missing store is a StoreError.
             busy_timeout: seconds to wait for another process's write before a write fails.
         """
