@@ -34,6 +34,7 @@ from epochal.checks import (
     to_float,
 )
 from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
+from epochal.logs import logger
 from epochal.store.records import Config, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.store import Store, checked_tag, storable_text
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
@@ -84,6 +85,7 @@ class Run:
         self._writer = Writer(
             store, record.id, record.segment, lambda: (self._steps, self._epochs),
             interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
+            on_error=self._divert,
         )
         self._queue = self._writer.queue
         self._wake = self._writer.wake
@@ -148,6 +150,9 @@ class Run:
             ValueError: a key is empty, longer than 255 characters or holds text the store cannot
                 keep (a lone surrogate, a NUL); a number is too large for a float64; a step or
                 epoch is negative or 2**63 or more.
+            StoreError: the store failed persistently (it refused writes while the buffer was full
+                for ``PERSISTENT_AFTER_S``, or its writer hit an unexpected error); raised once, after
+                this call's values were buffered. Buffered points are kept and retried.
         """
         # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
@@ -197,6 +202,7 @@ class Run:
         self._keys.update(values)
         if self._dropping and not self._room_again():
             self._dropped += len(values)
+            self._writer.check()
             return
         if not tensor_keys:
             self._queue.append((s, e, _now(), tuple(converted), tuple(converted.values())))
@@ -209,8 +215,15 @@ class Run:
                 Deferred(s, e, _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
             )
         self._pending += len(values)
+        self._admitted = self._keys  # the fast path again, if a failure of the writer diverted log() here
+        self._writer.check()
         if self._pending >= self._wake_points:
             self._wake_writer()
+
+    def _divert(self) -> None:
+        """Called by the writer thread when it keeps a persistent failure: the next log() takes the
+        checked path, which raises it."""
+        self._admitted = frozenset()
 
     # -- the bound on the buffer -----------------------------------------------------------------
 
@@ -220,6 +233,7 @@ class Run:
         self._pending = 0
         self._wake.set()
         writer = self._writer
+        writer.check()
         if self._logged - writer.done_points < self._pace_points:
             return
         if writer.failing:  # the store refuses writes: keep buffering up to the bound, then drop
@@ -260,7 +274,11 @@ class Run:
         return self._dropped + self._writer.dropped_points
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far is in the store. False if not done by ``timeout``."""
+        """Wait until everything logged so far is in the store. False if not done by ``timeout``.
+
+        Raises:
+            StoreError: the store failed persistently (as for :meth:`log`); raised once.
+        """
         self._logged += self._pending
         self._pending = 0
         return self._writer.flush(timeout)
@@ -516,7 +534,7 @@ def _finish_open_runs() -> None:
         try:
             run.finish(status, timeout=10.0)
         except EpochalError as exc:
-            print(f"epochal: {exc}", file=sys.stderr)
+            logger.warning(str(exc))
 
 
 if threading.current_thread() is threading.main_thread():

@@ -104,3 +104,67 @@ def test_a_store_that_fails_every_write_keeps_the_points_for_later_instead_of_dr
         assert writer.close(timeout=10)
     assert store.history(run.id, "a").values.tolist() == [1.0]
     assert store.history(run.id, "b").values.tolist() == [2.0]
+
+
+def test_a_store_refusing_writes_with_the_buffer_full_is_raised_at_the_next_log_once(store, monkeypatch):
+    # A refusal is waited out while nothing is lost; once the buffer is full (points are being dropped)
+    # for PERSISTENT_AFTER_S, the caller hears of it at its next log(), not only at finish().
+    import time
+    import warnings
+
+    from epochal.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "PERSISTENT_AFTER_S", 0.3)
+    run = epochal.start(store=store, flush_interval=0.05, flush_points=10, max_buffered_points=100)
+    run.log({"loss": -1.0})
+    assert run.flush(timeout=10)
+    store.write = lambda batch: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        deadline = time.monotonic() + 20
+        with pytest.raises(epochal.StoreError, match="No space left on device.*buffer is full") as raised:
+            while time.monotonic() < deadline:
+                run.log({"loss": float(run.steps)})
+                run.step()
+                time.sleep(0.002)
+        assert "kept and retried" in str(raised.value)
+        run.log({"loss": 0.5})  # once: the next log() goes on
+        assert run.flush(timeout=0.0) is False  # and so does flush(), while the store still refuses
+        del store.write  # the store works again
+        run.finish()
+    values = store.history(run.id, "loss").values
+    assert values[0] == -1.0 and len(values) >= 100  # what was buffered when it was raised is written
+    assert run.dropped_points > 0
+
+
+def test_an_unexpected_error_of_the_writer_is_raised_at_the_next_flush_and_loses_nothing(store):
+    run = epochal.start(store=store)
+    run.finish()
+    failures = [RuntimeError("a bug in a round of writing")]
+
+    def counters():
+        if failures:
+            raise failures.pop()
+        return (0, 0)
+
+    from epochal.store.writer import Writer
+
+    writer = Writer(store, run.id, 1, counters, interval=0.05)
+    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
+        with pytest.raises(epochal.StoreError, match="a bug in a round of writing"):
+            writer.flush(timeout=10)
+    assert writer.flush(timeout=10)  # raised once; the point was kept and is written now
+    assert writer.close(timeout=10)
+    assert store.history(run.id, "a").values.tolist() == [1.0]
+
+
+def test_a_writer_warning_that_cannot_be_a_warning_is_logged(capsys):
+    import warnings
+
+    from epochal.store.writer import _warn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the writer thread must go on even so
+        _warn("epochal: the store is full")
+    assert capsys.readouterr().err == "epochal: the store is full\n"
