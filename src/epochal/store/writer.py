@@ -97,12 +97,9 @@ class Writer:
             on_error: called on the writer thread when it keeps a persistent failure, so that the
                 caller can look (call :meth:`check`) sooner than it otherwise would.
         """
-        self.store = store
-        self.run_id = run_id
-        self.segment = segment
-        self.interval = interval
-        self.max_points = max_points
-        self.max_buffered = max_buffered
+        self.store, self.run_id, self.segment = store, run_id, segment
+        # When to write (every `interval` s, or at `max_points` new points) and how much to hold meanwhile.
+        self.interval, self.max_points, self.max_buffered = interval, max_points, max_buffered
         self.queue: deque = deque()
         self.wake = threading.Event()
         #: Set after every round of writing, so a caller waiting for room can look again.
