@@ -1,5 +1,7 @@
 """The writer's conversion of buffered records, including tensors that live on a device."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,24 @@ def test_a_writer_warning_that_cannot_be_a_warning_is_logged(capsys):
         warnings.simplefilter("error")  # the writer thread must go on even so
         _warn("epochal: the store is full")
     assert capsys.readouterr().err == "epochal: the store is full\n"
+
+
+def test_finishing_after_a_persistent_failure_not_yet_raised_still_writes_everything(store):
+    run = epochal.start(store=store)
+    run.finish()
+    failures = [RuntimeError("a bug in a round of writing")]
+
+    def counters():
+        if failures:
+            raise failures.pop()
+        return (0, 0)
+
+    from epochal.store.writer import Writer
+
+    writer = Writer(store, run.id, 1, counters, interval=0.05)
+    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
+        while failures:
+            time.sleep(0.01)
+        assert writer.close(timeout=10)  # close() does not raise it: it writes what is buffered
+    assert store.history(run.id, "a").values.tolist() == [1.0]

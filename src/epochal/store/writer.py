@@ -139,12 +139,7 @@ class Writer:
             StoreError: the writer hit a persistent failure (see :meth:`check`), before or while waiting.
         """
         self.check()
-        if not self._thread.is_alive():
-            return not self.queue and not self._unwritten
-        marker = _Marker()
-        self.queue.append(marker)
-        self.wake.set()
-        done = marker.done.wait(timeout)
+        done = self._wait_written(timeout)
         self.check()
         return done
 
@@ -160,12 +155,23 @@ class Writer:
             raise error
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop the thread. False if points remain unwritten after ``timeout``."""
-        written = self.flush(timeout)
+        """Flush and stop the thread. False if points remain unwritten after ``timeout``.
+
+        A persistent failure is not raised here: closing still writes what it can.
+        """
+        written = self._wait_written(timeout)
         self._stop = True
         self.wake.set()
         self._thread.join(None if timeout is None else max(timeout, 1.0))
         return written
+
+    def _wait_written(self, timeout: float | None) -> bool:
+        if not self._thread.is_alive():
+            return not self.queue and not self._unwritten
+        marker = _Marker()
+        self.queue.append(marker)
+        self.wake.set()
+        return marker.done.wait(timeout)
 
     @property
     def alive(self) -> bool:
