@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +119,12 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
-_RUN_COLUMNS = (
-    "runs.id, runs.name, projects.name, status, started, ended, heartbeat, host, pid, command, "
-    "git_commit, python, torch, description, tags, config, steps, epochs, segment, token"
-)
+# The one mapping between a RunRecord and its row: the record's fields in the runs table's order.
+# `path` is not stored (it is runs/<id> in this store), the project is a row of its own table, and
+# tags and config are JSON text.
+_STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
+_COLUMNS = tuple("project_id" if name == "project" else name for name in _STORED)
+_RUN_COLUMNS = ", ".join({"id": "runs.id", "name": "runs.name", "project": "projects.name"}.get(n, n) for n in _STORED)
 _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
 _UPDATABLE = (
@@ -240,11 +243,11 @@ class SQLiteBackend(Backend):
             raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
+        stored = {name: getattr(r, name) for name in _STORED}
+        stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()))
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (r.id, r.name, project_id, r.status, r.started, r.ended, r.heartbeat, r.host, r.pid, r.command,
-             r.git_commit, r.python, r.torch, r.description, json.dumps(list(r.tags)),
-             json.dumps(r.config.to_dict()), r.steps, r.epochs, r.segment, r.token),
+            f"INSERT INTO runs({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            tuple(stored.values()),
         )
         self._set_tags(conn, r.id, r.tags)
         for key, value in r.config.flat().items():
@@ -337,15 +340,9 @@ class SQLiteBackend(Backend):
         return records
 
     def _record(self, row: tuple) -> RunRecord:
-        (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
-         torch_version, description, tags, config, steps, epochs, segment, token) = row
-        return RunRecord(
-            id=run_id, name=name, project=project, status=status, started=started, ended=ended,
-            heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
-            torch=torch_version, description=description, tags=_tags(json.loads(tags)),
-            config=_config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
-            path=os.path.join(self.files_root, run_id), token=token,
-        )
+        stored = dict(zip(_STORED, row))
+        stored.update(tags=_tags(json.loads(stored["tags"])), config=_config(json.loads(stored["config"])))
+        return RunRecord(**stored, path=os.path.join(self.files_root, stored["id"]))
 
     def find_runs(
         self,

@@ -8,8 +8,8 @@ whole history with :func:`refreshed`, so every backend answers the same.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
