@@ -307,7 +307,7 @@ def test_rm_with_yes_removes_records_and_folder(store_dir, capsys):
         assert [r.name for r in store.runs()] == ["beta"]
         with pytest.raises(epochal.RunNotFoundError):
             store.run(alpha.id)
-        assert store.backend.keys(alpha.id) == [] and store.backend.checkpoints(alpha.id) == []
+        assert store._backend.keys(alpha.id) == [] and store._backend.checkpoints(alpha.id) == []
 
 
 def test_rm_refuses_a_running_run(store_dir, capsys):

@@ -36,6 +36,7 @@ from epochal.checks import (
 )
 from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
 from epochal.checkpoint import LoadedCheckpoint
+from epochal.logs import logger
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
 from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate, WriteBatch
@@ -86,8 +87,9 @@ class Run:
         self._finished = False
         self._previous = previous  # the record as it was before resume(), for abandon()
         self._writer = Writer(
-            store.backend, record.id, record.segment, lambda: (self._steps, self._epochs),
+            store, record.id, record.segment, lambda: (self._steps, self._epochs),
             interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
+            on_error=self._divert,
         )
         self._queue = self._writer.queue
         self._wake = self._writer.wake
@@ -156,6 +158,9 @@ class Run:
             ValueError: a key is empty, longer than 255 characters or holds text the store cannot
                 keep (a lone surrogate, a NUL); a number is too large for a float64; a step or
                 epoch is negative or 2**63 or more.
+            StoreError: the store failed persistently (it refused writes while the buffer was full
+                for ``PERSISTENT_AFTER_S``, or its writer hit an unexpected error); raised once, after
+                this call's values were buffered. Buffered points are kept and retried.
         """
         # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
@@ -205,6 +210,7 @@ class Run:
         self._keys.update(values)
         if self._dropping and not self._room_again():
             self._dropped += len(values)
+            self._writer.check()
             return
         if not tensor_keys:
             self._queue.append((s, e, _now(), tuple(converted), tuple(converted.values())))
@@ -217,8 +223,15 @@ class Run:
                 Deferred(s, e, _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
             )
         self._pending += len(values)
+        self._admitted = self._keys  # the fast path again, if a failure of the writer diverted log() here
+        self._writer.check()
         if self._pending >= self._wake_points:
             self._wake_writer()
+
+    def _divert(self) -> None:
+        """Called by the writer thread when it keeps a persistent failure: the next log() takes the
+        checked path, which raises it."""
+        self._admitted = frozenset()
 
     # -- the bound on the buffer -----------------------------------------------------------------
 
@@ -228,6 +241,7 @@ class Run:
         self._pending = 0
         self._wake.set()
         writer = self._writer
+        writer.check()
         if self._logged - writer.done_points < self._pace_points:
             return
         if writer.failing:  # the store refuses writes: keep buffering up to the bound, then drop
@@ -273,7 +287,11 @@ class Run:
         return self._dropped + self._writer.dropped_points
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far is in the store. False if not done by ``timeout``."""
+        """Wait until everything logged so far is in the store. False if not done by ``timeout``.
+
+        Raises:
+            StoreError: the store failed persistently (as for :meth:`log`); raised once.
+        """
         self._logged += self._pending
         self._pending = 0
         return self._writer.flush(timeout)
@@ -508,7 +526,7 @@ def start(
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
     config_data = to_config(config or {})
     the_store = store if isinstance(store, Store) else Store(store)
-    existing = len(the_store.backend.find_runs(project=project))
+    existing = len(the_store.runs(project))
     now = time.time()
     record = RunRecord(
         id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,
@@ -516,11 +534,11 @@ def start(
         command=system.command_line(), git_commit=system.git_commit(), python=system.python_version(),
         torch=system.torch_version(), description=description, tags=tag_tuple,
         config=Config(config_data), steps=0, epochs=0, segment=0,
-        path=str(Path(the_store.backend.files_root) / "pending"), token=system.process_token(),
+        path=str(the_store.files_root / "pending"), token=system.process_token(),
     )
     try:
-        the_store.backend.write(WriteBatch(new_runs=(record,)))
-        record = the_store.backend.get_run(record.id)
+        the_store.write(WriteBatch(new_runs=(record,)))
+        record = the_store.stored_record(record.id)
         Path(record.path).mkdir(parents=True, exist_ok=True)
         probe = Path(record.path) / ".write-test"
         probe.write_bytes(b"")
@@ -561,9 +579,9 @@ def resume(
             f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
             "finish it there first"
         )
-    stored = the_store.backend.get_run(record.id) or record
+    stored = the_store.stored_record(record.id) or record
     # The claim holds only if no other process reopened the run since it was read.
-    the_store.backend.write(
+    the_store.write(
         WriteBatch(run_updates=(
             RunUpdate(record.id, status="running", reopen=True, heartbeat=time.time(), pid=os.getpid(),
                       host=system.host(), command=system.command_line(), segment=record.segment + 1,
@@ -602,7 +620,7 @@ def _finish_open_runs() -> None:
         try:
             run.finish(status, timeout=10.0)
         except EpochalError as exc:
-            print(f"epochal: {exc}", file=sys.stderr)
+            logger.warning(str(exc))
 
 
 if threading.current_thread() is threading.main_thread():

@@ -26,7 +26,7 @@ def long_run(store):
 
 def test_a_long_series_is_drawn_from_the_overviews(store, long_run):
     run_id, values = long_run
-    coarse = series.assemble("loss", store.backend.overview_chunks(run_id, "loss"))
+    coarse = series.assemble("loss", store._backend.overview_chunks(run_id, "loss"))
     assert len(coarse) < len(values) / 50  # far fewer points than the series to decode
 
     quick = store.history(run_id, "loss", max_points=500)
@@ -71,7 +71,7 @@ def test_a_store_of_schema_1_gains_overviews_and_reads_as_before(store_dir):
         conn.execute("ALTER TABLE chunks DROP COLUMN overview")
         conn.execute("PRAGMA user_version = 1")
     with epochal.Store(store_dir) as store:
-        assert store.backend._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store._backend._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         history = store.history(run.id, "loss")
         assert len(history) == 30_000 and history.values[96] == 96.0
         shown = store.history(run.id, "loss", max_points=100)

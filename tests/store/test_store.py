@@ -42,10 +42,10 @@ def test_delete_removes_records_and_files_but_refuses_a_running_run(store_dir):
         assert rows == 0, table
 
 
-def test_filters_by_status_and_tag(store_dir):
-    epochal.start(store=store_dir, name="a", tags=["x"]).finish()
-    epochal.start(store=store_dir, name="b", tags=["y"]).finish("failed")
-    store = epochal.Store(store_dir)
+def test_filters_by_status_and_tag(location):
+    epochal.start(store=location, name="a", tags=["x"]).finish()
+    epochal.start(store=location, name="b", tags=["y"]).finish("failed")
+    store = epochal.Store(location)
     assert [r.name for r in store.runs(tag="x")] == ["a"]
     assert [r.name for r in store.runs(status="failed")] == ["b"]
 

@@ -1,5 +1,7 @@
 """The writer's conversion of buffered records, including tensors that live on a device."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -16,12 +18,12 @@ def test_deferred_tensors_are_resolved_in_one_batch_in_logging_order():
     assert resolved == [plain, (1, 0, 2.0, ("a", "b"), (2.5, 5.0)), (2, 0, 3.0, ("c", "a"), (-1.0, 3.5))]
 
 
-def test_keys_logged_in_different_combinations_keep_their_order(store_dir):
-    with epochal.start(store=store_dir) as run:
+def test_keys_logged_in_different_combinations_keep_their_order(location):
+    with epochal.start(store=location) as run:
         run.log({"a": 1.0, "b": 10.0}, step=0)
         run.log({"a": 2.0}, step=0)
         run.log({"b": 20.0, "a": 3.0}, step=0)
-    h = epochal.Store(store_dir).history(run.id, "a")
+    h = epochal.Store(location).history(run.id, "a")
     assert h.values.tolist() == [1.0, 2.0, 3.0]  # same step: kept in the order they were logged
 
 
@@ -46,7 +48,7 @@ def test_logging_a_cuda_tensor_does_not_synchronize_the_device(store_dir):
 def _writer_of(store, run):
     from epochal.store.writer import Writer
 
-    return Writer(store.backend, run.id, 1, lambda: (0, 0), interval=0.05)
+    return Writer(store, run.id, 1, lambda: (0, 0), interval=0.05)
 
 
 def test_a_record_the_store_cannot_hold_is_set_apart_and_the_others_are_kept(store):
@@ -94,13 +96,98 @@ def test_a_store_that_fails_every_write_keeps_the_points_for_later_instead_of_dr
     run = epochal.start(store=store)
     run.finish()
     writer = _writer_of(store, run)
-    store.backend.write = lambda batch: (_ for _ in ()).throw(ValueError("the database is damaged"))
+    store.write = lambda batch: (_ for _ in ()).throw(ValueError("the database is damaged"))
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         writer.queue.append((0, 0, 1.0, ("a", "b"), (1.0, 2.0)))
         assert not writer.flush(timeout=0.5)
         assert writer.dropped_points == 0 and writer.failing
-        del store.backend.write  # the store works again
+        del store.write  # the store works again
         assert writer.close(timeout=10)
     assert store.history(run.id, "a").values.tolist() == [1.0]
     assert store.history(run.id, "b").values.tolist() == [2.0]
+
+
+def test_a_store_refusing_writes_with_the_buffer_full_is_raised_at_the_next_log_once(store, monkeypatch):
+    # A refusal is waited out while nothing is lost; once the buffer is full (points are being dropped)
+    # for PERSISTENT_AFTER_S, the caller hears of it at its next log(), not only at finish().
+    import time
+    import warnings
+
+    from epochal.store import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "PERSISTENT_AFTER_S", 0.3)
+    run = epochal.start(store=store, flush_interval=0.05, flush_points=10, max_buffered_points=100)
+    run.log({"loss": -1.0})
+    assert run.flush(timeout=10)
+    store.write = lambda batch: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        deadline = time.monotonic() + 20
+        with pytest.raises(epochal.StoreError, match="No space left on device.*buffer is full") as raised:
+            while time.monotonic() < deadline:
+                run.log({"loss": float(run.steps)})
+                run.step()
+                time.sleep(0.002)
+        assert "kept and retried" in str(raised.value)
+        run.log({"loss": 0.5})  # once: the next log() goes on
+        assert run.flush(timeout=0.0) is False  # and so does flush(), while the store still refuses
+        del store.write  # the store works again
+        run.finish()
+    values = store.history(run.id, "loss").values
+    assert values[0] == -1.0 and len(values) >= 100  # what was buffered when it was raised is written
+    assert run.dropped_points > 0
+
+
+def test_an_unexpected_error_of_the_writer_is_raised_at_the_next_flush_and_loses_nothing(store):
+    run = epochal.start(store=store)
+    run.finish()
+    failures = [RuntimeError("a bug in a round of writing")]
+
+    def counters():
+        if failures:
+            raise failures.pop()
+        return (0, 0)
+
+    from epochal.store.writer import Writer
+
+    writer = Writer(store, run.id, 1, counters, interval=0.05)
+    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
+        with pytest.raises(epochal.StoreError, match="a bug in a round of writing"):
+            writer.flush(timeout=10)
+    assert writer.flush(timeout=10)  # raised once; the point was kept and is written now
+    assert writer.close(timeout=10)
+    assert store.history(run.id, "a").values.tolist() == [1.0]
+
+
+def test_a_writer_warning_that_cannot_be_a_warning_is_logged(capsys):
+    import warnings
+
+    from epochal.store.writer import _warn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the writer thread must go on even so
+        _warn("epochal: the store is full")
+    assert capsys.readouterr().err == "epochal: the store is full\n"
+
+
+def test_finishing_after_a_persistent_failure_not_yet_raised_still_writes_everything(store):
+    run = epochal.start(store=store)
+    run.finish()
+    failures = [RuntimeError("a bug in a round of writing")]
+
+    def counters():
+        if failures:
+            raise failures.pop()
+        return (0, 0)
+
+    from epochal.store.writer import Writer
+
+    writer = Writer(store, run.id, 1, counters, interval=0.05)
+    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
+        while failures:
+            time.sleep(0.01)
+        assert writer.close(timeout=10)  # close() does not raise it: it writes what is buffered
+    assert store.history(run.id, "a").values.tolist() == [1.0]

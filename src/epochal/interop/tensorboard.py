@@ -27,7 +27,7 @@ written in one transaction, so a bad file leaves the store as it was.
 
 The import writes the points with their recorded wall times, which ``Run.log`` cannot do (it stamps
 the time of the call), so it builds the run's record and its series chunks itself and hands them
-to the store's one batched write path, ``store.backend.write(WriteBatch(...))``.
+to the store's one batched write path, ``store.write(WriteBatch(...))``.
 
 Examples:
     >>> export_tensorboard(store, "baseline", "tb/baseline")
@@ -44,10 +44,10 @@ import math
 import os
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -125,14 +125,10 @@ def export_tensorboard(
 # -- import ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class _EventRun:
-    """One event directory's scalars, read and checked, not yet written."""
+class _EventRun(NamedTuple):
+    """One event directory's run and scalars, read and checked, not yet written."""
 
-    name: str
-    directory: Path
-    started: float
-    ended: float
+    record: RunRecord  # as it is stored, but for its folder (``path``), which the store names
     series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> steps, values, wall times
 
 
@@ -165,16 +161,16 @@ def import_tensorboard(
     found = _event_directories(root)
     if not found:
         raise EventFileError(f"no TensorBoard event files (events.out.tfevents.*) in '{root}' or below it")
-    runs = [_read_run(root, directory, files) for directory, files in found]
+    runs = [_read_run(root, directory, files, project) for directory, files in found]
     runs = [run for run in runs if run.series]
     if not runs:
         raise EventFileError(
             f"the event files under '{root}' hold no scalars (read: {', '.join(str(d) for d, _ in found[:5])})"
         )
     if isinstance(store_path_or_store, Store):
-        return _write(store_path_or_store, runs, project)
+        return _write(store_path_or_store, runs)
     with Store(store_path_or_store) as store:
-        return _write(store, runs, project)
+        return _write(store, runs)
 
 
 def _event_directories(root: Path) -> list[tuple[Path, list[Path]]]:
@@ -189,7 +185,7 @@ def _event_directories(root: Path) -> list[tuple[Path, list[Path]]]:
     return found
 
 
-def _read_run(root: Path, directory: Path, files: list[Path]) -> _EventRun:
+def _read_run(root: Path, directory: Path, files: list[Path], project: str) -> _EventRun:
     columns: dict[str, tuple[list[int], list[float], list[float]]] = {}
     initial_metadata: dict[str, Any] = {}  # per run, as TensorBoard keeps it: tag -> its first metadata
     first, last = math.inf, -math.inf
@@ -209,7 +205,15 @@ def _read_run(root: Path, directory: Path, files: list[Path]) -> _EventRun:
         columns_as_arrays = ((steps, np.int64), (values, np.float64), (times, np.float64))
         series[key] = tuple(np.array(column, dtype)[order] for column, dtype in columns_as_arrays)
     name = directory.relative_to(root).as_posix()
-    return _EventRun(name if name != "." else root.resolve().name, directory, first, last, series)
+    record = RunRecord(
+        id=uuid.uuid4().hex[:12], name=name if name != "." else root.resolve().name, project=project,
+        status="finished", started=first, ended=last, heartbeat=last, host=system.host(), pid=os.getpid(),
+        command=system.command_line(), git_commit=None, python=system.python_version(), torch=None,
+        description=f"imported from the TensorBoard event files in {directory.resolve()}", tags=(),
+        config=Config(), steps=max((int(s[-1]) for s, _, _ in series.values()), default=0), epochs=0, segment=0,
+        path="",
+    )
+    return _EventRun(record, series)
 
 
 def _scalars(path: Path, event: Any, initial_metadata: dict[str, Any]) -> Iterator[tuple[str, int, float, float]]:
@@ -275,23 +279,16 @@ def _records(path: Path) -> Iterator[bytes]:
             yield data
 
 
-def _write(store: Store, runs: list[_EventRun], project: str) -> list[str]:
+def _write(store: Store, runs: list[_EventRun]) -> list[str]:
     """All runs and their points in one transaction."""
     records, chunks = [], []
     for run in runs:
-        run_id = uuid.uuid4().hex[:12]
-        records.append(RunRecord(
-            id=run_id, name=run.name, project=project, status="finished", started=run.started, ended=run.ended,
-            heartbeat=run.ended, host=system.host(), pid=os.getpid(), command=system.command_line(),
-            git_commit=None, python=system.python_version(), torch=None,
-            description=f"imported from the TensorBoard event files in {run.directory.resolve()}", tags=(),
-            config=Config(), steps=max(int(s[-1]) for s, _, _ in run.series.values()), epochs=0, segment=0,
-            path=str(Path(store.backend.files_root) / run_id),
-        ))
+        run_id = run.record.id
+        records.append(replace(run.record, path=str(store.files_root / run_id)))
         for key, (steps, values, times) in run.series.items():
             times_us = np.rint(times * 1e6).astype(np.int64)
             chunks.append(SeriesChunk(run_id, key, 0, steps, np.zeros_like(steps), values, times_us))
-    store.backend.write(WriteBatch(new_runs=tuple(records), chunks=tuple(chunks)))
+    store.write(WriteBatch(new_runs=tuple(records), chunks=tuple(chunks)))
     return [record.id for record in records]
 
 

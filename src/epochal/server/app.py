@@ -21,7 +21,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import compile_path
 
 import epochal
-from epochal.errors import EpochalError, RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
+from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.server import dynamics, files, runs, series, store_info
 from epochal.server.guard import RequestGuard
 from epochal.server.models import Problem
@@ -85,14 +85,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     def problem(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse({"detail": _without_store_path(app, message)}, status_code=status, headers=headers)
 
-    @app.exception_handler(RunNotFoundError)
-    @app.exception_handler(SeriesNotFoundError)
-    async def not_found(request: Request, exc: EpochalError) -> JSONResponse:
-        return problem(404, str(exc))
+    # Errors whose message is the whole answer; the status says which kind of problem it is.
+    plain = {RunNotFoundError: 404, SeriesNotFoundError: 404, RunStateError: 409, ValueError: 422, TypeError: 422}
 
-    @app.exception_handler(RunStateError)
-    async def conflict(request: Request, exc: RunStateError) -> JSONResponse:
-        return problem(409, str(exc))
+    async def plain_problem(request: Request, exc: Exception) -> JSONResponse:
+        return problem(next(plain[kind] for kind in type(exc).__mro__ if kind in plain), str(exc))
+
+    for kind in plain:
+        app.add_exception_handler(kind, plain_problem)
 
     # A store that is locked, full or damaged is a fault of the moment or of the store, not of the
     # request: 503, with what happened, and the change (if any) was not made.
@@ -113,11 +113,6 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def file_fault(request: Request, exc: OSError) -> JSONResponse:
         return problem(503, f"a file of the store could not be read or written: {exc.strerror or type(exc).__name__}")
-
-    @app.exception_handler(ValueError)
-    @app.exception_handler(TypeError)
-    async def bad_value(request: Request, exc: Exception) -> JSONResponse:
-        return problem(422, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:

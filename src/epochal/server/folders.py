@@ -31,7 +31,7 @@ _BLOCK = 1 << 20
 
 def run_folder(store: Store, record: RunRecord) -> Path:
     """The run's folder with symlinks resolved; 409 when the database's id would lead outside the store."""
-    root = Path(getattr(store.backend, "files_root", store.path / "runs"))
+    root = store.files_root
     plain = valid_run_id(record.id) and Path(record.path) == root / record.id
     folder = _resolved(Path(record.path)) if plain else None
     if folder is None or folder.parent != _resolved(root):

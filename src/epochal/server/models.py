@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 from urllib.parse import quote
 
 from fastapi import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from epochal.store.records import Checkpoint, KeySummary, RunRecord
 from epochal.store.store import MAX_TAG_LENGTH
@@ -93,18 +93,26 @@ class CheckpointOut(BaseModel):
     url: str = Field(description="where the file is downloaded")
 
 
-class RunDetail(RunRow):
-    host: str
-    pid: int
-    command: str
-    git_commit: str | None
-    python: str
-    torch: str | None
-    segment: int = Field(description="how many times the run was resumed")
-    heartbeat: float | None
-    config_tree: dict[str, object]
-    summary: list[SummaryRow]
-    checkpoints: list[CheckpointOut]
+#: RunDetail's fields that are RunRecord's own, sent as stored: their types are the dataclass's.
+_AS_STORED = ("host", "pid", "command", "git_commit", "python", "torch")
+
+
+def _record_fields(names: tuple[str, ...]) -> dict[str, Any]:
+    hints = get_type_hints(RunRecord)
+    return {name: (hints[name], ...) for name in names}
+
+
+RunDetail = create_model(
+    "RunDetail",
+    __base__=RunRow,
+    __module__=__name__,
+    **_record_fields(_AS_STORED),
+    segment=(int, Field(description="how many times the run was resumed")),
+    heartbeat=(float | None, ...),
+    config_tree=(dict[str, object], ...),
+    summary=(list[SummaryRow], ...),
+    checkpoints=(list[CheckpointOut], ...),
+)
 
 
 _NO_NUL = r"^[^\x00]*$"
@@ -184,8 +192,7 @@ def _row_fields(record: RunRecord) -> dict:
 def run_detail(record: RunRecord, summary: dict[str, KeySummary], checkpoints: list[Checkpoint]) -> RunDetail:
     return RunDetail(
         **_row_fields(record), metrics={},
-        host=record.host, pid=record.pid, command=record.command, git_commit=record.git_commit,
-        python=record.python, torch=record.torch, segment=record.segment, heartbeat=record.heartbeat,
+        **{name: getattr(record, name) for name in _AS_STORED}, segment=record.segment, heartbeat=record.heartbeat,
         config_tree=_json_safe(record.config.to_dict()),
         summary=[
             SummaryRow(

@@ -49,8 +49,7 @@ def list_runs(
 @router.get("/runs/{run}", response_model=RunDetail, responses={404: {"model": Problem}, 422: {"model": Problem}})
 def get_run(request: Request, run: RunRef) -> RunDetail:
     store = store_of(request)
-    record = store.run(run)
-    return models.run_detail(record, store.summary(record), store.checkpoints(record))
+    return _detail(store, store.run(run))
 
 
 @router.patch(
@@ -61,8 +60,7 @@ def get_run(request: Request, run: RunRef) -> RunDetail:
 )
 def update_run(request: Request, run: RunRef, patch: RunPatch) -> RunDetail:
     store = store_of(request)
-    record = store.update(run, tags=patch.tags, notes=patch.notes)
-    return models.run_detail(record, store.summary(record), store.checkpoints(record))
+    return _detail(store, store.update(run, tags=patch.tags, notes=patch.notes))
 
 
 @router.delete(
@@ -78,6 +76,10 @@ def delete_run(request: Request, run: RunRef) -> Deleted:
     return Deleted(deleted=store.delete(record).id)
 
 
+def _detail(store: Store, record: RunRecord) -> RunDetail:
+    return models.run_detail(record, store.summary(record), store.checkpoints(record))
+
+
 def _matches(record: RunRecord, text: str) -> bool:
     needle = text.lower()
     haystack = (record.name, record.id, record.project, record.description, *record.tags)
@@ -85,4 +87,4 @@ def _matches(record: RunRecord, text: str) -> bool:
 
 
 def _keys_of(store: Store, records: list[RunRecord]) -> list[str]:
-    return sorted({key for r in records for key in store.backend.keys(r.id)})
+    return store.keys_of(r.id for r in records)

@@ -85,7 +85,7 @@ def get_series(
     store = store_of(request)
     record = store.run(run)
     cache: HistoryCache = request.app.state.histories
-    state = store.backend.series_state(record.id, key)
+    state = store.series_state(record.id, key)
     view = (record.id, key, state, x, min, max, points)
     answer = cache.views.get(view)
     if answer is not None:
@@ -143,7 +143,7 @@ def series_csv(
 
 
 def _version(store: Store, run_id: str, key: str) -> int | None:
-    state = store.backend.series_state(run_id, key)
+    state = store.series_state(run_id, key)
     return None if state is None else state[0]
 
 

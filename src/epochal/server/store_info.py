@@ -14,7 +14,7 @@ router = APIRouter()
 @router.get("/store", response_model=StoreInfo)
 def get_store(request: Request) -> StoreInfo:
     store = store_of(request)
-    count, projects, tags = store.backend.overview()
+    count, projects, tags = store.overview()
     return StoreInfo(
         path=str(store.path),
         runs=count,

@@ -78,6 +78,16 @@ class Config(Mapping):
         return f"Config({self._data!r})"
 
 
+def config_number(value: Any) -> float | None:
+    """A config value as the number filters and sorts use; None for text and ints past a float64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():

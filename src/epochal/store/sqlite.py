@@ -7,19 +7,17 @@ writes; a busy timeout lets two writing processes take turns.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
-from epochal.store import encoding, series
+from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.records import (
     Checkpoint,
@@ -29,16 +27,13 @@ from epochal.store.records import (
     RunUpdate,
     SeriesChunk,
     WriteBatch,
-    best_mode,
+    config_number,
     valid_run_id,
 )
+from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
 
 DB_NAME = "epochal.db"
 SCHEMA_VERSION = 4
-#: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
-#: them (its extremes), so that charts of long series are drawn without decoding every point.
-OVERVIEW_FROM = 1024
-OVERVIEW_POINTS = 128
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -124,10 +119,12 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
-_RUN_COLUMNS = (
-    "runs.id, runs.name, projects.name, status, started, ended, heartbeat, host, pid, command, "
-    "git_commit, python, torch, description, tags, config, steps, epochs, segment, token"
-)
+# The one mapping between a RunRecord and its row: the record's fields in the runs table's order.
+# `path` is not stored (it is runs/<id> in this store), the project is a row of its own table, and
+# tags and config are JSON text.
+_STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
+_COLUMNS = tuple("project_id" if name == "project" else name for name in _STORED)
+_RUN_COLUMNS = ", ".join({"id": "runs.id", "name": "runs.name", "project": "projects.name"}.get(n, n) for n in _STORED)
 _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
 _UPDATABLE = (
@@ -246,15 +243,15 @@ class SQLiteBackend(Backend):
             raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
+        stored = {name: getattr(r, name) for name in _STORED}
+        stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()))
         conn.execute(
-            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (r.id, r.name, project_id, r.status, r.started, r.ended, r.heartbeat, r.host, r.pid, r.command,
-             r.git_commit, r.python, r.torch, r.description, json.dumps(list(r.tags)),
-             json.dumps(r.config.to_dict()), r.steps, r.epochs, r.segment, r.token),
+            f"INSERT INTO runs({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+            tuple(stored.values()),
         )
         self._set_tags(conn, r.id, r.tags)
         for key, value in r.config.flat().items():
-            num = _number_or_none(value)
+            num = config_number(value)
             conn.execute(
                 "INSERT OR REPLACE INTO config VALUES (?,?,?,?)", (r.id, key, json.dumps(value), num)
             )
@@ -284,52 +281,43 @@ class SQLiteBackend(Backend):
 
     def _append_chunk(self, conn: sqlite3.Connection, chunk: SeriesChunk) -> None:
         row = conn.execute(
-            "SELECT id, count, last, last_step, min, max, segment FROM series WHERE run_id = ? AND key = ?",
+            "SELECT id, count, last, last_step, min, max, segment, exact FROM series WHERE run_id = ? AND key = ?",
             (chunk.run_id, chunk.key),
         ).fetchone()
-        values, steps = chunk.values, chunk.steps
-        with np.errstate(invalid="ignore"):
-            low, high = np.fmin.reduce(values), np.fmax.reduce(values)
-        low, high = _real_or_none(low), _real_or_none(high)
-        last, last_step = float(values[-1]), int(steps[-1])
+        old = None if row is None else RunningSummary(*row[1:7], exact=bool(row[7]))
+        new = folded(old, chunk)
+        fields = (new.count, new.last, new.last_step, new.min, new.max, new.segment, int(new.exact))
         if row is None:
             cursor = conn.execute(
-                "INSERT INTO series(run_id, key, count, last, last_step, min, max, segment) VALUES (?,?,?,?,?,?,?,?)",
-                (chunk.run_id, chunk.key, len(values), last, last_step, low, high, chunk.segment),
+                "INSERT INTO series(run_id, key, count, last, last_step, min, max, segment, exact) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (chunk.run_id, chunk.key, *fields),
             )
             series_id = cursor.lastrowid
         else:
-            series_id, count, _, old_last_step, old_min, old_max, old_segment = row
-            # A newer segment that goes back in steps makes the running min/max inexact.
-            rewound = chunk.segment > old_segment and int(steps.min()) <= old_last_step
+            series_id = row[0]
             conn.execute(
-                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, segment = ?, "
-                "exact = exact AND ? WHERE id = ?",
-                (count + len(values), last, last_step, _fold(min, old_min, low), _fold(max, old_max, high),
-                 max(old_segment, chunk.segment), int(not rewound), series_id),
+                "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, segment = ?, exact = ? "
+                "WHERE id = ?",
+                (*fields, series_id),
             )
-        overview = None
-        if len(values) > OVERVIEW_FROM:
-            keep = series.extremes(values, OVERVIEW_POINTS)
-            overview = encoding.encode(steps[keep], chunk.epochs[keep], values[keep], chunk.times_us[keep])
+        data, overview = stored_chunk(chunk)
         conn.execute(
             "INSERT INTO chunks(series_id, segment, n, step_min, step_max, data, overview) VALUES (?,?,?,?,?,?,?)",
-            (series_id, chunk.segment, len(values), int(steps.min()), int(steps.max()),
-             encoding.encode(steps, chunk.epochs, values, chunk.times_us), overview),
+            (series_id, chunk.segment, len(chunk.values), int(chunk.steps.min()), int(chunk.steps.max()), data,
+             overview),
         )
 
     def _refresh_summaries(self, conn: sqlite3.Connection, run_id: str) -> None:
         stale = conn.execute(
-            "SELECT id, key FROM series WHERE run_id = ? AND NOT exact", (run_id,)
+            "SELECT id, key, count, last, last_step, min, max, segment FROM series WHERE run_id = ? AND NOT exact",
+            (run_id,),
         ).fetchall()
-        for series_id, key in stale:
-            history = series.assemble(key, self._chunks_of(conn, series_id))
-            with np.errstate(invalid="ignore"):
-                low, high = np.fmin.reduce(history.values), np.fmax.reduce(history.values)
+        for series_id, key, *old in stale:
+            new = refreshed(RunningSummary(*old, exact=False), series.assemble(key, self._chunks_of(conn, series_id)))
             conn.execute(
                 "UPDATE series SET count = ?, last = ?, last_step = ?, min = ?, max = ?, exact = 1 WHERE id = ?",
-                (len(history), float(history.values[-1]), int(history.steps[-1]), _real_or_none(low),
-                 _real_or_none(high), series_id),
+                (new.count, new.last, new.last_step, new.min, new.max, series_id),
             )
 
     # -- reads ---------------------------------------------------------------------------------
@@ -352,15 +340,9 @@ class SQLiteBackend(Backend):
         return records
 
     def _record(self, row: tuple) -> RunRecord:
-        (run_id, name, project, status, started, ended, heartbeat, host, pid, command, git_commit, python,
-         torch_version, description, tags, config, steps, epochs, segment, token) = row
-        return RunRecord(
-            id=run_id, name=name, project=project, status=status, started=started, ended=ended,
-            heartbeat=heartbeat, host=host, pid=pid, command=command, git_commit=git_commit, python=python,
-            torch=torch_version, description=description, tags=_tags(json.loads(tags)),
-            config=_config(json.loads(config)), steps=steps, epochs=epochs, segment=segment,
-            path=os.path.join(self.files_root, run_id), token=token,
-        )
+        stored = dict(zip(_STORED, row))
+        stored.update(tags=_tags(json.loads(stored["tags"])), config=_config(json.loads(stored["config"])))
+        return RunRecord(**stored, path=os.path.join(self.files_root, stored["id"]))
 
     def find_runs(
         self,
@@ -480,8 +462,7 @@ class SQLiteBackend(Backend):
 def _summary_of(
     key: str, count: int, last: float | None, last_step: int, low: float | None, high: float | None, exact: int
 ) -> tuple[KeySummary, bool]:
-    summary = KeySummary(key, count, math.nan if last is None else last, last_step, low, high, best_mode(key))
-    return summary, bool(exact)
+    return RunningSummary(count, last, last_step, low, high, 0, bool(exact)).key_summary(key)
 
 
 def _tags(value: Any) -> tuple[str, ...]:
@@ -499,25 +480,3 @@ def _config(value: Any) -> Config:
 def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
     if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
-
-
-def _number_or_none(value: Any) -> float | None:
-    """A config value as the number filters and sorts use; None for text and ints past a float64."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
-
-
-def _real_or_none(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
-
-
-def _fold(pick, old: float | None, new: float | None) -> float | None:
-    if old is None:
-        return new
-    if new is None:
-        return old
-    return pick(old, new)

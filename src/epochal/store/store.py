@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError,
 from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch, best_mode
+from epochal.store.memory import MemoryBackend
 from epochal.store.sqlite import SQLiteBackend
 
 #: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).
@@ -32,13 +33,17 @@ STALE_AFTER_S = 120.0
 
 
 def open_backend(location: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> Backend:
-    """The backend for a store location: a directory, or a ``sqlite:///directory`` URI."""
+    """The backend for a store location: a directory, a ``sqlite:///directory`` URI, or
+    ``memory://name`` (runs kept in this process's memory, for tests)."""
     text = str(location)
     if "://" in text:
         scheme, _, rest = text.partition("://")
+        if scheme == "memory":
+            return MemoryBackend(rest, create=create)
         if scheme != "sqlite":
             raise StoreError(
-                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory or 'sqlite:///DIR'"
+                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory, 'sqlite:///DIR' "
+                "or 'memory://NAME'"
             )
         text = rest
     return SQLiteBackend(text, busy_timeout=busy_timeout, create=create)
@@ -59,25 +64,36 @@ class Store:
     def __init__(self, path: str | Path | None = None, *, create: bool = True, busy_timeout: float = 10.0):
         """
         Args:
-            path: the store's directory or a ``sqlite:///DIR`` URI.
+            path: the store's directory, a ``sqlite:///DIR`` URI, or ``memory://NAME`` for a store
+                in this process's memory (tests).
             create: create the store if there is none; with False a missing store is a StoreError.
             busy_timeout: seconds to wait for another process's write before a write fails.
         """
         location = settings.default_store_path() if path is None else path
-        self.backend = open_backend(location, busy_timeout=busy_timeout, create=create)
-        self.path = Path(getattr(self.backend, "directory", location))
+        # Private: every caller goes through this class's methods, whatever the backend.
+        self._backend = open_backend(location, busy_timeout=busy_timeout, create=create)
+        self.path = Path(getattr(self._backend, "directory", location))
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
     def close(self) -> None:
-        self.backend.close()
+        self._backend.close()
 
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def files_root(self) -> Path:
+        """The folder that holds one folder of files per run (``runs/<id>``)."""
+        return Path(self._backend.files_root)
+
+    def write(self, batch: WriteBatch) -> None:
+        """The one write path: apply the whole batch in one transaction, or nothing of it (and raise)."""
+        self._backend.write(batch)
 
     # -- runs ----------------------------------------------------------------------------------
 
@@ -91,8 +107,17 @@ class Store:
     ) -> list[RunRecord]:
         """Runs, newest first, filtered by project, status, tag and config values by dotted key."""
         stored = None if status in (None, "crashed", "running") else status
-        found = [_with_live_status(r) for r in self.backend.find_runs(project=project, status=stored, tag=tag, config=config)]
+        found = [_with_live_status(r) for r in self._backend.find_runs(project=project, status=stored, tag=tag, config=config)]
         return [r for r in found if status is None or r.status == status]
+
+    def overview(self) -> tuple[int, list[str], list[str]]:
+        """How many runs, and the sorted names of their projects and tags."""
+        return self._backend.overview()
+
+    def stored_record(self, run_id: str) -> RunRecord | None:
+        """A run's record exactly as stored, by its full id: unlike :meth:`run`, a run whose process
+        is gone still reads 'running'. None if there is no such run."""
+        return self._backend.get_run(run_id)
 
     def run(self, ref: str | RunRecord | Any) -> RunRecord:
         """The record of one run, with its status as of now."""
@@ -100,9 +125,9 @@ class Store:
             ref = ref.id
         if not isinstance(ref, str) or not ref:
             raise RunNotFoundError(f"a run is named by its id, an id prefix, its name or its record, got {ref!r}")
-        record = self.backend.get_run(ref)
+        record = self._backend.get_run(ref)
         if record is None:
-            matches = self.backend.runs_named(ref)
+            matches = self._backend.runs_named(ref)
             by_name = [r for r in matches if r.name == ref]
             if by_name:
                 record = by_name[0]
@@ -131,7 +156,7 @@ class Store:
                 "finish it before deleting it"
             )
         folder = Path(record.path)
-        runs = Path(self.backend.files_root).resolve()
+        runs = self.files_root.resolve()
         # It must be runs/<id> itself. A link there is judged by where it lies, a folder by where it
         # leads (symlinks resolved), so no id and no link makes this remove anything outside.
         try:
@@ -143,7 +168,7 @@ class Store:
                 f"refused to delete run {record.id!r}: its folder is not runs/<id> inside the store (the id "
                 "names another place); nothing was deleted"
             )
-        self.backend.write(WriteBatch(deleted_runs=(record.id,)))
+        self._backend.write(WriteBatch(deleted_runs=(record.id,)))
         if folder.is_symlink():
             folder.unlink()
         else:
@@ -153,7 +178,20 @@ class Store:
     # -- series --------------------------------------------------------------------------------
 
     def keys(self, ref: str | RunRecord) -> list[str]:
-        return self.backend.keys(self.run(ref).id)
+        """The keys a run has logged, sorted."""
+        return self._backend.keys(self.run(ref).id)
+
+    def keys_of(self, run_ids: Iterable[str]) -> list[str]:
+        """Every key that any of these runs (by full id) has logged, sorted."""
+        return sorted({key for run_id in run_ids for key in self._backend.keys(run_id)})
+
+    def series_state(self, run_id: str, key: str) -> tuple[int, int] | None:
+        """(version, count) of a key's series of a run (by full id), None if it has no such key.
+
+        The version grows whenever the series changes, so it keys caches; the count is of the points
+        written (superseded ones included until the run's summaries are refreshed).
+        """
+        return self._backend.series_state(run_id, key)
 
     def history(
         self, ref: str | RunRecord, key: str, *, max_points: int | None = None, superseded: bool = False
@@ -167,15 +205,15 @@ class Store:
                 default the newest timeline wins for a step that was logged twice).
         """
         record = self.run(ref)
-        state = self.backend.series_state(record.id, key) if max_points is not None and not superseded else None
+        state = self._backend.series_state(record.id, key) if max_points is not None and not superseded else None
         if state is not None and state[1] > max_points:
             # Long series are drawn from the chunks' overviews: the same extremes, a fraction of the decoding.
-            quick = series.from_overviews(key, self.backend.overview_chunks(record.id, key), max_points)
+            quick = series.from_overviews(key, self._backend.overview_chunks(record.id, key), max_points)
             if quick is not None:
                 return quick
-        chunks = self.backend.chunks(record.id, key)
+        chunks = self._backend.chunks(record.id, key)
         if not chunks:
-            known = ", ".join(self.backend.keys(record.id)[:20]) or "none"
+            known = ", ".join(self._backend.keys(record.id)[:20]) or "none"
             raise SeriesNotFoundError(f"run {record.name!r} ({record.id}) has no key {key!r}; its keys: {known}")
         history = series.assemble(key, chunks, superseded=superseded)
         return history if max_points is None else series.downsample(history, max_points)
@@ -184,14 +222,14 @@ class Store:
         """Per key: count, last value, min, max and best (by the key's direction)."""
         record = self.run(ref)
         out = {}
-        for key, (summary, exact) in self.backend.summaries(record.id).items():
+        for key, (summary, exact) in self._backend.summaries(record.id).items():
             out[key] = summary if exact else _summarize(self.history(record, key))
         return out
 
     def key_summaries(self, keys: Sequence[str]) -> dict[str, dict[str, KeySummary]]:
         """For every run that logged any of ``keys``: run id -> key -> summary, in one read."""
         out: dict[str, dict[str, KeySummary]] = {}
-        for run_id, per_key in self.backend.summaries_of_keys(list(keys)).items():
+        for run_id, per_key in self._backend.summaries_of_keys(list(keys)).items():
             out[run_id] = {
                 key: summary if exact else _summarize(self.history(run_id, key))
                 for key, (summary, exact) in per_key.items()
@@ -200,7 +238,7 @@ class Store:
 
     def all_keys(self) -> list[str]:
         """Every key that any run in the store has logged, sorted."""
-        return self.backend.all_keys()
+        return self._backend.all_keys()
 
     def update(
         self, ref: str | RunRecord, *, tags: Sequence[str] | None = None, notes: str | None = None
@@ -213,12 +251,12 @@ class Store:
             raise TypeError(f"notes must be a string, got {type(notes).__name__}")
         if notes is not None:
             storable_text(notes, "the notes")
-        self.backend.write(WriteBatch(run_updates=(RunUpdate(record.id, tags=tags, description=notes),)))
+        self._backend.write(WriteBatch(run_updates=(RunUpdate(record.id, tags=tags, description=notes),)))
         return self.run(record.id)
 
     def checkpoints(self, ref: str | RunRecord) -> list[Checkpoint]:
         """A run's checkpoints, oldest first."""
-        return self.backend.checkpoints(self.run(ref).id)
+        return self._backend.checkpoints(self.run(ref).id)
 
 
 MAX_TAG_LENGTH = 100

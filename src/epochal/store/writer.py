@@ -4,7 +4,7 @@ The training thread only appends records ``(step, epoch, time, keys, values)``
 (or :class:`Deferred` ones) to a deque (``Writer.queue``). This thread wakes
 every ``interval`` seconds, or sooner when the caller counted ``max_points`` new
 points, turns everything queued into a :class:`WriteBatch` and hands it to the
-backend.
+store's one write path, :meth:`Store.write`.
 
 Faults are of two kinds. A store that refuses writes for a while (disk full,
 database locked) is retried at the next wake-up with everything still buffered;
@@ -12,13 +12,20 @@ the caller is never interrupted, and is told (warnings) as the buffer fills. A
 record the store can never hold is set apart: the batch is written piece by piece,
 the piece that fails is dropped with a warning naming it, and every other record is
 kept. Either way the threads waiting in ``flush()`` are released.
+
+A failure is *persistent* when waiting will not mend it: the store has refused writes for
+``PERSISTENT_AFTER_S`` while the buffer is full (new points are being dropped), a store that fails
+in some other way than a refusal (a damaged database) has done so for as long, or a round of
+writing hit an unexpected error (a bug). The writer keeps it and :meth:`Writer.check` raises it, as
+a StoreError naming the cause, once on the caller's thread: ``Run.log()`` and ``flush()`` call it
+(TensorBoard's ``_AsyncWriter`` does the same). Nothing buffered is given up because of it; the
+writer keeps retrying, and ``close()`` (``Run.finish()``) still writes what it can.
 """
 
 from __future__ import annotations
 
 import itertools
 import sqlite3
-import sys
 import threading
 import time
 import warnings
@@ -26,17 +33,24 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from epochal.errors import EpochalWarning
-from epochal.store.backend import Backend
+from epochal.errors import EpochalWarning, StoreError
+from epochal.logs import logger
 from epochal.store.records import Checkpoint, RunUpdate, SeriesChunk, WriteBatch
+
+if TYPE_CHECKING:
+    from epochal.store.store import Store
 
 #: Even an idle run writes a heartbeat this often, so readers can tell it is alive.
 HEARTBEAT_S = 5.0
 #: A write that has waited this long is waiting on the store (a lock), not just writing a lot.
 STALLED_AFTER_S = 0.5
+#: A failing store becomes a persistent failure, raised on the caller's thread, after this long
+#: (a refusal only while the buffer is full, so while points are being dropped).
+PERSISTENT_AFTER_S = 60.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,11 +78,11 @@ class _Marker:
 
 
 class Writer:
-    """The thread that writes one run's buffered points and updates to the backend."""
+    """The thread that writes one run's buffered points and updates to the store."""
 
     def __init__(
         self,
-        backend: Backend,
+        store: Store,
         run_id: str,
         segment: int,
         counters: Callable[[], tuple[int, int]],
@@ -76,13 +90,16 @@ class Writer:
         interval: float = 0.5,
         max_points: int = 10_000,
         max_buffered: int = 5_000_000,
+        on_error: Callable[[], None] | None = None,
     ):
-        self.backend = backend
-        self.run_id = run_id
-        self.segment = segment
-        self.interval = interval
-        self.max_points = max_points
-        self.max_buffered = max_buffered
+        """
+        Args:
+            on_error: called on the writer thread when it keeps a persistent failure, so that the
+                caller can look (call :meth:`check`) sooner than it otherwise would.
+        """
+        self.store, self.run_id, self.segment = store, run_id, segment
+        # When to write (every `interval` s, or at `max_points` new points) and how much to hold meanwhile.
+        self.interval, self.max_points, self.max_buffered = interval, max_points, max_buffered
         self.queue: deque = deque()
         self.wake = threading.Event()
         #: Set after every round of writing, so a caller waiting for room can look again.
@@ -101,6 +118,10 @@ class Writer:
         self._fill_warned = 0.0
         self._last_heartbeat = 0.0
         self._stop = False
+        self._persistent_after = PERSISTENT_AFTER_S
+        self._error: StoreError | None = None  # the persistent failure check() raises next, once
+        self._reported = False  # whether the store's current spell of failing was kept as persistent
+        self._on_error = on_error
         self._thread = threading.Thread(target=self._loop, name=f"epochal-writer-{run_id}", daemon=True)
         self._thread.start()
 
@@ -112,21 +133,45 @@ class Writer:
         self.wake.set()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is in the store; False if it was not by ``timeout``."""
+        """Wait until everything queued so far is in the store; False if it was not by ``timeout``.
+
+        Raises:
+            StoreError: the writer hit a persistent failure (see :meth:`check`), before or while waiting.
+        """
+        self.check()
+        done = self._wait_written(timeout)
+        self.check()
+        return done
+
+    def check(self) -> None:
+        """Raise the persistent failure the writer thread hit, once, on the caller's thread.
+
+        Raises:
+            StoreError: naming the cause. Buffered points are kept and retried all the same.
+        """
+        error = self._error
+        if error is not None:
+            self._error = None
+            raise error
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and stop the thread. False if points remain unwritten after ``timeout``.
+
+        A persistent failure is not raised here: closing still writes what it can.
+        """
+        written = self._wait_written(timeout)
+        self._stop = True
+        self.wake.set()
+        self._thread.join(None if timeout is None else max(timeout, 1.0))
+        return written
+
+    def _wait_written(self, timeout: float | None) -> bool:
         if not self._thread.is_alive():
             return not self.queue and not self._unwritten
         marker = _Marker()
         self.queue.append(marker)
         self.wake.set()
         return marker.done.wait(timeout)
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush and stop the thread. False if points remain unwritten after ``timeout``."""
-        written = self.flush(timeout)
-        self._stop = True
-        self.wake.set()
-        self._thread.join(None if timeout is None else max(timeout, 1.0))
-        return written
 
     @property
     def alive(self) -> bool:
@@ -155,6 +200,7 @@ class Writer:
                 self._write_pending()
             except Exception as exc:  # a bug: never let the thread die, and never leave a flush() waiting
                 _warn(f"epochal: unexpected error in the store writer of run {self.run_id}: {exc!r}")
+                self._keep_error(exc, f"the store writer failed unexpectedly ({exc!r})")
                 self._release_waiters()
             self.progress.set()
             if stopping and not self._unwritten:
@@ -169,17 +215,19 @@ class Writer:
         except Exception:  # some record cannot be converted: convert them one by one
             batch, markers = self._batch_apart(items)
         self._waiting += markers
+        if batch:
+            self._unwritten.append(batch)  # buffered first, so that nothing below can lose it
         now = time.time()
-        if batch or now - self._last_heartbeat >= HEARTBEAT_S or self._unwritten:
+        if self._unwritten or now - self._last_heartbeat >= HEARTBEAT_S:
             steps, epochs = self._counters()
             update = RunUpdate(self.run_id, steps=steps, epochs=epochs, heartbeat=now)
-            self._unwritten.append(_merge([batch, WriteBatch(run_updates=(update,))]))
+            self._unwritten.append(WriteBatch(run_updates=(update,)))
         if self._unwritten:
             pending = _merge(self._unwritten)
             self._unwritten = []
             self._writing_since = time.monotonic()
             try:
-                self.backend.write(pending)
+                self.store.write(pending)
             except Exception as exc:
                 self._writing_since = None
                 if _refusal(exc):
@@ -199,6 +247,7 @@ class Writer:
                 )
             self._failures = 0
             self._fill_warned = 0.0
+            self._reported = False  # a later spell of failing is raised again
             self._last_heartbeat = now
         self._release_waiters()
 
@@ -229,6 +278,22 @@ class Writer:
                 f"{time.time() - self._failing_since:.0f} s ({exc}); {buffered:,} points are buffered, "
                 f"{level:.0%} of max_buffered_points ({self.max_buffered:,}); {then}"
             )
+        lasted = time.time() - self._failing_since
+        if lasted >= self._persistent_after and (fill >= 1.0 or not _refusal(exc)) and not self._reported:
+            self._reported = True
+            why = "the buffer is full, so new points are being dropped" if fill >= 1.0 else "retrying has not helped"
+            self._keep_error(exc, f"the store has refused its writes for {lasted:.0f} s ({exc}) and {why}")
+
+    def _keep_error(self, exc: BaseException, cause: str) -> None:
+        """Keep a persistent failure for :meth:`check` to raise on the caller's thread."""
+        error = StoreError(
+            f"run {self.run_id}: {cause}; the {self.unwritten_points:,} points buffered are kept and retried, "
+            "and finishing the run still writes them if the store recovers"
+        )
+        error.__cause__ = exc
+        self._error = error
+        if self._on_error is not None:
+            self._on_error()
 
     def _write_apart(self, batch: WriteBatch) -> None:
         """Write each piece of ``batch`` in a transaction of its own; drop (and name) what the store
@@ -243,7 +308,7 @@ class Writer:
         written = 0
         for index, piece in enumerate(pieces):
             try:
-                self.backend.write(piece)
+                self.store.write(piece)
             except Exception as exc:
                 if _refusal(exc):
                     self._keep_for_retry(_merge([p for p, _ in failed] + pieces[index:]), exc)
@@ -421,7 +486,7 @@ def _warn(message: str) -> None:
     try:
         warnings.warn(message, EpochalWarning, stacklevel=2)
     except Exception:
-        print(message, file=sys.stderr)
+        logger.warning(message.removeprefix("epochal: "))
 
 
 def _merge(batches: list[WriteBatch]) -> WriteBatch:
