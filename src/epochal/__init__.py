@@ -1,7 +1,6 @@
 """epochal: record a PyTorch training run, resume it exactly, replay it."""
 
 from epochal.checkpoint import LoadedCheckpoint
-from epochal.retention import Retention
 from epochal.errors import (
     CheckpointError,
     EpochalError,
@@ -12,7 +11,9 @@ from epochal.errors import (
     StoreError,
     StoreNotFoundError,
 )
-from epochal.run import Run, resume, start
+from epochal.opening import resume, start
+from epochal.retention import Retention
+from epochal.run import Run
 from epochal.store import Checkpoint, Config, History, KeySummary, RunRecord, Store
 
 __version__ = "0.1.0"

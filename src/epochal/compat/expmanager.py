@@ -35,7 +35,7 @@ import yaml
 from torch import nn
 
 from epochal.atomic import atomic_file, atomic_write
-from epochal.run import start
+from epochal.opening import start
 from epochal.train.callback import Callback, StageResult
 from epochal.train.csv_tables import CSVTables
 from epochal.train.early_stopping import EarlyStopping

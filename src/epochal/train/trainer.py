@@ -22,17 +22,25 @@ import torch
 
 from epochal.errors import CheckpointError, EpochalError, RunNotFoundError
 from epochal.logs import logger
+from epochal.opening import resume, start
 from epochal.retention import Retention
-from epochal.run import Run, resume, start
+from epochal.run import Run
 from epochal.store.records import best_mode
 from epochal.store.store import Store
 from epochal.train.batches import batch_size, describe, input_of, pick_device, to_device, unpack_step
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
 from epochal.train.defaults import with_defaults
 from epochal.train.metrics import MetricSet
+from epochal.train.resume import (
+    Interrupts,
+    Position,
+    Progress,
+    ResumeState,
+    batch_rng,
+    generator_states,
+    set_generator_states,
+)
 from epochal.train.summary import fit_summary
-from epochal.train.resume import (Interrupts, Position, Progress, ResumeState, batch_rng, generator_states,
-                                  set_generator_states)
 
 
 class NonFiniteLossError(EpochalError, FloatingPointError):

@@ -1,0 +1,140 @@
+"""Opening runs: ``start`` a new one in a store, or ``resume`` one that is not running any more.
+
+Examples:
+    >>> run = epochal.start(project="mnist", config={"lr": 3e-4})
+    >>> run = epochal.resume("swift-otter-3")   # by name (the newest of that name) or id
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from epochal import names, system
+from epochal.atomic import clean_stale_temporaries
+from epochal.checks import check_flush_settings, check_text, to_config
+from epochal.errors import EpochalError, RunStateError, StoreError
+from epochal.run import Run
+from epochal.store.records import Config, RunRecord, RunUpdate, WriteBatch
+from epochal.store.store import Store, checked_tag, storable_text
+
+__all__ = ["resume", "start"]
+
+
+def start(
+    project: str = "default",
+    name: str | None = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    tags: Iterable[str] = (),
+    description: str = "",
+    store: str | Path | Store | None = None,
+    flush_interval: float = 0.5,
+    flush_points: int = 10_000,
+    max_buffered_points: int = 5_000_000,
+) -> Run:
+    """Start a new run and return it.
+
+    Args:
+        project: group of runs this one belongs to.
+        name: human-readable name; a name like 'swift-otter-3' is made up when not given.
+            Names need not be unique: where a run is named, the newest of that name is meant.
+        config: hyperparameters and settings, a nested dict kept as given (values that are
+            not JSON, such as paths, are stored as text).
+        tags: labels to filter runs by (each at most 100 characters).
+        store: the store directory (or a :class:`Store`); default ``$EPOCHAL_DIR``, else
+            ``./epochal-runs``.
+        flush_interval: seconds between writes of buffered points.
+        flush_points: write sooner once this many points are buffered.
+        max_buffered_points: the most points kept in memory while the store refuses writes
+            (locked, disk full); past it, new points are dropped (with a warning) until the
+            store accepts writes again.
+
+    Raises:
+        ValueError: a name, tag, project or config that the store cannot hold (text that is not
+            valid Unicode, a config nested too deep or referring to itself, ...).
+        StoreError: the store directory cannot be created or written.
+    """
+    check_text("project", project)
+    check_flush_settings(flush_interval, flush_points, max_buffered_points)
+    if name is not None:
+        check_text("name", name)
+    # The same rule as the dashboard's tag edit.
+    tag_tuple = tuple(dict.fromkeys(checked_tag(t) for t in ([tags] if isinstance(tags, str) else tags)))
+    if not isinstance(description, str):
+        raise TypeError(f"a run's description is a string, got {type(description).__name__}")
+    storable_text(description, "a run's description")
+    if config is not None and not isinstance(config, Mapping):
+        raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
+    config_data = to_config(config or {})
+    the_store = store if isinstance(store, Store) else Store(store)
+    existing = len(the_store.runs(project))
+    now = time.time()
+    record = RunRecord(
+        id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,
+        status="running", started=now, ended=None, heartbeat=now, host=system.host(), pid=os.getpid(),
+        command=system.command_line(), git_commit=system.git_commit(), python=system.python_version(),
+        torch=system.torch_version(), description=description, tags=tag_tuple,
+        config=Config(config_data), steps=0, epochs=0, segment=0,
+        path=str(the_store.files_root / "pending"), token=system.process_token(),
+    )
+    try:
+        the_store.write(WriteBatch(new_runs=(record,)))
+        record = the_store.stored_record(record.id)
+        Path(record.path).mkdir(parents=True, exist_ok=True)
+        probe = Path(record.path) / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except EpochalError:
+        raise
+    except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
+        raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
+    return Run(the_store, record, flush_interval=flush_interval, flush_points=flush_points,
+               max_buffered_points=max_buffered_points)
+
+
+def resume(
+    run: str | RunRecord,
+    *,
+    store: str | Path | Store | None = None,
+    flush_interval: float = 0.5,
+    flush_points: int = 10_000,
+    max_buffered_points: int = 5_000_000,
+) -> Run:
+    """Reopen a run that is not running any more; its step and epoch counters continue.
+
+    Points logged after a resume at steps the run had already logged are kept; when
+    reading, the newest wins for those steps. Load a checkpoint afterwards
+    (``run.load_checkpoint("last", ...)``) to go back to where it was saved. Of several
+    processes resuming the same run at once, one wins; the others get a RunStateError.
+
+    Raises:
+        RunNotFoundError: no run has that id or name.
+        RunStateError: the run is still running in a live process, or another process
+            resumed it first.
+    """
+    check_flush_settings(flush_interval, flush_points, max_buffered_points)
+    the_store = store if isinstance(store, Store) else Store(store)
+    record = the_store.run(run)
+    if record.status == "running":
+        raise RunStateError(
+            f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
+            "finish it there first"
+        )
+    stored = the_store.stored_record(record.id) or record
+    # The claim holds only if no other process reopened the run since it was read.
+    the_store.write(
+        WriteBatch(run_updates=(
+            RunUpdate(record.id, status="running", reopen=True, heartbeat=time.time(), pid=os.getpid(),
+                      host=system.host(), command=system.command_line(), segment=record.segment + 1,
+                      token=system.process_token(), if_segment=record.segment),
+        ))
+    )
+    reopened = the_store.run(record.id)
+    clean_stale_temporaries(Path(reopened.path))  # files a killed process left (a checkpoint cut short)
+    return Run(the_store, reopened, flush_interval=flush_interval, flush_points=flush_points,
+               max_buffered_points=max_buffered_points, previous=stored)
