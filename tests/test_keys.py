@@ -58,3 +58,4 @@ def test_main_metrics_prefer_the_keys_most_runs_have():
     assert main_metrics([*one, *two, *three], limit=2) == ["valid/loss_b", "valid/loss_a"]
     assert main_metrics(["Valid/Loss", "valid/acc"]) == ["Valid/Loss", "valid/acc"]  # case does not matter
     assert main_metrics([]) == []
+    assert main_metrics({"train/loss": 9, "valid/loss": 1}) == ["valid/loss", "train/loss"]  # a summary: its keys

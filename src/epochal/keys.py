@@ -63,7 +63,7 @@ def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS) -> list[str]:
     then the keys that occur most often in ``keys`` (give the keys of several runs together, and a
     key most runs have comes first); then by name. Case does not matter.
     """
-    counts = Counter(keys)
+    counts = Counter(key for key in keys)  # not Counter(keys): a mapping (a run's summary) would give counts
 
     def rank(key: str) -> tuple:
         lower = key.lower()
