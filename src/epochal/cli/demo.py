@@ -8,9 +8,7 @@ from epochal.cli.common import command, location, positive_int
 
 
 def add_demo(commands: argparse._SubParsersAction) -> None:
-    parser = command(
-        commands, "demo", _demo, "train a small CNN on the digits data, then report and plot it",
-    )
+    parser = command(commands, "demo", _demo, "train a small CNN on the digits data, then report and plot it")
     parser.add_argument("--epochs", metavar="N", type=positive_int, default=15, help="epochs to train (default: 15)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the order (default: 0)")
     parser.add_argument("--no-dynamics", action="store_true",

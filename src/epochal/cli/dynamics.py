@@ -19,10 +19,7 @@ def add_dynamics(commands: argparse._SubParsersAction) -> None:
         description="Training dynamics: what a run's recorded epochs say about each sample.",
     )
     actions = parser.add_subparsers(title="actions", dest="action", metavar="ACTION", required=True)
-    samples = command(
-        actions, "samples", _dynamics_samples, "the samples that matter",
-        run=True,
-    )
+    samples = command(actions, "samples", _dynamics_samples, "the samples that matter", run=True)
     samples.add_argument("--top", metavar="N", type=positive_int, default=20,
                          help="list this many likely mislabeled samples (default: 20)")
 
@@ -42,16 +39,10 @@ def add_dynamics(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--device", metavar="DEVICE", help="torch device for the networks (default: cuda if available)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
-    quality = command(
-        actions, "quality", _dynamics_quality, "measure the fitted projection",
-        run=True,
-    )
+    quality = command(actions, "quality", _dynamics_quality, "measure the fitted projection", run=True)
     quality.add_argument("-k", type=positive_int, default=15, help="neighbours for NPR and trustworthiness (default: 15)")
 
-    plot = command(
-        actions, "plot", _dynamics_plot, "PNG pictures and an animated GIF of the projection",
-        run=True,
-    )
+    plot = command(actions, "plot", _dynamics_plot, "PNG pictures and an animated GIF of the projection", run=True)
     plot.add_argument("--epoch", metavar="N", type=int, action="append", help="only this epoch (repeatable)")
     plot.add_argument("-o", "--out", metavar="DIR", help="where to write (default: the run's dynamics/projection/)")
     plot.add_argument("--no-gif", action="store_true", help="no animated GIF")

@@ -8,10 +8,7 @@ from epochal.cli.common import command, error, location, open_store, positive_in
 
 
 def add_plot(commands: argparse._SubParsersAction) -> None:
-    parser = command(
-        commands, "plot", _plot, "draw a run's series into an image",
-        run=True,
-    )
+    parser = command(commands, "plot", _plot, "draw a run's series into an image", run=True)
     parser.add_argument("-o", "--output", metavar="FILE", required=True, help="the image to write, such as run.png")
     parser.add_argument("--keys", metavar="KEY", nargs="+", help="only these keys (default: all)")
     parser.add_argument(

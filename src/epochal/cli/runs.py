@@ -43,10 +43,7 @@ def _ls(args: argparse.Namespace) -> int:
 
 
 def add_show(commands: argparse._SubParsersAction) -> None:
-    command(
-        commands, "show", _show, "show a run's record, config, summary and checkpoints",
-        run=True,
-    )
+    command(commands, "show", _show, "show a run's record, config, summary and checkpoints", run=True)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -74,9 +71,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def add_rm(commands: argparse._SubParsersAction) -> None:
-    parser = command(
-        commands, "rm", _rm, "delete runs and their files",
-    )
+    parser = command(commands, "rm", _rm, "delete runs and their files")
     parser.add_argument("runs", metavar="RUN", nargs="+", type=run_ref, help="run id, id prefix or name")
     parser.add_argument("--yes", action="store_true", help="really delete them")
     parser.add_argument(

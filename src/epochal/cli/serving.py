@@ -8,9 +8,7 @@ from epochal.cli.common import command, error, location, open_store, port
 
 
 def add_ui(commands: argparse._SubParsersAction) -> None:
-    parser = command(
-        commands, "ui", _ui, "serve the web dashboard",
-    )
+    parser = command(commands, "ui", _ui, "serve the web dashboard")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument(
         "--port", type=port, default=8765, help="port to bind (default: 8765; 0 picks a free one)"
