@@ -141,7 +141,9 @@ def test_ls_uses_the_store_from_the_environment(store_dir, capsys, monkeypatch):
 
 
 def test_durations_and_numbers_are_compact():
-    from epochal.cli import _duration, _number, _size
+    from epochal.display import duration as _duration
+    from epochal.display import number as _number
+    from epochal.display import size as _size
 
     assert [_duration(s) for s in (0.4, 59.9, 65, 3600, 7380, 90061)] == [
         "0s", "59s", "1m05s", "1h00m", "2h03m", "1d01h"

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
-from epochal import checkpoint, cli, settings
+from epochal import checkpoint, display, settings
 from epochal.plot import plot_run
 
 DEFAULT_EPOCHS = 15
@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     pictures = None if args.no_dynamics else fit_dynamics(trainer, args.seed)
     report(args.store, trainer, accuracy, seconds, pictures)
     print("\n$ epochal ls")
-    return cli.main(["ls", "--store", args.store])
+    with epochal.Store(args.store) as store:
+        runs = store.runs()
+        print(display.runs_table(runs, [store.summary(run) for run in runs]))
+    return 0
 
 
 if __name__ == "__main__":

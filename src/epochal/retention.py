@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from epochal.keys import best_first
 from epochal.store.records import Checkpoint
 
 __all__ = ["Retention", "newness"]
@@ -43,7 +44,7 @@ class Retention:
         kept = {c.path for c in newest_first[: self.last]}
         ranked = sorted(
             (c for c in checkpoints if c.metric_value is not None and not math.isnan(c.metric_value) and c.mode),
-            key=lambda c: (c.metric_value if c.mode == "min" else -c.metric_value, newness(c)),
+            key=lambda c: (best_first(c.metric_value, c.mode), newness(c)),
         )
         kept.update(c.path for c in ranked[: self.best])
         if self.every_n_epochs:

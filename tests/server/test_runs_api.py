@@ -18,6 +18,25 @@ def test_runs_lists_every_run_newest_first_with_chosen_metrics(client, ids):
     assert body["config_keys"] == ["optim.lr", "optim.name", "seed"]
 
 
+def test_each_listed_run_carries_its_main_metrics(client, ids):
+    body = client.get("/api/runs").json()
+    main = {r["name"]: r["main_metrics"] for r in body["runs"]}
+    # epochal.keys.main_metrics: valid/ before train/ before the rest, losses before accuracies.
+    assert main["alpha"] == ["valid/loss", "valid/accuracy", "train/loss"]
+    assert main["beta"] == main["gamma"] == ["valid/loss", "valid/accuracy", "train/loss"]
+    assert body["main_metrics"] == ["valid/loss", "valid/accuracy", "train/loss"]  # what `epochal ls` shows
+    assert client.get(f"/api/runs/{ids['alpha']}").json()["main_metrics"] == main["alpha"]
+
+
+def test_main_metrics_follow_the_run_keys(client, store):
+    run = epochal.start("other", "odd-keys", store=store)
+    run.log({"epoch_time": 1.0, "lr": 0.1, "test/acc": 0.5})
+    run.finish()
+    body = client.get("/api/runs", params={"project": "other"}).json()
+    assert body["runs"][0]["main_metrics"] == ["test/acc", "epoch_time", "lr"]
+    assert body["main_metrics"] == ["test/acc", "epoch_time", "lr"]
+
+
 @pytest.mark.parametrize(
     ("params", "names"),
     [

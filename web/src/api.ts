@@ -36,11 +36,15 @@ export interface RunRow {
   notes: string;
   config: Record<string, ConfigValue>;
   metrics: Record<string, MetricCell>;
+  /** The run's main metrics, best first: the server's one rule (epochal.keys.main_metrics). */
+  main_metrics: string[];
 }
 
 export interface RunList {
   runs: RunRow[];
   metric_keys: string[];
+  /** The main metrics of the listed runs together: the default metric columns (as `epochal ls` shows). */
+  main_metrics: string[];
   config_keys: string[];
 }
 

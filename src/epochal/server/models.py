@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal, get_type_hints
 from urllib.parse import quote
 
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from epochal.keys import main_metrics
 from epochal.store.records import Checkpoint, KeySummary, RunRecord
 from epochal.store.store import MAX_TAG_LENGTH
 
@@ -60,11 +62,13 @@ class RunRow(BaseModel):
     notes: str
     config: dict[str, ConfigValue] = Field(description="config leaves under their dotted keys")
     metrics: dict[str, MetricCell] = Field(description="the keys asked for with metric=")
+    main_metrics: list[str] = Field(description="the run's main metrics (epochal.keys.main_metrics), best first")
 
 
 class RunList(BaseModel):
     runs: list[RunRow]
     metric_keys: list[str] = Field(description="every key a listed run has logged")
+    main_metrics: list[str] = Field(description="the main metrics of the listed runs together, as `epochal ls` shows")
     config_keys: list[str] = Field(description="every dotted config key of the listed runs")
 
 
@@ -169,10 +173,11 @@ def metric_cell(summary: KeySummary) -> dict:
     }
 
 
-def run_row(record: RunRecord, metrics: dict[str, KeySummary] | None = None) -> dict:
-    """A :class:`RunRow` as plain JSON data: the runs table of a big store is a thousand of them,
-    built from the store's own typed records, so they skip pydantic's validation."""
-    return {**_row_fields(record), "metrics": {k: metric_cell(s) for k, s in (metrics or {}).items()}}
+def run_row(record: RunRecord, metrics: dict[str, KeySummary] | None = None, keys: Iterable[str] = ()) -> dict:
+    """A :class:`RunRow` as plain JSON data (``keys``: every key the run logged): the runs table of a big
+    store is a thousand of them, built from the store's own typed records, so they skip pydantic's validation."""
+    return {**_row_fields(record), "metrics": {k: metric_cell(s) for k, s in (metrics or {}).items()},
+            "main_metrics": main_metrics(keys)}
 
 
 def json_response(data: object) -> Response:
@@ -191,7 +196,7 @@ def _row_fields(record: RunRecord) -> dict:
 
 def run_detail(record: RunRecord, summary: dict[str, KeySummary], checkpoints: list[Checkpoint]) -> RunDetail:
     return RunDetail(
-        **_row_fields(record), metrics={},
+        **_row_fields(record), metrics={}, main_metrics=main_metrics(summary),
         **{name: getattr(record, name) for name in _AS_STORED}, segment=record.segment, heartbeat=record.heartbeat,
         config_tree=_json_safe(record.config.to_dict()),
         summary=[

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from epochal.keys import main_metrics
 from epochal.server import folders, models
 from epochal.server.models import Deleted, Problem, RunDetail, RunList, RunPatch, Status
 from epochal.store.records import RunRecord
@@ -37,11 +38,13 @@ def list_runs(
     if q:
         records = [r for r in records if _matches(r, q)]
     summaries = store.key_summaries(metric) if metric else {}
-    rows = [models.run_row(r, summaries.get(r.id)) for r in records]
+    keys = {r.id: store.keys(r) for r in records}
+    rows = [models.run_row(r, summaries.get(r.id), keys[r.id]) for r in records]
     filtered = any(f is not None for f in (q, project, tag, status))
     return models.json_response({  # type: ignore[return-value]
         "runs": rows,
         "metric_keys": _keys_of(store, records) if filtered else store.all_keys(),
+        "main_metrics": main_metrics(key for run_keys in keys.values() for key in run_keys),
         "config_keys": sorted({key for row in rows for key in row["config"]}),
     })
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterator, Mapping
@@ -10,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from epochal.keys import best_of, is_better
 
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 
@@ -21,16 +22,6 @@ def valid_run_id(run_id: object) -> bool:
     """Whether ``run_id`` can name a folder inside the store: letters, digits, '-', '_', '.', not
     starting with a dot, at most 64 characters. Ids read from a store someone else wrote are checked."""
     return isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) is not None
-
-# Substrings that make a key's best value its lowest; every other key is best at its highest.
-_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time")
-
-
-def best_mode(key: str) -> str:
-    """'min' for keys that name a loss or an error, else 'max'."""
-    leaf = key.rsplit("/", 1)[-1].lower()
-    return "min" if any(word in leaf for word in _LOWER_IS_BETTER) else "max"
-
 
 class Config(Mapping):
     """A run's configuration: the nested dict as given, also readable by dotted key.
@@ -161,7 +152,7 @@ class KeySummary:
 
     @property
     def best(self) -> float | None:
-        return self.min if self.mode == "min" else self.max
+        return best_of(self.min, self.max, self.mode)
 
 
 @dataclass(frozen=True)
@@ -182,12 +173,7 @@ class Checkpoint:
     seq: int = 0  # the run's save sequence: a checkpoint saved later has a higher one (the clock may step back)
 
     def better_than(self, other: Checkpoint) -> bool:
-        mine, theirs = self.metric_value, other.metric_value
-        if mine is None or math.isnan(mine):
-            return False
-        if theirs is None or math.isnan(theirs):
-            return True
-        return mine < theirs if self.mode == "min" else mine > theirs
+        return is_better(self.metric_value, other.metric_value, self.mode or "max")
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,10 +22,11 @@ import numpy as np
 
 from epochal import settings, system
 from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
+from epochal.keys import best_mode
 from epochal.store import series
 from epochal.store.backend import Backend
-from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch, best_mode
 from epochal.store.memory import MemoryBackend
+from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.sqlite import SQLiteBackend
 
 #: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from epochal.keys import best_mode
 from epochal.store import encoding, series
-from epochal.store.records import History, KeySummary, SeriesChunk, best_mode
+from epochal.store.records import History, KeySummary, SeriesChunk
 
 #: A chunk of more than OVERVIEW_FROM points also stores an overview of about OVERVIEW_POINTS of
 #: them (its extremes), so that charts of long series are drawn without decoding every point.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 from epochal.errors import EpochalError
+from epochal.keys import best_mode, is_better
 from epochal.logs import logger
 from epochal.retention import Retention
-from epochal.store.records import best_mode
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
@@ -58,7 +57,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, trainer: TrainerView, results: dict[str, StageResult]) -> None:
         value = trainer.monitored_value(results, self.monitor, required=False)
         metric = None if value is None else (self.monitor, value)
-        if self.save_best and value is not None and not math.isnan(value) and self._improves(value):
+        if self.save_best and is_better(value, self.best, self.mode):
             self.best, self.best_epoch = value, results["train"].epoch
             trainer.run.save_checkpoint(
                 models={"model": trainer.model}, metric=metric, mode=self.mode, kind="weights",
@@ -74,9 +73,6 @@ class ModelCheckpoint(Callback):
             logger.warning("interrupted; saved a checkpoint to resume from with fit(resume=True)")
         except EpochalError as exc:
             logger.warning(f"interrupted; could not save a checkpoint: {exc}")
-
-    def _improves(self, value: float) -> bool:
-        return self.best is None or (value < self.best if self.mode == "min" else value > self.best)
 
     def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch}

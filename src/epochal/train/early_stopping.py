@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
-from epochal.store.records import best_mode
+from epochal.keys import best_mode, is_better
 from epochal.train.callback import Callback, StageResult
 
 if TYPE_CHECKING:
@@ -43,11 +42,7 @@ class EarlyStopping(Callback):
         value = trainer.monitored_value(results, self.monitor)
         if value is None:
             return
-        improved = not math.isnan(value) and (
-            self.best is None
-            or (value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta)
-        )
-        if improved:
+        if is_better(value, self.best, self.mode, self.min_delta):
             self.best, self.count = value, 0
         else:
             self.count += 1

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 
 from epochal.errors import CheckpointError, EpochalError, RunNotFoundError
+from epochal.keys import best_mode, is_better
 from epochal.logs import logger
 from epochal.opening import resume, start
 from epochal.retention import Retention
 from epochal.run import Run
-from epochal.store.records import best_mode
 from epochal.store.store import Store
 from epochal.train.batches import batch_size, describe, input_of, pick_device, to_device, unpack_step
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
@@ -543,7 +543,7 @@ class Trainer:
         value = self.monitored_value(results, self.monitor)
         if value is None or math.isnan(value):
             return
-        if self.best is None or (value < self.best[0] if self.mode == "min" else value > self.best[0]):
+        if is_better(value, None if self.best is None else self.best[0], self.mode):
             self.best = (value, self.epoch)
 
     def _keyed_callbacks(self) -> list[tuple[str, Callback]]:

@@ -13,7 +13,6 @@ import type { PageContext } from "../main";
 import { parallelCoords, varyingKeys } from "../parallel";
 import { href, replaceRoute } from "../router";
 import { errorBox, showBanner, statusBadge } from "../ui";
-import { defaultMetrics } from "./runs";
 
 const SHARED = "";
 const ALL = "*";
@@ -62,7 +61,7 @@ class ComparePage {
       replaceRoute({ page: "compare", runs: this.runs.map((r) => r.id), key: this.key });
       this.showCharts();
     });
-    this.pcMetric = defaultMetrics(this.allKeys())[0] ?? "";
+    this.pcMetric = this.runs.find((r) => r.main_metrics.length)?.main_metrics[0] ?? "";  // the server's rule
 
     replace(root,
       this.head,

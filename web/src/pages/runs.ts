@@ -34,25 +34,6 @@ function loadPrefs(): Prefs {
   }
 }
 
-/**
- * Up to 3 keys, validation then test ones first, losses and accuracies before others: what one
- * usually ranks runs by. Spreads ("_std") and learning rates rank last.
- */
-export function defaultMetrics(keys: string[]): string[] {
-  const score = (k: string) => {
-    const low = k.toLowerCase();
-    let s = /(^|[/_.-])(val|valid|validation|eval)([/_.-]|$)/.test(low) ? 4 : /(^|[/_.-])test([/_.-]|$)/.test(low) ? 3 : 0;
-    const leaf = low.split("/").pop() ?? low;
-    if (/^(loss|acc|accuracy)$/.test(leaf)) s += 2;
-    else if (/loss|acc/.test(leaf)) s += 1;
-    if (/std|var|lr$/.test(leaf)) s -= 2;
-    return s;
-  };
-  const ranked = keys.map((k) => [k, score(k)] as const).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-  const good = ranked.filter(([, s]) => s > 0).map(([k]) => k);
-  return (good.length ? good : keys).slice(0, 3);
-}
-
 /** Up to 3 config keys whose values differ between runs, those most runs have first. */
 function defaultConfig(list: RunList): string[] {
   const has = (k: string) => list.runs.filter((r) => k in r.config).length;
@@ -67,7 +48,8 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
   let list: RunList | null = null;
   const save = () => localStorage.setItem(PREFS_KEY, JSON.stringify(prefs));
   const configCols = () => prefs.configCols ?? (list ? defaultConfig(list) : []);
-  const metricCols = () => prefs.metricCols ?? (list ? defaultMetrics(list.metric_keys) : []);
+  // Until the user picks, the main metrics the server ranks for the listed runs (epochal.keys.main_metrics).
+  const metricCols = () => prefs.metricCols ?? (list ? list.main_metrics : []);
 
   const search = h("input", { type: "search", class: "search", placeholder: "Filter by name, tag, notes, id…", value: prefs.q });
   search.addEventListener("input", () => ((prefs.q = search.value), save(), renderTable()));
@@ -213,7 +195,7 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
     let next = await api.runs(wanted, ctx.signal);
     // First visit: the default metric columns depend on which keys exist, so ask again with them.
     if (prefs.metricCols === null && !list) {
-      const defaults = defaultMetrics(next.metric_keys);
+      const defaults = next.main_metrics;
       if (defaults.join() !== wanted.join()) next = await api.runs(defaults, ctx.signal);
     }
     const keysChanged = !list || list.config_keys.join() !== next.config_keys.join() || list.metric_keys.join() !== next.metric_keys.join();
