@@ -1,6 +1,7 @@
 """epochal.compat.expmanager: the seed README's examples, the logs/expN tree, exact metrics, early stop."""
 
 import argparse
+import re
 import os
 import shutil
 import sys
@@ -118,6 +119,8 @@ def test_readme_usage_example_writes_the_documented_tree_and_the_store(workdir, 
     assert "Sanity Check: save check op = '>' [current loss_xxx > best loss_xxx]" in out
     assert "Sanity Check: early stop threshold = 5" in out
     assert "Epoch 1/3 train: 100%" in out and "60/60" in out and "samples/s" in out
+    # The bar ends as the original's does: tqdm's rate, then the stage's mean loss.
+    assert re.search(r"60/60 \[[^\]]*samples/s, loss_mean=[0-9.]+\]", out), out[-600:]
     assert "model saved to logs/exp1/saved_model/model_best.pt" in out
     assert "Expected end time" in out and "Best valid/loss_xxx:" in out and "Early stop count: 0/5" in out
     # Everything is in the epochal store too.

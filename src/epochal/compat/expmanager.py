@@ -36,7 +36,7 @@ from torch import nn
 
 from epochal.atomic import atomic_file, atomic_write
 from epochal.opening import start
-from epochal.train.callback import Callback, StageResult
+from epochal.train.callback import BatchResult, Callback, StageResult
 from epochal.train.csv_tables import CSVTables
 from epochal.train.early_stopping import EarlyStopping
 from epochal.train.progress import ProgressBar
@@ -409,7 +409,7 @@ class TorchExpManager:
             return trainer.test()
 
     def _progress_bar(self) -> ProgressBar:
-        """The original's bars: 'Epoch 024/100 train: ...| 60000/60000 [..., samples/s, ...]'."""
+        """The original's bars: 'Epoch 024/100 train: ...| 60000/60000 [..., samples/s, loss_mean=, accuracy=]'."""
         width = len(str(self.num_epochs))
 
         def description(trainer: Trainer, stage: str) -> str:
@@ -418,7 +418,18 @@ class TorchExpManager:
         def total(trainer: Trainer, stage: str) -> int | None:
             return getattr(self.loaders[stage], "num_samples", None)
 
-        return ProgressBar(unit="samples", description=description, total=total, terminal=True, ascii=True)
+        return ProgressBar(unit="samples", description=description, total=total, terminal=True, ascii=True,
+                           postfix=_bar_figures)
+
+
+def _bar_figures(done: BatchResult | StageResult) -> dict[str, float]:
+    """The original's figures: the batch's index and loss while a stage runs, its mean loss and accuracy at its end."""
+    if isinstance(done, BatchResult):
+        return {"iter": done.index, "loss": float(done.loss)}
+    shown = {"loss_mean": done.loss_mean}
+    if "accuracy" in done.metrics:
+        shown["accuracy"] = done.metrics["accuracy"]
+    return shown
 
 
 # -- the Trainer and callbacks behind it --------------------------------------------------------------

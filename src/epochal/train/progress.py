@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
 from epochal.train.callback import BatchResult, Callback, StageResult
@@ -41,10 +41,14 @@ class ProgressBar(Callback):
         terminal: draw a bar even when the output is not a terminal (True), or never (False);
             None asks the output.
         ascii: draw the bar with ASCII characters (``|#####     |``).
+        postfix: the figures at the end of the bar, from the batch just done (every ``refresh_s``
+            seconds) and from the stage's result when it ends; default the samples per second and
+            the running mean loss.
 
     Examples:
         >>> trainer = Trainer(model, optimizer, ..., callbacks=[ProgressBar(every_s=30)], progress=False)
         >>> ProgressBar(unit="samples", description=lambda trainer, stage: f"{stage} {trainer.epoch + 1}")
+        >>> ProgressBar(postfix=lambda done: {"loss_mean": done.loss_mean} if isinstance(done, StageResult) else {})
     """
 
     order = 10  # after the logger: only shows what the stage did
@@ -60,6 +64,7 @@ class ProgressBar(Callback):
         total: Callable[[TrainerView, str], int | None] | None = None,
         terminal: bool | None = None,
         ascii: bool = False,
+        postfix: Callable[[BatchResult | StageResult], Mapping[str, Any]] | None = None,
     ):
         if every_s < 0 or refresh_s < 0:
             raise ValueError(f"every_s and refresh_s must be 0 or more, got {every_s} and {refresh_s}")
@@ -73,6 +78,7 @@ class ProgressBar(Callback):
         self.total = total
         self.terminal = terminal
         self.ascii = ascii
+        self.postfix = postfix
         self._bar: Any = None  # the open tqdm bar, on a terminal
         self._stage: _StageProgress | None = None
 
@@ -109,7 +115,10 @@ class ProgressBar(Callback):
             s.loss_read_at = now
             s.loss_shown = float(s.loss_sum) / s.losses
             if self._bar is not None:
-                self._bar.set_postfix_str(f"{s.rate(now):,.0f} samples/s, loss={s.loss_shown:.4f}", refresh=False)
+                if self.postfix is not None:
+                    self._bar.set_postfix(self.postfix(batch), refresh=False)
+                else:
+                    self._bar.set_postfix_str(f"{s.rate(now):,.0f} samples/s, loss={s.loss_shown:.4f}", refresh=False)
         if self._bar is not None:
             self._bar.update((s.batches_done if self.unit == "batch" else s.samples) - self._bar.n)
         elif now - s.printed_at >= self.every_s:
@@ -127,7 +136,10 @@ class ProgressBar(Callback):
         else:
             rate = s.rate(now)
         if self._bar is not None:
-            self._bar.set_postfix_str(f"{rate:,.0f} samples/s, loss={result.loss_mean:.4f}", refresh=False)
+            if self.postfix is not None:
+                self._bar.set_postfix(self.postfix(result), refresh=False)
+            else:
+                self._bar.set_postfix_str(f"{rate:,.0f} samples/s, loss={result.loss_mean:.4f}", refresh=False)
             self._close()
         else:
             seconds = result.seconds if result.seconds > 0 else now - s.started
