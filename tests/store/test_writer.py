@@ -139,7 +139,8 @@ def test_a_store_refusing_writes_with_the_buffer_full_is_raised_at_the_next_log_
     assert run.dropped_points > 0
 
 
-def test_an_unexpected_error_of_the_writer_is_raised_at_the_next_flush_and_loses_nothing(store):
+def _writer_with_a_bug(store):
+    """A writer of a finished run whose first round of writing hits an unexpected error, with one point queued."""
     run = epochal.start(store=store)
     run.finish()
     failures = [RuntimeError("a bug in a round of writing")]
@@ -153,6 +154,11 @@ def test_an_unexpected_error_of_the_writer_is_raised_at_the_next_flush_and_loses
 
     writer = Writer(store, run.id, 1, counters, interval=0.05)
     writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    return run, writer, failures
+
+
+def test_an_unexpected_error_of_the_writer_is_raised_at_the_next_flush_and_loses_nothing(store):
+    run, writer, _ = _writer_with_a_bug(store)
     with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
         with pytest.raises(epochal.StoreError, match="a bug in a round of writing"):
             writer.flush(timeout=10)
@@ -173,19 +179,7 @@ def test_a_writer_warning_that_cannot_be_a_warning_is_logged(capsys):
 
 
 def test_finishing_after_a_persistent_failure_not_yet_raised_still_writes_everything(store):
-    run = epochal.start(store=store)
-    run.finish()
-    failures = [RuntimeError("a bug in a round of writing")]
-
-    def counters():
-        if failures:
-            raise failures.pop()
-        return (0, 0)
-
-    from epochal.store.writer import Writer
-
-    writer = Writer(store, run.id, 1, counters, interval=0.05)
-    writer.queue.append((0, 0, 1.0, ("a",), (1.0,)))
+    run, writer, failures = _writer_with_a_bug(store)
     with pytest.warns(epochal.EpochalWarning, match="unexpected error"):
         while failures:
             time.sleep(0.01)
