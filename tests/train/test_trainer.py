@@ -259,3 +259,35 @@ def test_evaluation_every_n_epochs_and_after_the_last(store_dir):
     trainer.fit()
     assert [("valid" in results) for results in trainer.history] == [False, True, False, True, True]
     assert epochal.Store(store_dir).history(trainer.run.id, "valid/loss").epochs.tolist() == [1, 3, 4]
+
+
+def _probe_dtypes():
+    seen = []
+
+    class Probe(torch.nn.Linear):
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(out.dtype)
+            return out
+
+    return Probe(4, 2), seen
+
+
+def test_amp_true_on_cpu_is_bfloat16_without_a_scaler_and_fp16_brings_one(store_dir):
+    model, seen = _probe_dtypes()
+    trainer = _trainer(store_dir, model=model, amp=True, max_epochs=1)
+    assert trainer.amp_dtype == torch.bfloat16 and trainer.scaler is None
+    model, seen = _probe_dtypes()
+    trainer = _trainer(store_dir, model=model, amp="fp16", max_epochs=1)
+    assert trainer.amp_dtype == torch.float16 and isinstance(trainer.scaler, torch.amp.GradScaler)
+    trainer.fit()
+    assert torch.float16 in seen and math.isfinite(trainer.history[0]["train"].loss_mean)
+    # The scaler's state goes into the checkpoint, so a resume continues its scale.
+    saved = epochal.checkpoint.read(trainer.run.path / trainer.run.store.checkpoints(trainer.run.id)[-1].path)
+    assert saved["scaler"] is not None and saved["scaler"]["scale"] > 0
+
+
+@pytest.mark.parametrize("amp", ["float16", "bfloat16", 1, "yes"])
+def test_an_unknown_amp_is_refused_naming_the_choices(store_dir, amp):
+    with pytest.raises(ValueError, match=r"amp must be True .*False, 'bf16' or 'fp16', got"):
+        _trainer(store_dir, amp=amp)

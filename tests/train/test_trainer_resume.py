@@ -107,3 +107,19 @@ def test_a_resume_that_does_not_fit_raises_and_leaves_the_run_interrupted(straig
     resumed = _script(straight, "other-model", 6, "--resume", seed=3)  # the run is still resumable
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_numbers(straight, "straight", "other-model")
+
+
+@pytest.mark.parametrize("amp", ["fp16", "bf16"])
+def test_mixed_precision_resumes_exactly(tmp_path, amp):
+    """float16 with its GradScaler (whose scale the checkpoint carries) and bfloat16 without one: 2 + 2 epochs
+    in two trainers equal 4 straight."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        from trainer_script import make_trainer
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    make_trainer(tmp_path, "straight", 4, amp=amp).fit()
+    make_trainer(tmp_path, "split", 2, amp=amp).fit()
+    resumed = make_trainer(tmp_path, "split", 4, amp=amp, seed=99).fit(resume=True)
+    assert (resumed.scaler is not None) == (amp == "fp16")
+    _assert_same_numbers(tmp_path, "straight", "split")

@@ -29,7 +29,8 @@ class _Die(epochal.Callback):
             raise KeyboardInterrupt
 
 
-def make_trainer(store, name: str, epochs: int, extra_callbacks=(), seed: int = 0, hidden: int = 16) -> epochal.Trainer:
+def make_trainer(store, name: str, epochs: int, extra_callbacks=(), seed: int = 0, hidden: int = 16,
+                 amp: bool | str = False) -> epochal.Trainer:
     generator = torch.Generator().manual_seed(1234)  # the data is the same in every process
     x = torch.randn(200, 6, generator=generator)
     y = (x[:, 0] - x[:, 1] > 0).long()
@@ -45,7 +46,7 @@ def make_trainer(store, name: str, epochs: int, extra_callbacks=(), seed: int = 
         model, optimizer, loss_fn=torch.nn.CrossEntropyLoss(), train_data=train, valid_data=valid,
         metrics=["accuracy"], max_epochs=epochs, scheduler=scheduler, store=store, project="resume", name=name,
         callbacks=[epochal.EarlyStopping("valid/accuracy", patience=50), *extra_callbacks],
-        progress=False, epoch_table=False, summary=False,
+        progress=False, epoch_table=False, summary=False, amp=amp,
     )
 
 

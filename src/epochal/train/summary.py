@@ -186,8 +186,9 @@ def fit_summary(trainer: Any) -> str:
     run = trainer.run
     lines = [
         f"epochal: run {run.name} ({run.id}), project {run.project}, folder {run.path}",
-        f"device: {trainer.device}" + (" | amp: " + ("float16" if trainer.device.type == "cuda" else "bfloat16")
-                                       if trainer.amp else ""),
+        f"device: {trainer.device}" + (f" | amp: {str(trainer.amp_dtype).removeprefix('torch.')}"
+                                       + (" with a GradScaler" if trainer.scaler is not None else "")
+                                       if trainer.amp_dtype is not None else ""),
         f"parameters: {total:,} ({trainable:,} trainable)",
         model_summary(model),
         "data: " + " | ".join(f"{stage} {data_size(loader)}" for stage, loader in trainer.loaders.items()),

@@ -11,7 +11,6 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,6 +30,7 @@ from epochal.train.batches import batch_size, describe, input_of, pick_device, t
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
 from epochal.train.defaults import with_defaults
 from epochal.train.metrics import MetricSet
+from epochal.train.precision import amp_dtype, autocast, grad_scaler
 from epochal.train.resume import (
     Interrupts,
     Position,
@@ -69,7 +69,8 @@ class Trainer:
             ``train/epoch_loss`` without validation data) and whether lower or higher is better.
         accumulate_grad_batches: batches whose gradients add up before an optimizer step.
         grad_clip_norm: clip the gradients' total norm to this.
-        amp: mixed precision: bfloat16 autocast on CPU, float16 with a GradScaler on CUDA.
+        amp: mixed precision. True: bfloat16 autocast where the device computes it (CPUs, CUDA from
+            Ampere on), else float16 with a GradScaler; 'bf16' or 'fp16' to choose; False: float32.
         eval_every: evaluate on ``valid_data`` every this many epochs (and after the last).
         on_nan: 'stop' (raise NonFiniteLossError naming the step, keep the last good checkpoint)
             or 'continue'.
@@ -103,7 +104,7 @@ class Trainer:
         mode: str | None = None,
         accumulate_grad_batches: int = 1,
         grad_clip_norm: float | None = None,
-        amp: bool = False,
+        amp: bool | str = False,
         eval_every: int = 1,
         on_nan: str = "stop",
         progress: bool = True,
@@ -136,7 +137,8 @@ class Trainer:
         self.accumulate_grad_batches = accumulate_grad_batches
         self.grad_clip_norm = grad_clip_norm
         self.amp = amp
-        self.scaler = torch.amp.GradScaler("cuda") if amp and self.device.type == "cuda" else None
+        self.amp_dtype = amp_dtype(amp, self.device)  # None: full precision
+        self.scaler = grad_scaler(self.amp_dtype, self.device)
         self.eval_every = eval_every
         self.on_nan = on_nan
         self.show_summary = summary
@@ -384,8 +386,8 @@ class Trainer:
             for index, batch in enumerate(iterator, start=count):
                 if not on_host:
                     batch = to_device(batch, self.device)
-                if self.amp:
-                    with self._autocast():
+                if self.amp_dtype is not None:
+                    with autocast(self.amp_dtype, self.device):
                         loss, output, target = unpack_step(step(batch))
                 else:
                     loss, output, target = unpack_step(step(batch))
@@ -453,12 +455,6 @@ class Trainer:
         self.resume_state.grads_pending = False
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if not self.amp:
-            return contextlib.nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
 
     # -- runs, state and hooks ---------------------------------------------------------------------
 
