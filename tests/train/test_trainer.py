@@ -194,15 +194,8 @@ def test_gradient_clipping_bounds_the_update(store_dir):
 
 
 def test_amp_on_cpu_trains_in_bfloat16(store_dir):
-    seen = []
-
-    class Probe(torch.nn.Linear):
-        def forward(self, x):
-            out = super().forward(x)
-            seen.append(out.dtype)
-            return out
-
-    trainer = _trainer(store_dir, model=Probe(4, 2), amp=True, max_epochs=1)
+    model, seen = _probe_dtypes()
+    trainer = _trainer(store_dir, model=model, amp=True, max_epochs=1)
     trainer.fit()
     assert torch.bfloat16 in seen and math.isfinite(trainer.history[0]["train"].loss_mean)
 
