@@ -120,3 +120,20 @@ def test_a_damaged_series_chunk_is_a_store_error_naming_the_key(store_dir):
             conn.commit()
             with pytest.raises(epochal.StoreError, match="series of key 'loss' cannot be read: .*damaged"):
                 store.history(run.id, "loss")
+
+
+def test_keys_by_run_reads_every_runs_keys_at_once(store):
+    first = epochal.start(store=store)
+    first.log({"valid/loss": 0.5, "train/loss": 1.0})
+    first.finish()
+    second = epochal.start(store=store)
+    second.log({"lr": 0.1})
+    second.finish()
+    silent = epochal.start(store=store)
+    silent.finish()
+    everything = {first.id: ["train/loss", "valid/loss"], second.id: ["lr"]}
+    assert store.keys_by_run() == everything  # a run that logged nothing has no entry
+    assert store.keys_by_run([second.id, silent.id, "no-such-run"]) == {second.id: ["lr"]}
+    many = [f"x{i}" for i in range(1_200)] + [first.id]  # more ids than one query's IN list holds
+    assert store.keys_by_run(many) == {first.id: everything[first.id]}
+    assert store.keys_of([first.id, second.id]) == ["lr", "train/loss", "valid/loss"]

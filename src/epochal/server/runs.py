@@ -38,7 +38,8 @@ def list_runs(
     if q:
         records = [r for r in records if _matches(r, q)]
     summaries = store.key_summaries(metric) if metric else {}
-    keys = {r.id: store.keys(r) for r in records}
+    logged = store.keys_by_run([r.id for r in records] if len(records) < 500 else None)  # one read either way
+    keys = {r.id: logged.get(r.id, []) for r in records}
     rows = [models.run_row(r, summaries.get(r.id), keys[r.id]) for r in records]
     filtered = any(f is not None for f in (q, project, tag, status))
     return models.json_response({  # type: ignore[return-value]

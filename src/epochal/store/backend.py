@@ -50,6 +50,10 @@ class Backend(ABC):
     def keys(self, run_id: str) -> list[str]: ...
 
     @abstractmethod
+    def keys_by_run(self, run_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """The sorted keys of each of these runs that has logged any (of every run for None), in one read."""
+
+    @abstractmethod
     def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
         """(segment, blob) of a key's series in the order they were written."""
 

@@ -179,6 +179,14 @@ class MemoryBackend(Backend):
     def keys(self, run_id: str) -> list[str]:
         return sorted(key for rid, key in self._state().series if rid == run_id)
 
+    def keys_by_run(self, run_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        wanted = None if run_ids is None else set(run_ids)
+        found: dict[str, list[str]] = {}
+        for run_id, key in sorted(self._state().series):
+            if wanted is None or run_id in wanted:
+                found.setdefault(run_id, []).append(key)
+        return found
+
     def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
         found = self._state().series.get((run_id, key))
         return [] if found is None else [(segment, data) for _, segment, data, _ in found.chunks]

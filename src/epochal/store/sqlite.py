@@ -6,6 +6,7 @@ writes; a busy timeout lets two writing processes take turns.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -130,6 +131,9 @@ _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 _UPDATABLE = (
     "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
 )
+
+#: Run ids per query in an ``IN (...)`` list, well under SQLite's limit on bound parameters.
+_IN_BATCH = 500
 
 
 class SQLiteBackend(Backend):
@@ -397,6 +401,23 @@ class SQLiteBackend(Backend):
     def keys(self, run_id: str) -> list[str]:
         rows = self._conn().execute("SELECT key FROM series WHERE run_id = ? ORDER BY key", (run_id,))
         return [key for (key,) in rows]
+
+    def keys_by_run(self, run_ids: Sequence[str] | None = None) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        if run_ids is None:
+            rows = self._conn().execute("SELECT run_id, key FROM series ORDER BY run_id, key")
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            rows = itertools.chain.from_iterable(
+                self._conn().execute(
+                    f"SELECT run_id, key FROM series WHERE run_id IN ({','.join('?' * len(part))}) ORDER BY run_id, key",
+                    part,
+                )
+                for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH))
+            )
+        for run_id, key in rows:
+            found.setdefault(run_id, []).append(key)
+        return found
 
     def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
         row = self._conn().execute(

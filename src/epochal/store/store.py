@@ -184,7 +184,11 @@ class Store:
 
     def keys_of(self, run_ids: Iterable[str]) -> list[str]:
         """Every key that any of these runs (by full id) has logged, sorted."""
-        return sorted({key for run_id in run_ids for key in self._backend.keys(run_id)})
+        return sorted({key for keys in self._backend.keys_by_run(list(run_ids)).values() for key in keys})
+
+    def keys_by_run(self, run_ids: Iterable[str] | None = None) -> dict[str, list[str]]:
+        """The sorted keys of each of these runs (by full id; every run for None) that has logged any, in one read."""
+        return self._backend.keys_by_run(None if run_ids is None else list(run_ids))
 
     def series_state(self, run_id: str, key: str) -> tuple[int, int] | None:
         """(version, count) of a key's series of a run (by full id), None if it has no such key.
