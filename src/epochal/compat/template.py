@@ -36,6 +36,7 @@ import torch
 import epochal
 from epochal.checkpoint import load_file, rng_state, set_rng_state, write_atomic
 from epochal.errors import CheckpointError, EpochalWarning, RunNotFoundError, RunStateError
+from epochal.train.batches import batch_size, to_device
 from epochal.train.summary import model_summary
 
 _REQUIRED = ("model", "optimizer", "criterion", "train_loader", "test_loader", "device", "ckpt_dir", "log_per_step")
@@ -128,7 +129,7 @@ class TemplateModel:
 
     def get_model_info(self, fake_inp: Any) -> str:
         """Print the model's summary table (Transformers too) and add its graph to TensorBoard."""
-        example = _to(fake_inp, self.device)
+        example = to_device(fake_inp, self.device)
         summary = model_summary(self.model, example)
         print(summary)
         if self.writer is not None:
@@ -209,7 +210,7 @@ class TemplateModel:
             self.optimizer.step()
             running_loss += batch_loss.item()
             batches += 1
-            seen += _batch_size(batch)
+            seen += batch_size(None, batch)
             if self.global_step == 1:
                 self._log_loss(batch_loss.item(), seen)
             elif step % self.log_per_step == 0 and step != 0:
@@ -258,7 +259,7 @@ class TemplateModel:
         counts: dict[str, int] = {}
         with torch.no_grad():
             for batch in self.test_loader:
-                size = _batch_size(batch)
+                size = batch_size(None, batch)
                 for key, value in self.eval_scores_per_batch(batch).items():
                     if isinstance(value, Mean):
                         total, count = value.total, value.count
@@ -297,7 +298,7 @@ class TemplateModel:
     def inference(self, x: Any) -> Any:
         self.model.eval()
         with torch.no_grad():
-            return self.model(_to(x, self.device))
+            return self.model(to_device(x, self.device))
 
 
 class _Session:
@@ -395,25 +396,6 @@ def _config(owner: TemplateModel | None) -> dict[str, Any]:
 def _bare(model: torch.nn.Module) -> torch.nn.Module:
     wrapped = isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel))
     return model.module if wrapped else model
-
-
-def _to(value: Any, device: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _to(v, device) for k, v in value.items()}
-    return value
-
-
-def _batch_size(batch: Any) -> int:
-    """Samples in a batch: the length of its first tensor."""
-    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else [batch]
-    for item in items:
-        if isinstance(item, torch.Tensor) and item.dim() > 0:
-            return len(item)
-    return 1
 
 
 __all__ = ["Mean", "TemplateModel"]
