@@ -24,6 +24,7 @@ _TRAIN = {
     "Trainer": "epochal.train.trainer", "NonFiniteLossError": "epochal.train.trainer",
     "Callback": "epochal.train.callback", "StopTraining": "epochal.train.callback",
     "StageResult": "epochal.train.callback", "BatchResult": "epochal.train.callback",
+    "TrainerView": "epochal.train.callback",
     "EarlyStopping": "epochal.train.early_stopping", "ModelCheckpoint": "epochal.train.checkpointing",
     "MetricLogger": "epochal.train.logger", "ProgressBar": "epochal.train.progress",
     "EpochTable": "epochal.train.epoch_table", "CSVTables": "epochal.train.csv_tables",
