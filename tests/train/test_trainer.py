@@ -284,3 +284,12 @@ def test_amp_true_on_cpu_is_bfloat16_without_a_scaler_and_fp16_brings_one(store_
 def test_an_unknown_amp_is_refused_naming_the_choices(store_dir, amp):
     with pytest.raises(ValueError, match=r"amp must be True .*False, 'bf16' or 'fp16', got"):
         _trainer(store_dir, amp=amp)
+
+
+def test_the_trainer_offers_everything_the_trainer_view_promises_callbacks(store_dir):
+    promised = set(epochal.TrainerView.__annotations__) | {
+        name for name, value in vars(epochal.TrainerView).items() if callable(value) and not name.startswith("_")}
+    trainer = _trainer(store_dir, max_epochs=1)
+    trainer.fit()  # `run` is there once a fit has opened one
+    missing = sorted(name for name in promised if not hasattr(trainer, name))
+    assert not missing and {"run", "model", "stop", "save_checkpoint"} <= promised
