@@ -207,7 +207,6 @@ class Trainer:
             raise ValueError("Trainer.fit needs an optimizer")
         resumed = self._open_run(resume)
         self.should_stop, self.stop_reason = False, None
-        self.resume_state.stop = None
         try:
             self.model.to(self.device)
             for metric_set in self.metrics.values():
@@ -271,7 +270,6 @@ class Trainer:
         """Ask the fit to end after the current epoch (callbacks call this)."""
         self.should_stop = True
         self.stop_reason = reason
-        self.resume_state.stop = reason
 
     def monitored_value(self, results: Mapping[str, StageResult], key: str, required: bool = True) -> float | None:
         """The value of ``key`` in this epoch's results; None if that stage did not run."""
@@ -297,6 +295,8 @@ class Trainer:
             mid_epoch: continue from the last well-defined point the fit passed (what a Ctrl-C
                 checkpoint keeps); otherwise from the start of the next epoch.
         """
+        if mid_epoch:  # a stop asked for but not yet acted on is part of where the fit stands
+            self.resume_state.stop = self.stop_reason if self.should_stop else None
         extra = {
             "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
             "loaders": generator_states(self.loaders),
