@@ -91,7 +91,7 @@ def test_tags_and_notes_set_on_a_stored_run_follow_the_same_text_rule(store):
 
 
 @pytest.mark.parametrize("column, damage", [("config", "{not json"), ("config", "[1, 2]"), ("tags", "5"),
-                                            ("tags", "[1]")])
+                                            ("tags", "[1]"), ("ranks", "{}"), ("ranks", '[["h", "1"]]')])
 def test_a_damaged_run_record_is_left_out_with_a_warning_and_the_others_are_read(store_dir, column, damage):
     import sqlite3
 

@@ -32,6 +32,7 @@ from epochal.store.records import (
     RunUpdate,
     SeriesChunk,
     WriteBatch,
+    checked_ranks,
     config_number,
     valid_run_id,
 )
@@ -134,7 +135,7 @@ class MemoryBackend(Backend):
         if r.id in state.runs:
             raise StoreError(f"a run with the id {r.id!r} is already in the store")
         _text(r.name, r.project, r.host, r.command, r.python, r.description, r.token, *r.tags, *r.config.flat())
-        state.runs[r.id] = replace(r, path=str(Path(self.files_root) / r.id))
+        state.runs[r.id] = replace(r, path=str(Path(self.files_root) / r.id), ranks=checked_ranks(r.ranks))
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -245,6 +246,8 @@ def _update_run(state: _State, u: RunUpdate) -> None:
         fields["ended"] = None
     if u.tags is not None:
         fields["tags"] = tuple(u.tags)
+    if u.ranks is not None:
+        fields["ranks"] = checked_ranks(u.ranks)
     _text(*(v for v in fields.values() if isinstance(v, str)), *fields.get("tags", ()))
     state.runs[u.run_id] = replace(record, **fields)
 

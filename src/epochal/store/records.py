@@ -23,6 +23,21 @@ def valid_run_id(run_id: object) -> bool:
     starting with a dot, at most 64 characters. Ids read from a store someone else wrote are checked."""
     return isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) is not None
 
+
+def checked_ranks(value: object) -> tuple[tuple[str, int], ...]:
+    """A run's ranks as the store keeps them: a (host, pid) pair per rank, from any sequence of pairs
+    (JSON's lists included). Anything else is a ValueError."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"ranks are a list of (host, pid) pairs, got {value!r:.60}")
+    ranks = []
+    for pair in value:
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str)
+                or type(pair[1]) is not int):
+            raise ValueError(f"a rank is a (host, pid) pair of a string and an int, got {pair!r:.60}")
+        ranks.append((pair[0], pair[1]))
+    return tuple(ranks)
+
+
 class Config(Mapping):
     """A run's configuration: the nested dict as given, also readable by dotted key.
 
@@ -101,8 +116,8 @@ class RunRecord:
     started: float  # seconds since the epoch
     ended: float | None
     heartbeat: float | None
-    host: str
-    pid: int
+    host: str  # rank 0's in a DDP job
+    pid: int  # rank 0's in a DDP job
     command: str
     git_commit: str | None
     python: str
@@ -115,6 +130,12 @@ class RunRecord:
     segment: int  # 0 for the first session, +1 at every resume
     path: str  # the run's folder for files (checkpoints, plots, ...)
     token: str = ""  # random per writing process, so a reused pid is not taken for the run's own process
+    ranks: tuple[tuple[str, int], ...] = ()  # (host, pid) of each DDP rank, by rank; empty for one process
+
+    @property
+    def world_size(self) -> int:
+        """How many processes record this run: 1 unless it is a distributed (DDP) job."""
+        return max(1, len(self.ranks))
 
     @property
     def duration(self) -> float:
@@ -206,6 +227,7 @@ class RunUpdate:
     tags: tuple[str, ...] | None = None
     description: str | None = None
     token: str | None = None
+    ranks: tuple[tuple[str, int], ...] | None = None  # a resumed DDP job's new processes
     reopen: bool = False  # clear 'ended' (a resumed run)
     if_segment: int | None = None  # apply only if the run is still at this segment (claiming a run to resume)
 

@@ -28,13 +28,14 @@ from epochal.store.records import (
     RunUpdate,
     SeriesChunk,
     WriteBatch,
+    checked_ranks,
     config_number,
     valid_run_id,
 )
 from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -61,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     steps INTEGER NOT NULL DEFAULT 0,
     epochs INTEGER NOT NULL DEFAULT 0,
     segment INTEGER NOT NULL DEFAULT 0,
-    token TEXT NOT NULL DEFAULT ''  -- the writing process's random token: tells a reused pid apart
+    token TEXT NOT NULL DEFAULT '',  -- the writing process's random token: tells a reused pid apart
+    ranks TEXT NOT NULL DEFAULT '[]'  -- JSON [[host, pid], ...] of a DDP job's ranks, [] for one process
 );
 CREATE INDEX IF NOT EXISTS runs_by_name ON runs(name, started);
 CREATE INDEX IF NOT EXISTS runs_by_project ON runs(project_id, started);
@@ -122,7 +124,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 # The one mapping between a RunRecord and its row: the record's fields in the runs table's order.
 # `path` is not stored (it is runs/<id> in this store), the project is a row of its own table, and
-# tags and config are JSON text.
+# tags, config and ranks are JSON text.
 _STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
 _COLUMNS = tuple("project_id" if name == "project" else name for name in _STORED)
 _RUN_COLUMNS = ", ".join({"id": "runs.id", "name": "runs.name", "project": "projects.name"}.get(n, n) for n in _STORED)
@@ -193,6 +195,7 @@ class SQLiteBackend(Backend):
                     "UPDATE checkpoints SET seq = (SELECT count(*) FROM checkpoints AS c WHERE "
                     "c.run_id = checkpoints.run_id AND c.rowid <= checkpoints.rowid) WHERE seq = 0"
                 )
+                _add_column(conn, "runs", "ranks", "TEXT NOT NULL DEFAULT '[]'")  # schema 5
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -248,7 +251,8 @@ class SQLiteBackend(Backend):
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
         stored = {name: getattr(r, name) for name in _STORED}
-        stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()))
+        stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()),
+                      ranks=_ranks_text(r.ranks))
         conn.execute(
             f"INSERT INTO runs({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
             tuple(stored.values()),
@@ -269,6 +273,8 @@ class SQLiteBackend(Backend):
         fields = {name: getattr(u, name) for name in _UPDATABLE if getattr(u, name) is not None}
         if u.reopen:
             fields["ended"] = None
+        if u.ranks is not None:
+            fields["ranks"] = _ranks_text(u.ranks)
         if u.if_segment is not None:
             # A claim: only one of several processes resuming the same run at once may win.
             claimed = conn.execute(
@@ -345,7 +351,8 @@ class SQLiteBackend(Backend):
 
     def _record(self, row: tuple) -> RunRecord:
         stored = dict(zip(_STORED, row))
-        stored.update(tags=_tags(json.loads(stored["tags"])), config=_config(json.loads(stored["config"])))
+        stored.update(tags=_tags(json.loads(stored["tags"])), config=_config(json.loads(stored["config"])),
+                      ranks=checked_ranks(json.loads(stored["ranks"])))
         return RunRecord(**stored, path=os.path.join(self.files_root, stored["id"]))
 
     def find_runs(
@@ -496,6 +503,10 @@ def _config(value: Any) -> Config:
     if not isinstance(value, dict):
         raise ValueError(f"its config is not a JSON object: {value!r:.60}")
     return Config(value)
+
+
+def _ranks_text(ranks: Any) -> str:
+    return json.dumps([list(pair) for pair in checked_ranks(ranks)])
 
 
 def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
