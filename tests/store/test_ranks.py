@@ -1,17 +1,30 @@
 """A DDP job's ranks: each rank's (host, pid) kept with the run, and every rank on this host watched."""
 
+import os
 import sqlite3
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 
 import epochal
+from epochal import system
 from epochal.store.records import RunUpdate, WriteBatch
 from epochal.store.sqlite import DB_NAME, SCHEMA_VERSION
+
+HERE = system.host()
 
 
 def set_ranks(store, run_id, ranks):
     store.write(WriteBatch(run_updates=(RunUpdate(run_id, ranks=ranks),)))
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
 
 
 def test_a_single_process_run_has_no_ranks_and_a_world_of_one(store):
@@ -59,3 +72,28 @@ def test_a_schema_4_store_gains_the_ranks_column_and_reads_its_runs_as_single_pr
         set_ranks(store, run.id, (("h", 1), ("h", 2)))
         assert store.run("old").ranks == (("h", 1), ("h", 2))
 
+
+def test_a_running_job_is_crashed_when_any_rank_on_this_host_is_gone(store):
+    run = epochal.start(store=store, name="ddp")
+    try:
+        alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        try:
+            set_ranks(store, run.id, ((HERE, os.getpid()), (HERE, alive.pid)))
+            assert store.run(run.id).status == "running"
+            assert store.run(run.id).world_size == 2
+        finally:
+            alive.kill()
+            alive.wait()
+        set_ranks(store, run.id, ((HERE, os.getpid()), (HERE, dead_pid())))
+        record = store.run(run.id)
+        assert record.status == "crashed"
+        assert (record.host, record.pid) == (HERE, os.getpid())  # the record's own process is rank 0's
+        assert [r.id for r in store.runs(status="crashed")] == [run.id]
+        assert store.runs(status="running") == []
+        # A rank on another host is judged by the heartbeat, which is fresh: its pid means nothing here.
+        set_ranks(store, run.id, ((HERE, os.getpid()), ("some-other-host", dead_pid())))
+        assert store.run(run.id).status == "running"
+    finally:
+        run.finish()
+    set_ranks(store, run.id, ((HERE, os.getpid()), (HERE, dead_pid())))
+    assert store.run(run.id).status == "finished"  # only a running record can be crashed

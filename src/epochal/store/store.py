@@ -303,17 +303,20 @@ def _summarize(history: History) -> KeySummary:
 
 
 def _with_live_status(record: RunRecord) -> RunRecord:
-    """A 'running' record whose process is gone (or silent for too long) is 'crashed'."""
+    """A 'running' record whose process is gone (or silent for too long) is 'crashed'; so is a DDP
+    job with any rank on this host whose process is gone. Ranks elsewhere are judged by the heartbeat."""
     if record.status != "running":
         return record
     silent_for = time.time() - (record.heartbeat or record.started)
-    if record.host == system.host():
+    here = system.host()
+    if record.host == here:
         # A pid reused by a new process (a restarted container's PID 1) is not the run's process:
         # when it is this very process, the token tells.
         reused = record.pid == os.getpid() and record.token != system.process_token()
         crashed = reused or not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
     else:
         crashed = silent_for > STALE_AFTER_S
+    crashed = crashed or any(host == here and not system.pid_alive(pid) for host, pid in record.ranks)
     if not crashed:
         return record
     return replace(record, status="crashed")
