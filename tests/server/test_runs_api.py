@@ -3,6 +3,7 @@
 import pytest
 
 import epochal
+from epochal.store.records import RunUpdate, WriteBatch
 
 
 def test_runs_lists_every_run_newest_first_with_chosen_metrics(client, ids):
@@ -145,3 +146,15 @@ def test_a_single_valued_parameter_given_twice_is_422(client):
     response = client.get("/api/runs", params=[("tag", "baseline"), ("tag", "wide")])
     assert response.status_code == 422 and "'tag'" in response.json()["detail"]
     assert client.get("/api/runs", params=[("metric", "odd"), ("metric", "valid/loss")]).status_code == 200
+
+
+def test_a_ddp_run_shows_its_world_size_and_each_ranks_process(client, ids, store):
+    ranks = (("host-a", 123), ("host-a", 124))
+    store.write(WriteBatch(run_updates=(RunUpdate(ids["beta"], ranks=ranks),)))
+    body = client.get(f"/api/runs/{ids['beta']}").json()
+    assert body["world_size"] == 2
+    assert body["ranks"] == [{"rank": 0, "host": "host-a", "pid": 123}, {"rank": 1, "host": "host-a", "pid": 124}]
+    alone = client.get(f"/api/runs/{ids['alpha']}").json()
+    assert alone["world_size"] == 1 and alone["ranks"] == []
+    listed = {r["name"]: r["world_size"] for r in client.get("/api/runs").json()["runs"]}
+    assert listed == {"alpha": 1, "beta": 2, "gamma": 1}

@@ -63,6 +63,7 @@ class RunRow(BaseModel):
     config: dict[str, ConfigValue] = Field(description="config leaves under their dotted keys")
     metrics: dict[str, MetricCell] = Field(description="the keys asked for with metric=")
     main_metrics: list[str] = Field(description="the run's main metrics (epochal.keys.main_metrics), best first")
+    world_size: int = Field(description="processes that record the run: more than 1 for a DDP job")
 
 
 class RunList(BaseModel):
@@ -97,6 +98,14 @@ class CheckpointOut(BaseModel):
     url: str = Field(description="where the file is downloaded")
 
 
+class RankOut(BaseModel):
+    """One process of a DDP job."""
+
+    rank: int
+    host: str
+    pid: int
+
+
 #: RunDetail's fields that are RunRecord's own, sent as stored: their types are the dataclass's.
 _AS_STORED = ("host", "pid", "command", "git_commit", "python", "torch")
 
@@ -113,6 +122,7 @@ RunDetail = create_model(
     **_record_fields(_AS_STORED),
     segment=(int, Field(description="how many times the run was resumed")),
     heartbeat=(float | None, ...),
+    ranks=(list[RankOut], Field(description="each rank's process, by rank; empty for a single-process run")),
     config_tree=(dict[str, object], ...),
     summary=(list[SummaryRow], ...),
     checkpoints=(list[CheckpointOut], ...),
@@ -189,7 +199,7 @@ def _row_fields(record: RunRecord) -> dict:
     return dict(
         id=record.id, name=record.name, project=record.project, status=record.status, tags=list(record.tags),
         started=record.started, ended=record.ended, duration=record.duration, steps=record.steps,
-        epochs=record.epochs, notes=record.description,
+        epochs=record.epochs, notes=record.description, world_size=record.world_size,
         config={key: config_leaf(value) for key, value in record.config.flat().items()},
     )
 
@@ -198,6 +208,7 @@ def run_detail(record: RunRecord, summary: dict[str, KeySummary], checkpoints: l
     return RunDetail(
         **_row_fields(record), metrics={}, main_metrics=main_metrics(summary),
         **{name: getattr(record, name) for name in _AS_STORED}, segment=record.segment, heartbeat=record.heartbeat,
+        ranks=[RankOut(rank=rank, host=host, pid=pid) for rank, (host, pid) in enumerate(record.ranks)],
         config_tree=_json_safe(record.config.to_dict()),
         summary=[
             SummaryRow(
