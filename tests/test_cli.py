@@ -19,6 +19,7 @@ import yaml
 import epochal
 from epochal.cli import main
 from epochal.interop import read_csv, read_json
+from epochal.store.records import RunUpdate, WriteBatch
 
 CONFIG = {"lr": 0.01, "optim": {"name": "adam", "betas": [0.9, 0.999]}, "seed": 7}
 
@@ -168,6 +169,7 @@ def test_show_prints_record_config_summary_and_checkpoints(store_dir, capsys):
     assert lines["id"] == record.id and lines["project"] == "p1" and lines["status"] == "finished"
     assert lines["description"] == "first try" and lines["steps"] == "20" and lines["epochs"] == "1"
     assert lines["pid"] == str(os.getpid()) and lines["python"] == record.python
+    assert "ranks" not in lines  # a single-process run
     assert lines["started"] == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
 
     assert config.startswith("config:\n")
@@ -186,6 +188,16 @@ def test_show_prints_record_config_summary_and_checkpoints(store_dir, capsys):
     assert header == ["file", "step", "epoch", "metric", "size", "sha256"]
     assert row[:4] == [checkpoint.path, "20", "1", "valid/loss=0.123456"]
     assert row[-1] == checkpoint.sha256[:12] and row[-2] in ("B", "KiB")
+
+
+def test_show_a_ddp_run_lists_each_ranks_process(store_dir, capsys):
+    with epochal.Store(store_dir) as store:
+        ranks = (("host-a", 123), ("host-a", 124))
+        store.write(WriteBatch(run_updates=(RunUpdate(store.run("beta").id, ranks=ranks),)))
+    status, out, _ = run_cli(capsys, "show", "beta", "--store", store_dir)
+    assert status == 0
+    lines = dict(line.split(None, 1) for line in out.split("\n\n")[0].splitlines())
+    assert lines["ranks"] == "2 (host-a pid 123, host-a pid 124)"
 
 
 def test_show_a_run_with_nothing_logged(tmp_path, capsys):

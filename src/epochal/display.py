@@ -50,6 +50,11 @@ def record_fields(record: RunRecord) -> str:
         ("duration", duration(record.duration)),
         ("host", record.host),
         ("pid", str(record.pid)),
+    ]
+    if record.world_size > 1:
+        processes = ", ".join(f"{host} pid {pid}" for host, pid in record.ranks)
+        fields.append(("ranks", f"{record.world_size} ({processes})"))
+    fields += [
         ("command", record.command),
         ("git commit", record.git_commit or "-"),
         ("python", record.python),
