@@ -53,8 +53,11 @@ class LoadedCheckpoint:
 
 def payload(*, run_id: str, step: int, epoch: int, created: float, metric: tuple[str, Any] | None = None,
             mode: str = "max", models: Any = None, optimizers: Any = None, schedulers: Any = None,
-            scaler: Any = None, extra: Any = None) -> dict:
+            scaler: Any = None, extra: Any = None, ranks: list | None = None) -> dict:
     """What a checkpoint file holds, every value in a type ``weights_only`` loading accepts.
+
+    Under DDP, ``ranks`` holds each rank's ``{"extra": ..., "rng": ...}`` (rank 0's are also the
+    file's own ``extra`` and ``rng``), and ``world_size`` says how many ranks saved it.
 
     Raises:
         CheckpointError: a value cannot be held safely (an arbitrary object rather than its state).
@@ -75,6 +78,8 @@ def payload(*, run_id: str, step: int, epoch: int, created: float, metric: tuple
         "scaler": None if scaler is None else _safe(scaler.state_dict(), "scaler"),
         "extra": _safe(extra, "extra"),
         "rng": rng_state(),
+        "world_size": 1 if ranks is None else len(ranks),
+        "ranks": None if ranks is None else _safe(ranks, "ranks"),
     }
 
 
@@ -87,6 +92,8 @@ def load(
     scaler: Any = None,
     restore_rng: bool = True,
     strict: bool = True,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> LoadedCheckpoint:
     """Load the checkpoint file at ``path`` into the objects given and restore the random states.
 
@@ -98,6 +105,9 @@ def load(
         scaler: a ``torch.amp.GradScaler`` to restore.
         restore_rng: put the Python, NumPy and torch random generators back as they were.
         strict: models must match the saved state dicts key for key.
+        rank, world_size: this process's place in a DDP job: a checkpoint saved by several ranks
+            gives each rank its own ``extra`` and random states back. Restoring the random states
+            of a checkpoint saved by another number of ranks is refused.
 
     Raises:
         CheckpointError: a missing or damaged file, or a checkpoint that does not fit the objects
@@ -106,6 +116,7 @@ def load(
     path = Path(path)
     payload = read(path)
     step, epoch = _counter(payload, "step", path), _counter(payload, "epoch", path)
+    own = _own_state(payload, path, rank, world_size, restore_rng)
     pairs = [
         (kind, name, obj, state)
         for kind, given in (("models", models), ("optimizers", optimizers), ("schedulers", schedulers))
@@ -126,15 +137,30 @@ def load(
         _load_into(path, "scaler", scaler, payload["scaler"], None)
     if restore_rng:
         try:
-            set_rng_state(payload["rng"])
+            set_rng_state(own["rng"])
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"checkpoint {path} holds random states that cannot be restored: {exc!r}") from exc
     metric = payload.get("metric")
     return LoadedCheckpoint(
         path=path, step=step, epoch=epoch,
         metric=None if not isinstance(metric, Mapping) else (metric.get("key"), metric.get("value")),
-        extra=payload.get("extra"), record=None,
+        extra=own.get("extra"), record=None,
     )
+
+
+def _own_state(payload: Mapping, path: Path, rank: int, world_size: int, restore_rng: bool) -> Mapping:
+    """This rank's ``extra`` and random states in ``payload``."""
+    saved = payload.get("world_size", 1)
+    if saved != world_size and restore_rng:
+        raise CheckpointError(
+            f"checkpoint {path} was saved by a job of {saved} rank(s) and this one has {world_size}: each rank's "
+            f"random states and data position are in it, so it resumes with {saved} (torchrun --nproc_per_node="
+            f"{saved}, or a single process for 1); load it with restore_rng=False to take its weights alone"
+        )
+    ranks = payload.get("ranks")
+    if ranks and saved == world_size:
+        return ranks[rank]
+    return {"extra": payload.get("extra"), "rng": payload.get("rng")}
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -216,6 +242,19 @@ def file_sha256(path: Path) -> str:
 
 
 # -- random states --------------------------------------------------------------------------------
+
+
+def on_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it copied to the CPU (to send it to another rank)."""
+    import torch
+
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if isinstance(value, Mapping):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 def rng_state() -> dict:

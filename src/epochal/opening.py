@@ -7,6 +7,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import uuid
@@ -14,10 +15,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from epochal import names, system
+from epochal import distributed, names, system
 from epochal.atomic import clean_stale_temporaries
 from epochal.checks import check_flush_settings, check_text, to_config
 from epochal.errors import EpochalError, RunStateError, StoreError
+from epochal.logs import logger
 from epochal.run import Run
 from epochal.store.records import Config, RunRecord, RunUpdate, WriteBatch
 from epochal.store.store import Store, checked_tag, storable_text
@@ -71,6 +73,32 @@ def start(
     if config is not None and not isinstance(config, Mapping):
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
     config_data = to_config(config or {})
+    settings = {"flush_interval": flush_interval, "flush_points": flush_points,
+                "max_buffered_points": max_buffered_points}
+    job = distributed.job()
+    if job is None:
+        return Run(*_create(store, project, name, description, tag_tuple, config_data), **settings)
+    # One run per DDP job: rank 0 creates it, every rank records its host and pid in it.
+    asked = job.gather((project, name))
+    processes = job.gather((system.host(), os.getpid()))
+    opened: list[Store] = []  # rank 0's store stays on rank 0; the others get the record
+
+    def create() -> RunRecord:
+        the_store, record = _create(store, project, name, description, tag_tuple, config_data, tuple(processes))
+        opened.append(the_store)
+        return record
+
+    record = job.leader_does(create)
+    if asked[job.rank] != asked[0] and not job.leader:
+        logger.warning(f"rank {job.rank} was given project {asked[job.rank][0]!r}, name {asked[job.rank][1]!r}; "
+                       f"rank 0's run {record.name!r} in project {record.project!r} is the job's run")
+    the_store = opened[0] if job.leader else _follower_store(record)
+    return Run(the_store, record, job=job, **settings)
+
+
+def _create(store: str | Path | Store | None, project: str, name: str | None, description: str,
+            tags: tuple[str, ...], config_data: Any, ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord]:
+    """Write a new run's record in the store; the store and the record as stored."""
     the_store = store if isinstance(store, Store) else Store(store)
     existing = len(the_store.runs(project))
     now = time.time()
@@ -78,9 +106,9 @@ def start(
         id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,
         status="running", started=now, ended=None, heartbeat=now, host=system.host(), pid=os.getpid(),
         command=system.command_line(), git_commit=system.git_commit(), python=system.python_version(),
-        torch=system.torch_version(), description=description, tags=tag_tuple,
+        torch=system.torch_version(), description=description, tags=tags,
         config=Config(config_data), steps=0, epochs=0, segment=0,
-        path=str(the_store.files_root / "pending"), token=system.process_token(),
+        path=str(the_store.files_root / "pending"), token=system.process_token(), ranks=ranks,
     )
     try:
         the_store.write(WriteBatch(new_runs=(record,)))
@@ -93,8 +121,15 @@ def start(
         raise
     except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
         raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
-    return Run(the_store, record, flush_interval=flush_interval, flush_points=flush_points,
-               max_buffered_points=max_buffered_points)
+    return the_store, record
+
+
+def _follower_store(record: RunRecord) -> Store:
+    """Where a rank other than 0 keeps its copy of the job's run: in memory, written nowhere
+    (rank 0 writes the run; this rank may be on a machine that does not even see the store)."""
+    the_store = Store(f"memory://epochal-rank-{record.id}-{uuid.uuid4().hex[:8]}")
+    the_store.write(WriteBatch(new_runs=(dataclasses.replace(record, status="running"),)))
+    return the_store
 
 
 def resume(
@@ -118,6 +153,28 @@ def resume(
             resumed it first.
     """
     check_flush_settings(flush_interval, flush_points, max_buffered_points)
+    settings = {"flush_interval": flush_interval, "flush_points": flush_points,
+                "max_buffered_points": max_buffered_points}
+    job = distributed.job()
+    if job is None:
+        the_store, reopened, stored, before = _reopen(run, store)
+        return Run(the_store, reopened, previous=stored, previous_status=before, **settings)
+    processes = job.gather((system.host(), os.getpid()))
+    opened: list[Store] = []
+
+    def reopen() -> tuple[RunRecord, RunRecord, str]:
+        the_store, *records = _reopen(run, store, tuple(processes))
+        opened.append(the_store)
+        return tuple(records)
+
+    reopened, stored, before = job.leader_does(reopen)
+    the_store = opened[0] if job.leader else _follower_store(reopened)
+    return Run(the_store, reopened, previous=stored, previous_status=before, job=job, **settings)
+
+
+def _reopen(run: str | RunRecord, store: str | Path | Store | None,
+            ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord, RunRecord, str]:
+    """Claim a run that is not running: the store, the record reopened, as stored before, and its status then."""
     the_store = store if isinstance(store, Store) else Store(store)
     record = the_store.run(run)
     if record.status == "running":
@@ -131,10 +188,9 @@ def resume(
         WriteBatch(run_updates=(
             RunUpdate(record.id, status="running", reopen=True, heartbeat=time.time(), pid=os.getpid(),
                       host=system.host(), command=system.command_line(), segment=record.segment + 1,
-                      token=system.process_token(), if_segment=record.segment),
+                      token=system.process_token(), if_segment=record.segment, ranks=ranks),
         ))
     )
     reopened = the_store.run(record.id)
     clean_stale_temporaries(Path(reopened.path))  # files a killed process left (a checkpoint cut short)
-    return Run(the_store, reopened, flush_interval=flush_interval, flush_points=flush_points,
-               max_buffered_points=max_buffered_points, previous=stored)
+    return the_store, reopened, stored, record.status

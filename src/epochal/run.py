@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from epochal import checkpoint
+from epochal import checkpoint, system
+from epochal.distributed import Ranks, RankError, Reducer, check_reduce
 from epochal.checks import (
     MAX_INDEX,
     check_index,
@@ -42,6 +43,8 @@ from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 #: outstanding: big enough for the writer's batches to stay efficient, small enough to bound what a
 #: crash loses when logging outruns the store (1,000,000 points by default, half a second at 2M/s).
 PACE_FLUSHES = 100
+#: Under DDP, values logged with ``reduce=`` are reduced across ranks at least every this many steps.
+REDUCE_EVERY_STEPS = 100
 #: Seconds ``run.summary`` waits for buffered points before it answers from what is stored.
 SUMMARY_WAIT_S = 5.0
 _now = time.time
@@ -66,7 +69,8 @@ class Run:
     """
 
     def __init__(self, store: Store, record: RunRecord, *, flush_interval: float, flush_points: int,
-                 max_buffered_points: int = 5_000_000, previous: RunRecord | None = None):
+                 max_buffered_points: int = 5_000_000, previous: RunRecord | None = None,
+                 previous_status: str | None = None, job: Ranks | None = None):
         self.store = store
         self.record = record
         self.id = record.id
@@ -81,6 +85,12 @@ class Run:
         self._admitted: set[str] | frozenset = self._keys  # keys that may take the fast path of log()
         self._finished = False
         self._previous = previous  # the record as it was before resume(), for abandon()
+        #: The status the run had before :func:`resume` reopened it (None for a new run).
+        self.previous_status = previous_status
+        #: The DDP job recording this run (None in a single process): rank 0 writes, the others follow.
+        self.job = job
+        self._reducer = Reducer(job) if job is not None else None
+        self._follower = job is not None and not job.leader
         self._writer = Writer(
             store, record.id, record.segment, lambda: (self._steps, self._epochs),
             interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
@@ -98,15 +108,27 @@ class Run:
         self._dropping = False
         self._dropped = 0  # points not buffered because the buffer was full while the store refused writes
         self._checkpoints = RunCheckpoints(
-            store, self.id, self.name, self.path, self.segment, submit=self._writer.submit, flush=self.flush,
+            store, self.id, self.name, self.path, self.segment, submit=self._writer.submit, flush=self._flush_writer,
             writes_failing=lambda: self.writes_failing,
         )
+        if self._follower:
+            self._admitted = frozenset()  # every log() takes the checked path, which records nothing here
         _open_runs.add(self)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, project={self.project!r}, steps={self._steps})"
 
     # -- counters ------------------------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        """This process's rank in the DDP job (0 in a single process)."""
+        return 0 if self.job is None else self.job.rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of ranks recording this run (1 in a single process)."""
+        return 1 if self.job is None else self.job.world_size
 
     @property
     def steps(self) -> int:
@@ -123,7 +145,9 @@ class Run:
         steps = self._steps + (n if type(n) is int and n >= 0 else check_index("n", n))
         if steps > MAX_INDEX:
             raise ValueError(f"run.step: the step would become {steps}, past the largest the store holds ({MAX_INDEX})")
-        self._steps = steps
+        before, self._steps = self._steps, steps
+        if self._reducer is not None and steps // REDUCE_EVERY_STEPS != before // REDUCE_EVERY_STEPS:
+            self._reduce_held()
         return steps
 
     def epoch(self, n: int = 1) -> int:
@@ -132,12 +156,23 @@ class Run:
         if epochs > MAX_INDEX:
             raise ValueError(f"run.epoch: the epoch would become {epochs}, past the largest the store holds ({MAX_INDEX})")
         self._epochs = epochs
+        if self._reducer is not None:
+            self._reduce_held()
         return epochs
 
     # -- logging -------------------------------------------------------------------------------
 
-    def log(self, values: Mapping[str, Any], *, step: int | None = None, epoch: int | None = None) -> None:
+    def log(self, values: Mapping[str, Any], *, step: int | None = None, epoch: int | None = None,
+            reduce: str | None = None) -> None:
         """Record scalars at the current (or given) step and epoch. Never waits for disk.
+
+        Under DDP (several ranks, see :attr:`world_size`), only rank 0's values are recorded; the
+        other ranks' calls check their values and record nothing. With ``reduce``, every rank's
+        value counts: one point per key and step holds the ``'mean'``, ``'sum'``, ``'min'`` or
+        ``'max'`` over the ranks. Values to reduce are held, not sent: the ranks reduce them all
+        together at their next :meth:`step` that reaches a multiple of ``REDUCE_EVERY_STEPS``, or
+        at :meth:`epoch`, :meth:`flush`, :meth:`save_checkpoint` or :meth:`finish`, so every rank
+        calls those (the Trainer does). In a single process ``reduce`` changes nothing.
 
         Args:
             values: key -> float, int, bool, NumPy scalar or single-element tensor. NaN and
@@ -150,13 +185,15 @@ class Run:
             TypeError: ``values`` is not a dict, a value is not a single number (a string, None,
                 a tensor with several elements), or a key is not a string. Nothing of the call is
                 recorded then.
-            ValueError: a key is empty, longer than 255 characters or holds text the store cannot
+            ValueError: ``reduce`` is not one of 'mean', 'sum', 'min', 'max'; a key is empty, longer than 255 characters or holds text the store cannot
                 keep (a lone surrogate, a NUL); a number is too large for a float64; a step or
                 epoch is negative or 2**63 or more.
             StoreError: the store failed persistently (it refused writes while the buffer was full
                 for ``PERSISTENT_AFTER_S``, or its writer hit an unexpected error); raised once, after
                 this call's values were buffered. Buffered points are kept and retried.
         """
+        if reduce is not None:
+            return self._log_reduced(values, step, epoch, reduce)
         # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
         try:
@@ -190,6 +227,11 @@ class Run:
                 f"run.log takes a dict of key -> number, such as {{'train/loss': 0.5}}; got "
                 f"{type(values).__name__} ({values!r:.60})"
             )
+        if self._follower:  # under DDP rank 0 records; the values are checked all the same
+            for key, value in values.items():
+                check_key(key)
+                to_float(key, value)
+            return
         converted = dict(values)
         tensor_keys = []
         for key, value in values.items():
@@ -222,6 +264,38 @@ class Run:
         self._writer.check()
         if self._pending >= self._wake_points:
             self._wake_writer()
+
+    def _log_reduced(self, values: Mapping[str, Any], step: int | None, epoch: int | None, reduce: str) -> None:
+        check_reduce(reduce)
+        if self._reducer is None:
+            return self.log(values, step=step, epoch=epoch)
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
+        if not isinstance(values, Mapping):
+            raise TypeError(f"run.log takes a dict of key -> number, got {type(values).__name__} ({values!r:.60})")
+        checked = {}
+        for key, value in values.items():
+            check_key(key)
+            number = to_float(key, value)
+            # A device tensor stays on the device: a copy, so later in-place changes don't leak in.
+            checked[key] = value.detach().reshape(()).clone() if number is None else number
+        s = self._steps if step is None else check_index("step", step)
+        e = self._epochs if epoch is None else check_index("epoch", epoch)
+        self._reducer.add(s, e, _now(), checked, reduce)
+
+    def _reduce_held(self) -> None:
+        """Reduce the values every rank holds (a collective); rank 0 queues the results for the writer."""
+        records = self._reducer.reduce()
+        if self._follower:
+            return
+        for s, e, t, keys, values in records:
+            self._keys.update(keys)
+            if isinstance(values, list):
+                self._queue.append((s, e, t, keys, tuple(values)))
+            else:  # on the accelerator: the writer thread reads it
+                self._queue.append(Deferred(s, e, t, keys, (math.nan,) * len(keys), keys, values))
+            self._pending += len(keys)
+        self._wake_writer()
 
     def _divert(self) -> None:
         """Called by the writer thread when it keeps a persistent failure: the next log() takes the
@@ -284,9 +358,17 @@ class Run:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything logged so far is in the store. False if not done by ``timeout``.
 
+        Under DDP every rank calls it: values logged with ``reduce=`` are reduced first.
+
         Raises:
             StoreError: the store failed persistently (as for :meth:`log`); raised once.
+            RankError: under DDP, the ranks logged different keys with ``reduce=``.
         """
+        if self._reducer is not None:
+            self._reduce_held()
+        return self._flush_writer(timeout)
+
+    def _flush_writer(self, timeout: float | None = None) -> bool:
         self._logged += self._pending
         self._pending = 0
         return self._writer.flush(timeout)
@@ -299,7 +381,7 @@ class Run:
         while the store is known to refuse writes). When the store does not take them in time
         (locked, full), warns and returns what is stored already.
         """
-        if not self.flush(0.0 if self._writer.failing else SUMMARY_WAIT_S):
+        if not self._flush_writer(0.0 if self._writer.failing else SUMMARY_WAIT_S):
             warnings.warn(
                 f"epochal: run {self.name!r} ({self.id}): the store did not take the last "
                 f"{self._writer.unwritten_points} points within {SUMMARY_WAIT_S} s (see the warnings above "
@@ -345,6 +427,10 @@ class Run:
                 file for inference; ``load_checkpoint("last")`` never picks one).
             timeout: seconds to wait for the store to record the checkpoint; default 5.
 
+        Under DDP every rank calls it, each with its own ``extra``: rank 0 writes one file holding the
+        models and optimizers (rank 0's, the same on every rank under DDP), and each rank's ``extra`` and
+        random states; every rank gets the record back.
+
         Raises:
             CheckpointError: the file cannot be written (nothing is recorded then), or a value
                 cannot be held safely.
@@ -352,10 +438,19 @@ class Run:
         """
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to save checkpoints")
-        return self._checkpoints.save(
-            self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
-            extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout,
-        )
+
+        def save(ranks: list | None = None) -> Checkpoint:
+            return self._checkpoints.save(
+                self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
+                extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout, ranks=ranks,
+            )
+
+        if self.job is None:
+            return save()
+        # Under DDP: every rank's extra state and random states go to rank 0, which writes the one file;
+        # the others wait for its record, so none of them reads a file still being written.
+        ranks = self.job.gather_to_leader({"extra": checkpoint.on_cpu(extra), "rng": checkpoint.rng_state()})
+        return self.job.leader_does(lambda: save(ranks))
 
     def load_checkpoint(
         self,
@@ -377,21 +472,40 @@ class Run:
             models, optimizers, schedulers, scaler, restore_rng, strict: as
                 :func:`epochal.checkpoint.load`.
 
+        Under DDP every rank calls it: rank 0 picks the checkpoint, each rank loads the file (the
+        store must be on a disk every machine sees) and gets its own ``extra`` and random states back.
+
         Raises:
-            CheckpointError: no usable checkpoint, a damaged file, or a checkpoint that does not
-                fit the objects given (another architecture, other parameter groups).
+            CheckpointError: no usable checkpoint, a damaged file, a checkpoint that does not
+                fit the objects given (another architecture, other parameter groups), or one saved
+                by a DDP job of another number of ranks (with ``restore_rng``).
+            RankError: under DDP, the checkpoint could not be loaded on another rank.
         """
-        record = None
-        if isinstance(which, Checkpoint):
-            record, path = which, self._checkpoints.file_of(which)
-        elif isinstance(which, str) and which in ("last", "best"):
-            record, path = self._checkpoints.pick(which)
-        else:
-            path = Path(which)
-        loaded = checkpoint.load(path, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
-                                 restore_rng=restore_rng, strict=strict)
+        def pick() -> tuple[Checkpoint | None, Path]:
+            if isinstance(which, Checkpoint):
+                return which, self._checkpoints.file_of(which)
+            if isinstance(which, str) and which in ("last", "best"):
+                return self._checkpoints.pick(which)
+            return None, Path(which)
+
+        def load() -> LoadedCheckpoint:
+            return checkpoint.load(path, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
+                                   restore_rng=restore_rng, strict=strict, rank=self.rank, world_size=self.world_size)
+
+        if self.job is None:
+            record, path = pick()
+            loaded = load()
+        else:  # rank 0 picks the file; every rank loads it, and all fail together if one cannot
+            record, path = self.job.leader_does(pick)
+            loaded = self.job.all_succeed(load, f"loading checkpoint {path}")
         self.set_counters(loaded.step, loaded.epoch)
         return dataclasses.replace(loaded, record=record)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """This run's checkpoints as its store lists them, oldest first (under DDP, rank 0's answer on every rank)."""
+        if self.job is None:
+            return self.store.checkpoints(self.id)
+        return self.job.leader_does(lambda: self.store.checkpoints(self.id))
 
     def record_dynamics(self, model: Any, inputs: Any, labels: Any, *, image_shape: tuple[int, ...] | None = None,
                         **kwargs: Any):
@@ -424,6 +538,19 @@ class Run:
             return
         if status not in ("finished", "failed", "interrupted"):
             raise ValueError(f"a run finishes as 'finished', 'failed' or 'interrupted', not {status!r}")
+        rank_error = None
+        if self._reducer is not None:
+            if status == "finished":  # every rank ends together: reduce what they still hold
+                try:
+                    self._reduce_held()
+                except RankError as exc:
+                    rank_error = exc
+            else:
+                self._name_lost_ranks()
+            if status != "finished" and self._reducer.held:  # one rank failing alone must not wait for the others
+                logger.warning(f"run {self.name!r} ({self.id}): {len(self._reducer.held)} values logged with "
+                               f"reduce= on rank {self.rank} since the last reduction are not stored")
+                self._reducer.held = []
         self._close(RunUpdate(self.id, status=status, ended=time.time(), steps=self._steps, epochs=self._epochs),
                     timeout)
         if self.dropped_points:
@@ -433,6 +560,16 @@ class Run:
                 f"{self._dropped:,} logged while the buffer was full and the store refused writes, "
                 f"{self._writer.dropped_points:,} the store could not hold{': ' + reasons if reasons else ''}"
             )
+        if rank_error is not None:
+            raise rank_error
+
+    def _name_lost_ranks(self) -> None:
+        """A DDP job ending badly: say which ranks on this host are gone (killed, crashed), if any."""
+        lost = [f"rank {rank} (pid {pid})" for rank, (host, pid) in enumerate(self.record.ranks)
+                if host == system.host() and not system.pid_alive(pid)]
+        if lost:
+            logger.error(f"run {self.name!r} ({self.id}): {', '.join(lost)} of the DDP job ended without finishing "
+                         "the run; the job stops")
 
     def abandon(self, *, timeout: float = 60.0) -> None:
         """Give a run just reopened by :func:`resume` back as it was: its status (interrupted,

@@ -57,10 +57,12 @@ class RunCheckpoints:
 
     def save(self, step: int, epoch: int, *, models: Any = None, optimizers: Any = None, schedulers: Any = None,
              scaler: Any = None, extra: Any = None, metric: tuple[str, Any] | None = None, mode: str = "max",
-             retention: Retention | None = None, kind: str = "resume", timeout: float | None = None) -> Checkpoint:
+             retention: Retention | None = None, kind: str = "resume", timeout: float | None = None,
+             ranks: list | None = None) -> Checkpoint:
         """Write a checkpoint at ``step`` and ``epoch``, record it, then apply ``retention``.
 
-        See :meth:`epochal.Run.save_checkpoint` for the arguments.
+        See :meth:`epochal.Run.save_checkpoint` for the arguments; ``ranks`` holds each rank's
+        ``{"extra", "rng"}`` under DDP.
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -76,7 +78,7 @@ class RunCheckpoints:
         created = time.time()
         payload = checkpoint.payload(
             run_id=self.run_id, step=step, epoch=epoch, created=created, metric=metric, mode=mode, models=models,
-            optimizers=optimizers, schedulers=schedulers, scaler=scaler, extra=extra,
+            optimizers=optimizers, schedulers=schedulers, scaler=scaler, extra=extra, ranks=ranks,
         )
         known = self.known()
         prefix = "" if kind == "resume" else "weights-"
