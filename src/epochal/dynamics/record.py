@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from epochal.atomic import atomic_write
+from epochal.distributed import unwrapped
 from epochal.dynamics.files import (
     FOLDER,
     SAMPLES_FILE,
@@ -137,7 +138,40 @@ def record(
     folder = Path(run.path) / FOLDER
     epoch = run.epochs if epoch is None else int(epoch)
     images = image_view(inputs, image_shape)
-    reps, logits = represent(model, inputs, layer=layer, batch_size=batch_size)
+    model = unwrapped(model)
+    job = getattr(run, "job", None)
+    if job is None:
+        reps, logits = represent(model, inputs, layer=layer, batch_size=batch_size)
+        return _write(folder, model, inputs, labels, splits, reps, logits, epoch=epoch, layer=layer, indices=indices,
+                      dtype=dtype, images=images, run_path=run.path)
+    # Under DDP each rank represents a share of the samples; rank 0 puts them back in order and writes.
+    positions = np.arange(job.rank, len(labels), job.world_size)
+    share = represent(model, inputs[positions], layer=layer, batch_size=batch_size) if len(positions) else None
+    shares = job.gather_to_leader((positions, share))
+
+    def write() -> Path:
+        reps, logits = _in_order(shares, len(labels))
+        return _write(folder, model, inputs, labels, splits, reps, logits, epoch=epoch, layer=layer, indices=indices,
+                      dtype=dtype, images=images, run_path=run.path)
+
+    return job.leader_does(write)
+
+
+def _in_order(shares: list, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ranks' ``(positions, (representations, logits))`` shares as two arrays in sample order."""
+    filled = [(positions, share) for positions, share in shares if share is not None]
+    first = filled[0][1]
+    reps = np.empty((count, *first[0].shape[1:]), dtype=first[0].dtype)
+    logits = np.empty((count, *first[1].shape[1:]), dtype=first[1].dtype)
+    for positions, (rep, logit) in filled:
+        reps[positions], logits[positions] = rep, logit
+    return reps, logits
+
+
+def _write(folder: Path, model: Any, inputs: Any, labels: np.ndarray, splits: np.ndarray, reps: np.ndarray,
+           logits: np.ndarray, *, epoch: int, layer: str | None, indices: Sequence[int] | None, dtype: Any,
+           images: Any, run_path: Any) -> Path:
+    """Write one recorded epoch (and, the first time, the samples and their sprites); the epoch file."""
     _check_fits(folder, labels, splits, reps.shape[1], epoch)
     if not (folder / SAMPLES_FILE).exists():
         if images is not None and not (folder / SPRITES_FILE).exists():  # an importer may have written them
@@ -151,9 +185,9 @@ def record(
         head = {HEAD_ERROR: np.array(reason)}
         if (str(folder), reason) not in _warned:  # once per run and reason, not once per epoch
             _warned.add((str(folder), reason))
-            warnings.warn(f"no prediction head recorded for run '{Path(run.path).name}': {reason}; its training "
+            warnings.warn(f"no prediction head recorded for run '{Path(run_path).name}': {reason}; its training "
                           "dynamics are recorded, but the projection's backgrounds and PPR need the head",
-                          EpochalWarning, stacklevel=3)
+                          EpochalWarning, stacklevel=4)
     target = epoch_file(folder, epoch)
     _save(target, representations=reps.astype(dtype), logits=logits.astype(np.float32),
           predictions=logits.argmax(1).astype(np.int64), losses=losses, **head)

@@ -66,7 +66,8 @@ class TrainerView(Protocol):
     framework's, a seed tool's) can fire the same callbacks by offering these names.
     """
 
-    model: torch.nn.Module
+    model: torch.nn.Module  # under DDP, the DistributedDataParallel wrapper during a fit
+    module: torch.nn.Module  # the model itself, never wrapped: what to save, hook or inspect
     optimizer: torch.optim.Optimizer | None
     run: Run  # the run being recorded into, open while a fit or test runs
     device: torch.device
@@ -102,6 +103,8 @@ class Callback:
     """
 
     order: int = 0
+    #: Under DDP, run on rank 0 alone: a callback that prints or writes files of its own.
+    rank_zero_only: bool = False
 
     def on_fit_start(self, trainer: TrainerView) -> None: ...
     def on_epoch_start(self, trainer: TrainerView) -> None: ...

@@ -60,7 +60,7 @@ class ModelCheckpoint(Callback):
         if self.save_best and is_better(value, self.best, self.mode):
             self.best, self.best_epoch = value, results["train"].epoch
             trainer.run.save_checkpoint(
-                models={"model": trainer.model}, metric=metric, mode=self.mode, kind="weights",
+                models={"model": trainer.module}, metric=metric, mode=self.mode, kind="weights",
                 retention=Retention(last=1, best=1),
             )
         # Saved last, so it holds this callback's updated best too.
@@ -68,6 +68,11 @@ class ModelCheckpoint(Callback):
 
     def on_keyboard_interrupt(self, trainer: TrainerView) -> None:
         # Ctrl-C: a checkpoint of the last well-defined point passed, to continue from it exactly.
+        if trainer.run.world_size > 1:
+            # Each rank stops at its own point, and saving is a collective: no checkpoint here.
+            logger.warning("interrupted; under DDP no checkpoint is saved on Ctrl-C: fit(resume=True) continues "
+                           "from the last one saved")
+            return
         try:
             trainer.save_checkpoint(retention=self.retention, mid_epoch=True)
             logger.warning("interrupted; saved a checkpoint to resume from with fit(resume=True)")

@@ -55,6 +55,7 @@ class CSVTables(Callback):
     """
 
     order = 20
+    rank_zero_only = True
 
     def __init__(
         self,

@@ -49,7 +49,7 @@ class RecordDynamics(Callback):
         last = trainer.max_epochs is not None and trainer.epoch + 1 >= trainer.max_epochs
         if (trainer.epoch + 1) % self.every_n_epochs and not last:
             return
-        record(trainer.run, trainer.model, self.inputs, self.labels, layer=self.layer, split=self.split,
+        record(trainer.run, trainer.module, self.inputs, self.labels, layer=self.layer, split=self.split,
                epoch=trainer.epoch, indices=self.indices, dtype=self.dtype, image_shape=self.image_shape)
 
 

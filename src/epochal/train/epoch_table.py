@@ -40,6 +40,7 @@ class EpochTable(Callback):
     """
 
     order = 50  # after early stopping (0) has counted this evaluation, before checkpointing (100)
+    rank_zero_only = True
 
     def __init__(self, file: TextIO | None = None):
         self.file = file

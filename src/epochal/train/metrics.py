@@ -110,6 +110,16 @@ class MetricSet:
             for metric in self._torchmetrics.values():
                 metric.update(output, target)
 
+    def totals(self) -> list[Any]:
+        """Every metric's sum, then every count (numbers or device tensors), to add up over ranks."""
+        return [*self._sums.values(), *self._counts.values()]
+
+    def set_totals(self, totals: list[Any]) -> None:
+        """Put back :meth:`totals`, added up (torchmetrics objects sync themselves in ``compute``)."""
+        names = list(self._functions)
+        self._sums = dict(zip(names, totals[:len(names)]))
+        self._counts = dict(zip(names, totals[len(names):]))
+
     def compute(self) -> dict[str, float]:
         """Each metric over everything added since the last reset."""
         out = {}

@@ -52,6 +52,7 @@ class ProgressBar(Callback):
     """
 
     order = 10  # after the logger: only shows what the stage did
+    rank_zero_only = True
 
     def __init__(
         self,

@@ -180,7 +180,7 @@ def _shape_text(value: Any, top: bool = False) -> str:
 
 def fit_summary(trainer: Any) -> str:
     """What a fit prints when it starts: the run, device, parameters, model, data and monitored key."""
-    model = trainer.model
+    model = trainer.module
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run = trainer.run

@@ -42,6 +42,7 @@ class TensorBoard(Callback):
     """
 
     order = 30
+    rank_zero_only = True
 
     def __init__(self, log_dir: str | Path | None = None, log_every_n_batches: int = 50, log_graph: bool = True):
         try:
@@ -131,7 +132,7 @@ class TensorBoard(Callback):
         example = getattr(trainer, "example_input", None)
         if example is None:
             return
-        model = trainer.model
+        model = trainer.module
         modes = [(m, m.training) for m in model.modules()]
         devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
         try:

@@ -29,6 +29,7 @@ from epochal.store.store import Store
 from epochal.train.batches import batch_size, describe, input_of, pick_device, to_device, unpack_step
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
 from epochal.train.defaults import with_defaults
+from epochal.train.distributed import shard, shard_all, sum_over_ranks, unwrapped, wrap
 from epochal.train.metrics import MetricSet
 from epochal.train.precision import amp_dtype, autocast, grad_scaler
 from epochal.train.resume import (
@@ -156,8 +157,14 @@ class Trainer:
         self.history: list[dict[str, StageResult]] = []
         self._interrupts = Interrupts()
         self.resume_state = ResumeState(model, self.loaders, self.device)
+        self._placed_job: Any = None  # the DDP job the model was wrapped and the data sharded for
         self._opened: str | None = None  # 'started' or 'resumed' when this fit opened self.run
         self._status_before: str | None = None  # the status of the run this fit resumed, before it did
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model being trained, without the DistributedDataParallel wrapper ``model`` has under DDP."""
+        return unwrapped(self.model)
 
     # -- the steps a subclass may override -------------------------------------------------------
 
@@ -208,11 +215,9 @@ class Trainer:
         resumed = self._open_run(resume)
         self.should_stop, self.stop_reason = False, None
         try:
-            self.model.to(self.device)
-            for metric_set in self.metrics.values():
-                metric_set.to(self.device)
+            self._place()
             start_at = self._restore() if resumed else None
-            if self.show_summary:
+            if self.show_summary and self.run.rank == 0:
                 print(fit_summary(self))
         except BaseException:
             self._give_back_run()
@@ -256,8 +261,9 @@ class Trainer:
         if loader is None:
             raise ValueError("Trainer.test needs test data: give test_data to the Trainer or data to test()")
         self._open_run(resume=False)
-        self.model.to(self.device)
-        self.metrics["test"].to(self.device)
+        self._place()
+        if self.run.job is not None:
+            loader = shard("test", loader, self.run.job)
         try:
             result = self._run_stage("test", loader)
             self._fire("on_test_end", result)
@@ -301,10 +307,12 @@ class Trainer:
             "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
             "loaders": generator_states(self.loaders),
             "trainer": {"best": None if self.best is None else list(self.best),
-                        "point": self.resume_state.state_dict() if mid_epoch else None},
+                        "point": self.resume_state.state_dict() if mid_epoch else None,
+                        "data_seed": getattr(getattr(self.loaders["train"], "sampler", None), "seed", None)
+                        if "train" in self.loaders else None},
         }
         return self.run.save_checkpoint(
-            models={"model": self.model}, optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
+            models={"model": self.module}, optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
             schedulers=None if self.scheduler is None else {"scheduler": self.scheduler},
             scaler=self.scaler, extra=extra, metric=metric, mode=mode, retention=retention,
         )
@@ -356,6 +364,17 @@ class Trainer:
             raise KeyboardInterrupt
 
     def _run_stage(self, stage: str, loader: Iterable, progress: Progress | None = None) -> StageResult:
+        if stage == "train" or self.run.job is None:
+            return self._run_pass(stage, loader, progress)
+        # Under DDP ranks evaluate shards of different sizes: without the wrapper, which would wait
+        # for the other ranks at every forward.
+        wrapper, self.model = self.model, self.module
+        try:
+            return self._run_pass(stage, loader, progress)
+        finally:
+            self.model = wrapper
+
+    def _run_pass(self, stage: str, loader: Iterable, progress: Progress | None = None) -> StageResult:
         training = stage == "train"
         batches = len(loader) if hasattr(loader, "__len__") else None
         if batches == 0:
@@ -405,8 +424,11 @@ class Trainer:
                 if output is not None and metric_set.names:
                     metric_set.update(output, target)
                 size = batch_size(target, batch)
-                loss_sum = loss_sum + value
-                loss_squares = loss_squares + value * value
+                # Weighted by the batch's samples, so the mean is over samples however the data is
+                # split into batches (and ranks).
+                loss_sum = loss_sum + value * size if on_host else torch.add(loss_sum, value, alpha=size)
+                loss_squares = (loss_squares + value * value * size if on_host
+                                else torch.addcmul(loss_squares, value, value, value=size))
                 count += 1
                 samples += size
                 # Past this point the batch counts as done; its step is counted after its hooks.
@@ -420,10 +442,14 @@ class Trainer:
                     raise KeyboardInterrupt
         if training and state.grads_pending:
             self._optimizer_step()
+        if self.run.job is not None:  # exact over the whole data set: every rank's sums added up
+            totals = sum_over_ranks([count, samples, loss_sum, loss_squares, *metric_set.totals()], self.device)
+            count, samples, loss_sum, loss_squares = int(totals[0]), int(totals[1]), totals[2], totals[3]
+            metric_set.set_totals(totals[4:])
         if count == 0:
             raise ValueError(f"{stage}_data is empty: it gives no batches")
-        mean = float(loss_sum) / count
-        variance = max(float(loss_squares) / count - mean * mean, 0.0)
+        mean = float(loss_sum) / samples if samples else math.nan
+        variance = max(float(loss_squares) / samples - mean * mean, 0.0) if samples else math.nan
         if self.on_nan == "stop" and not math.isfinite(mean):
             raise NonFiniteLossError(f"the {stage} loss became {mean} in epoch {self.epoch}; the fit stopped")
         result = StageResult(
@@ -479,6 +505,22 @@ class Trainer:
         self._opened = "started"
         return False
 
+    def _place(self) -> None:
+        """Move the model and metrics to the device; under DDP, the rank's device, the model wrapped in
+        DistributedDataParallel and each loader sharded (once per job)."""
+        job = self.run.job
+        if job is not None and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", job.local_rank)
+        self.model.to(self.device)
+        for metric_set in self.metrics.values():
+            metric_set.to(self.device)
+        if job is None or job is self._placed_job:
+            return
+        self.model = wrap(self.model, self.device)
+        self.loaders = shard_all(self.loaders, job)
+        self.resume_state = ResumeState(self.module, self.loaders, self.device)
+        self._placed_job = job
+
     def _give_back_run(self) -> None:
         """A fit that failed before training: a run it resumed goes back to how it was, one it started fails."""
         if self._opened == "resumed":
@@ -489,7 +531,7 @@ class Trainer:
     def _restore(self) -> Position | None:
         """Load the run's last checkpoint into everything; the position to continue from, if mid-epoch."""
         run = self.run
-        if not any(c.kind == "resume" for c in run.store.checkpoints(run.id)):
+        if not any(c.kind == "resume" for c in run.checkpoints()):
             if self._status_before == "finished":
                 raise CheckpointError(
                     f"cannot resume run {run.name!r} ({run.id}): it finished without a resumable checkpoint "
@@ -501,7 +543,7 @@ class Trainer:
             return None
         try:
             loaded = run.load_checkpoint(
-                "last", models={"model": self.model},
+                "last", models={"model": self.module},
                 optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
                 schedulers=None if self.scheduler is None else {"scheduler": self.scheduler}, scaler=self.scaler,
             )
@@ -512,6 +554,9 @@ class Trainer:
                     callback.load_state_dict(saved[key])
             set_generator_states(self.loaders, extra.get("loaders", {}))
             trainer_state = extra.get("trainer", {})
+            sampler = getattr(self.loaders["train"], "sampler", None)
+            if trainer_state.get("data_seed") is not None and hasattr(sampler, "seed"):
+                sampler.seed = int(trainer_state["data_seed"])  # the order the saved run shuffled its shares in
             if trainer_state.get("partial") is not None:
                 raise CheckpointError("it was saved part-way through an epoch by an older epochal, which this one "
                                       "cannot continue; resume it with the epochal that saved it")
@@ -552,7 +597,10 @@ class Trainer:
         return keyed
 
     def _fire(self, hook: str, *args: Any) -> None:
+        follower = self.run is not None and self.run.rank != 0
         for callback in self.callbacks:
+            if follower and callback.rank_zero_only:
+                continue
             if getattr(type(callback), hook) is getattr(Callback, hook):
                 continue  # not overridden: skip the call (this runs for every batch)
             try:
@@ -568,7 +616,10 @@ class Trainer:
 
     def _fire_quietly(self, hook: str) -> None:
         """Fire a hook while an error is on its way out: a failing callback must not hide it."""
+        follower = self.run is not None and self.run.rank != 0
         for callback in self.callbacks:
+            if follower and callback.rank_zero_only:
+                continue
             try:
                 getattr(callback, hook)(self)
             except Exception as exc:
@@ -580,6 +631,5 @@ class Trainer:
 
 def _resume(ref: str, store: Any) -> tuple[Run, str]:
     """The run reopened, and the status it had before."""
-    the_store = store if isinstance(store, Store) else Store(store)
-    before = the_store.run(ref).status
-    return resume(ref, store=the_store), before
+    run = resume(ref, store=store)
+    return run, run.previous_status
