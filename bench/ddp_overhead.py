@@ -363,14 +363,15 @@ def make_rows(measured: Measured, expected_steps: int) -> list[Row]:
         row.ms_per_step = statistics.median(ms)
         row.spread_pct = (max(ms) - min(ms)) / row.ms_per_step * 100
         row.train_loss, row.valid_accuracy = outcomes[0].train_loss, outcomes[0].valid_accuracy
-        if name != "hand" and hand_ms is not None:
+        if name != "hand" and hand_ms is not None and row.steps == expected_steps:
             row.overhead_pct = (row.ms_per_step / hand_ms - 1.0) * 100
         world = outcomes[0].world_size
         if row.steps != expected_steps:
             group = f"a process group of {world} ranks" if world > 1 else "no process group"
             row.notes.append(
-                f"made {row.steps} steps per rank, not {expected_steps}, with {group} after the fit: it did not "
-                f"train one model on {RANKS} shards of the data, so its figures do not compare with the hand loop's")
+                f"made {row.steps:,} steps per rank, not {expected_steps:,}, with {group} after the fit: it did not "
+                f"train one model on {RANKS} shards of the data, so its figures do not compare with the hand loop's "
+                "(no overhead shown)")
         elif world != RANKS:
             row.notes.append(
                 "no process group was left after the fit, so its time is rank 0's own (not the slowest rank's), "
