@@ -55,6 +55,7 @@ bench: setup browser
 	$(PIP) -e '.[dev,bench]'
 	$(PY) bench/log_overhead.py
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/ddp_overhead.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/dynamics.py
 	$(PY) bench/faults.py

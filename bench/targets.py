@@ -1,7 +1,8 @@
-"""What the bench scripts print: a table of figures, and each target with met / NOT met."""
+"""What the bench scripts share: a table of figures, each target with met / NOT met, and how busy the CPUs were."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,3 +28,14 @@ def print_columns(headers: Sequence[str], lines: Sequence[Sequence[str]]) -> Non
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
     for cells in (headers, ["-" * w for w in widths], *lines):
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))))
+
+
+def busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (Linux), None elsewhere."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(x) for x in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")

@@ -60,7 +60,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import torch
-from targets import Target, print_columns, print_targets  # bench/targets.py, beside this script
+from targets import Target, busy_cpu_seconds, print_columns, print_targets  # bench/targets.py, beside this script
 from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
@@ -268,17 +268,6 @@ class Measured:
     notes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy since boot (Linux), None elsewhere."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(x) for x in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-
 def warm_up(contenders: dict[str, Contender], setup: Setup, threads: int) -> None:
     """Each contender once on a few batches, untimed and unprinted: imports and first calls are paid here."""
     batches = min(10, setup.steps // setup.epochs)
@@ -302,9 +291,9 @@ def measure_all(contenders: dict[str, Contender], setup: Setup, repeat: int, thr
         for name in order:
             torch.set_num_threads(threads)
             with tempfile.TemporaryDirectory(prefix="epochal-bench-") as tmp:
-                busy, own, wall = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+                busy, own, wall = busy_cpu_seconds(), time.process_time(), time.perf_counter()
                 elapsed, model = contenders[name](setup, Path(tmp))
-                busy_after, own_after, wall_after = _busy_cpu_seconds(), time.process_time(), time.perf_counter()
+                busy_after, own_after, wall_after = busy_cpu_seconds(), time.process_time(), time.perf_counter()
             measured.seconds[name].append(elapsed)
             elsewhere = None
             if busy is not None and busy_after is not None:
