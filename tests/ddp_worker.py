@@ -25,7 +25,7 @@ from epochal.errors import EpochalError
 
 
 def log_scenario(args: argparse.Namespace) -> dict:
-    rank = int(os.environ.get("RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
     run = epochal.start("ddp", name=f"job-{rank}" if args.names_differ else "job", store=args.store,
                         config={"rank": rank})
     for step in range(250):
@@ -89,7 +89,7 @@ class _Noisy(torch.nn.Module):
 
 def fit_scenario(args: argparse.Namespace) -> dict:
     x, y, xv, yv = _data()
-    rank = int(os.environ.get("RANK", 0))
+    rank = int(os.environ.get("RANK", "0"))
     random.seed(rank)
     np.random.seed(rank)
     torch.manual_seed(0)
@@ -154,7 +154,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     out = (log_scenario if args.scenario == "log" else fit_scenario)(args)
-    if int(os.environ.get("RANK", 0)) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         with open(args.out, "w") as file:
             json.dump(out, file)
 

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from ddp_launch import torchrun
 
 import epochal
-from ddp_launch import torchrun
 
 
 @pytest.fixture(scope="module")

@@ -9,29 +9,25 @@ Examples:
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import math
 import os
-import sys
-import threading
 import time
 import warnings
-import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from epochal import checkpoint, system
-from epochal.distributed import Ranks, RankError, Reducer, check_reduce
+from epochal import system
+from epochal.checkpoint import LoadedCheckpoint
 from epochal.checks import (
     MAX_INDEX,
     check_index,
     check_key,
     to_float,
 )
-from epochal.errors import EpochalError, EpochalWarning, RunStateError, StoreError
-from epochal.checkpoint import LoadedCheckpoint
+from epochal.distributed import RankError, Ranks, Reducer, check_reduce
+from epochal.errors import EpochalWarning, RunStateError, StoreError
+from epochal.exiting import open_runs
 from epochal.logs import logger
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
@@ -109,11 +105,11 @@ class Run:
         self._dropped = 0  # points not buffered because the buffer was full while the store refused writes
         self._checkpoints = RunCheckpoints(
             store, self.id, self.name, self.path, self.segment, submit=self._writer.submit, flush=self._flush_writer,
-            writes_failing=lambda: self.writes_failing,
+            writes_failing=lambda: self.writes_failing, job=job,
         )
         if self._follower:
             self._admitted = frozenset()  # every log() takes the checked path, which records nothing here
-        _open_runs.add(self)
+        open_runs.add(self)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, name={self.name!r}, project={self.project!r}, steps={self._steps})"
@@ -438,19 +434,10 @@ class Run:
         """
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to save checkpoints")
-
-        def save(ranks: list | None = None) -> Checkpoint:
-            return self._checkpoints.save(
-                self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
-                extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout, ranks=ranks,
-            )
-
-        if self.job is None:
-            return save()
-        # Under DDP: every rank's extra state and random states go to rank 0, which writes the one file;
-        # the others wait for its record, so none of them reads a file still being written.
-        ranks = self.job.gather_to_leader({"extra": checkpoint.on_cpu(extra), "rng": checkpoint.rng_state()})
-        return self.job.leader_does(lambda: save(ranks))
+        return self._checkpoints.save(
+            self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
+            extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout,
+        )
 
     def load_checkpoint(
         self,
@@ -481,31 +468,14 @@ class Run:
                 by a DDP job of another number of ranks (with ``restore_rng``).
             RankError: under DDP, the checkpoint could not be loaded on another rank.
         """
-        def pick() -> tuple[Checkpoint | None, Path]:
-            if isinstance(which, Checkpoint):
-                return which, self._checkpoints.file_of(which)
-            if isinstance(which, str) and which in ("last", "best"):
-                return self._checkpoints.pick(which)
-            return None, Path(which)
-
-        def load() -> LoadedCheckpoint:
-            return checkpoint.load(path, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
-                                   restore_rng=restore_rng, strict=strict, rank=self.rank, world_size=self.world_size)
-
-        if self.job is None:
-            record, path = pick()
-            loaded = load()
-        else:  # rank 0 picks the file; every rank loads it, and all fail together if one cannot
-            record, path = self.job.leader_does(pick)
-            loaded = self.job.all_succeed(load, f"loading checkpoint {path}")
+        loaded = self._checkpoints.load(which, models=models, optimizers=optimizers, schedulers=schedulers,
+                                        scaler=scaler, restore_rng=restore_rng, strict=strict)
         self.set_counters(loaded.step, loaded.epoch)
-        return dataclasses.replace(loaded, record=record)
+        return loaded
 
     def checkpoints(self) -> list[Checkpoint]:
         """This run's checkpoints as its store lists them, oldest first (under DDP, rank 0's answer on every rank)."""
-        if self.job is None:
-            return self.store.checkpoints(self.id)
-        return self.job.leader_does(lambda: self.store.checkpoints(self.id))
+        return self._checkpoints.listed()
 
     def record_dynamics(self, model: Any, inputs: Any, labels: Any, *, image_shape: tuple[int, ...] | None = None,
                         **kwargs: Any):
@@ -545,6 +515,9 @@ class Run:
                     self._reduce_held()
                 except RankError as exc:
                     rank_error = exc
+                except Exception as exc:  # another rank is gone: record the end all the same
+                    logger.warning(f"run {self.name!r} ({self.id}): values logged with reduce= since the last "
+                                   f"reduction are not stored: {exc}")
             else:
                 self._name_lost_ranks()
             if status != "finished" and self._reducer.held:  # one rank failing alone must not wait for the others
@@ -591,7 +564,7 @@ class Run:
     def _close(self, update: RunUpdate, timeout: float) -> None:
         self._finished = True
         self._admitted = frozenset()  # sends every later log() down the checked path, which refuses it
-        _open_runs.discard(self)
+        open_runs.discard(self)
         self._writer.submit(update, REFRESH_SUMMARIES)
         if not self._writer.close(timeout):
             raise StoreError(
@@ -613,33 +586,3 @@ class Run:
 
 def _warn(message: str) -> None:
     warnings.warn(message, EpochalWarning, stacklevel=3)
-
-
-# -- runs still open when the interpreter exits ----------------------------------------------------
-
-_open_runs: weakref.WeakSet[Run] = weakref.WeakSet()
-_uncaught: list[type] = []
-_previous_hook = sys.excepthook
-
-
-def _remember_uncaught(exc_type, exc, tb):  # type: ignore[no-untyped-def]
-    _uncaught.append(exc_type)
-    _previous_hook(exc_type, exc, tb)
-
-
-def _finish_open_runs() -> None:
-    if not _open_runs:
-        return
-    status = "finished"
-    if _uncaught:
-        status = "interrupted" if issubclass(_uncaught[-1], KeyboardInterrupt) else "failed"
-    for run in list(_open_runs):
-        try:
-            run.finish(status, timeout=10.0)
-        except EpochalError as exc:
-            logger.warning(str(exc))
-
-
-if threading.current_thread() is threading.main_thread():
-    sys.excepthook = _remember_uncaught
-atexit.register(_finish_open_runs)

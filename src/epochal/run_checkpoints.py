@@ -10,6 +10,7 @@ once the store no longer lists them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -19,6 +20,7 @@ from typing import Any
 
 from epochal import checkpoint
 from epochal.atomic import clean_stale_temporaries
+from epochal.distributed import Ranks
 from epochal.errors import CheckpointError, EpochalWarning
 from epochal.retention import Retention, newness
 from epochal.store.records import Checkpoint
@@ -43,10 +45,16 @@ class RunCheckpoints:
         submit: queues records on the run's writer.
         flush: waits up to a number of seconds for the writer; True once everything queued is stored.
         writes_failing: whether the store is refusing writes now.
+        job: the DDP job the run is recorded by, if any: then saving and loading are collectives.
+            Every rank's ``extra`` and random states go to rank 0, which writes the one file; the
+            others wait for its record, so none reads a file still being written. Rank 0 picks the
+            file to load and every rank loads it, all failing together if one cannot.
     """
 
     def __init__(self, store: Store, run_id: str, run_name: str, folder: Path, segment: int, *,
-                 submit: Callable[..., None], flush: Callable[[float], bool], writes_failing: Callable[[], bool]):
+                 submit: Callable[..., None], flush: Callable[[float], bool], writes_failing: Callable[[], bool],
+                 job: Ranks | None = None):
+        self.job = job
         self.store, self.run_id, self.run_name, self.folder, self.segment = store, run_id, run_name, folder, segment
         self._submit, self._flush, self._writes_failing = submit, flush, writes_failing
         self.saved: dict[str, Checkpoint] = {}  # path -> record, maybe still queued
@@ -55,15 +63,48 @@ class RunCheckpoints:
         self.count = 0  # saves so far; with the segment, the save sequence
         self.unrecorded = False  # the store did not take the last records in time (warned once)
 
-    def save(self, step: int, epoch: int, *, models: Any = None, optimizers: Any = None, schedulers: Any = None,
-             scaler: Any = None, extra: Any = None, metric: tuple[str, Any] | None = None, mode: str = "max",
-             retention: Retention | None = None, kind: str = "resume", timeout: float | None = None,
-             ranks: list | None = None) -> Checkpoint:
+    def save(self, step: int, epoch: int, *, extra: Any = None, **arguments: Any) -> Checkpoint:
         """Write a checkpoint at ``step`` and ``epoch``, record it, then apply ``retention``.
 
-        See :meth:`epochal.Run.save_checkpoint` for the arguments; ``ranks`` holds each rank's
-        ``{"extra", "rng"}`` under DDP.
+        See :meth:`epochal.Run.save_checkpoint` for the arguments.
         """
+        if self.job is None:
+            return self._save(step, epoch, extra=extra, **arguments)
+        ranks = self.job.gather_to_leader({"extra": checkpoint.on_cpu(extra), "rng": checkpoint.rng_state()})
+        return self.job.leader_does(lambda: self._save(step, epoch, extra=extra, ranks=ranks, **arguments))
+
+    def load(self, which: str | os.PathLike | Checkpoint, **arguments: Any) -> checkpoint.LoadedCheckpoint:
+        """Load 'last', 'best', a record or a path; see :meth:`epochal.Run.load_checkpoint`."""
+        def pick() -> tuple[Checkpoint | None, Path]:
+            if isinstance(which, Checkpoint):
+                return which, self.file_of(which)
+            if isinstance(which, str) and which in ("last", "best"):
+                return self.pick(which)
+            return None, Path(which)
+
+        rank, world_size = (0, 1) if self.job is None else (self.job.rank, self.job.world_size)
+
+        def load() -> checkpoint.LoadedCheckpoint:
+            return checkpoint.load(path, rank=rank, world_size=world_size, **arguments)
+
+        if self.job is None:
+            record, path = pick()
+            loaded = load()
+        else:
+            record, path = self.job.leader_does(pick)
+            loaded = self.job.all_succeed(load, f"loading checkpoint {path}")
+        return dataclasses.replace(loaded, record=record)
+
+    def listed(self) -> list[Checkpoint]:
+        """The run's checkpoints as its store lists them (under DDP, rank 0's answer on every rank)."""
+        if self.job is None:
+            return self.store.checkpoints(self.run_id)
+        return self.job.leader_does(lambda: self.store.checkpoints(self.run_id))
+
+    def _save(self, step: int, epoch: int, *, models: Any = None, optimizers: Any = None, schedulers: Any = None,
+              scaler: Any = None, extra: Any = None, metric: tuple[str, Any] | None = None, mode: str = "max",
+              retention: Retention | None = None, kind: str = "resume", timeout: float | None = None,
+              ranks: list | None = None) -> Checkpoint:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if kind == "weights" and (optimizers is not None or schedulers is not None or scaler is not None):

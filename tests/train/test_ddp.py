@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ddp_launch import single, torchrun
 
 import epochal
 from epochal.dynamics.files import arrays, epoch_file
-from ddp_launch import single, torchrun
 
 
 def _fit(folder: Path, name: str, *extra: str, check: bool = True) -> tuple[dict | None, object]:

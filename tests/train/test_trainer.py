@@ -55,8 +55,12 @@ def test_steps_epochs_and_keys_logged(store_dir):
     assert store.history(record, "valid/loss").epochs.tolist() == [0, 1, 2]
     assert store.history(record, "lr").values.tolist() == [0.1, 0.1, 0.1]
     epoch_loss = store.history(record, "train/epoch_loss").values
-    assert np.allclose(epoch_loss[0], loss.values[:7].mean())  # loss mean over the epoch's batches
-    assert store.history(record, "train/loss_std").values[0] == pytest.approx(np.std(loss.values[:7], ddof=1))
+    # The epoch's loss is the mean over its samples: batches weighted by their size (6 of 16, one of 4).
+    assert np.allclose(epoch_loss[0], np.average(loss.values[:7], weights=[16] * 6 + [4]))
+    # The spread of the batch losses, weighted alike.
+    weights = np.array([16] * 6 + [4])
+    variance = np.average((loss.values[:7] - epoch_loss[0]) ** 2, weights=weights) * 7 / 6
+    assert store.history(record, "train/loss_std").values[0] == pytest.approx(np.sqrt(variance))
 
 
 def test_test_logs_test_metrics_and_returns_them(store_dir):

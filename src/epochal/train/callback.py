@@ -66,8 +66,7 @@ class TrainerView(Protocol):
     framework's, a seed tool's) can fire the same callbacks by offering these names.
     """
 
-    model: torch.nn.Module  # under DDP, the DistributedDataParallel wrapper during a fit
-    module: torch.nn.Module  # the model itself, never wrapped: what to save, hook or inspect
+    model: torch.nn.Module  # under DDP, the DistributedDataParallel wrapper (epochal.distributed.unwrapped)
     optimizer: torch.optim.Optimizer | None
     run: Run  # the run being recorded into, open while a fit or test runs
     device: torch.device

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from epochal.distributed import unwrapped
 from epochal.errors import EpochalError
 from epochal.keys import best_mode, is_better
 from epochal.logs import logger
@@ -60,7 +61,7 @@ class ModelCheckpoint(Callback):
         if self.save_best and is_better(value, self.best, self.mode):
             self.best, self.best_epoch = value, results["train"].epoch
             trainer.run.save_checkpoint(
-                models={"model": trainer.module}, metric=metric, mode=self.mode, kind="weights",
+                models={"model": unwrapped(trainer.model)}, metric=metric, mode=self.mode, kind="weights",
                 retention=Retention(last=1, best=1),
             )
         # Saved last, so it holds this callback's updated best too.

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from epochal.distributed import unwrapped
 from epochal.dynamics.record import DynamicsError, record
 from epochal.dynamics.sprites import image_view
 from epochal.train.callback import Callback, StageResult
@@ -49,7 +50,7 @@ class RecordDynamics(Callback):
         last = trainer.max_epochs is not None and trainer.epoch + 1 >= trainer.max_epochs
         if (trainer.epoch + 1) % self.every_n_epochs and not last:
             return
-        record(trainer.run, trainer.module, self.inputs, self.labels, layer=self.layer, split=self.split,
+        record(trainer.run, unwrapped(trainer.model), self.inputs, self.labels, layer=self.layer, split=self.split,
                epoch=trainer.epoch, indices=self.indices, dtype=self.dtype, image_shape=self.image_shape)
 
 

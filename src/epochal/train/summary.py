@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from epochal.distributed import unwrapped
 from epochal.train.batches import data_size
 
 _MAX_ITEMS = 3  # elements of a tuple, list or dict output shown before "..."
@@ -180,7 +181,7 @@ def _shape_text(value: Any, top: bool = False) -> str:
 
 def fit_summary(trainer: Any) -> str:
     """What a fit prints when it starts: the run, device, parameters, model, data and monitored key."""
-    model = trainer.module
+    model = unwrapped(trainer.model)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     run = trainer.run

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from epochal.distributed import unwrapped
 from epochal.errors import EpochalWarning
 from epochal.train.callback import BatchResult, Callback, StageResult
 
@@ -132,7 +133,7 @@ class TensorBoard(Callback):
         example = getattr(trainer, "example_input", None)
         if example is None:
             return
-        model = trainer.module
+        model = unwrapped(trainer.model)
         modes = [(m, m.training) for m in model.modules()]
         devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
         try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from epochal.errors import CheckpointError, EpochalError, RunNotFoundError
+from epochal.errors import EpochalError, RunNotFoundError
 from epochal.keys import best_mode, is_better
 from epochal.logs import logger
 from epochal.opening import resume, start
@@ -38,10 +38,9 @@ from epochal.train.resume import (
     Progress,
     ResumeState,
     batch_rng,
-    generator_states,
-    set_generator_states,
 )
 from epochal.train.summary import fit_summary
+from epochal.train.trainer_state import restore, saved_state
 
 
 class NonFiniteLossError(EpochalError, FloatingPointError):
@@ -301,16 +300,7 @@ class Trainer:
             mid_epoch: continue from the last well-defined point the fit passed (what a Ctrl-C
                 checkpoint keeps); otherwise from the start of the next epoch.
         """
-        if mid_epoch:  # a stop asked for but not yet acted on is part of where the fit stands
-            self.resume_state.stop = self.stop_reason if self.should_stop else None
-        extra = {
-            "callbacks": {key: callback.state_dict() for key, callback in self._keyed_callbacks()},
-            "loaders": generator_states(self.loaders),
-            "trainer": {"best": None if self.best is None else list(self.best),
-                        "point": self.resume_state.state_dict() if mid_epoch else None,
-                        "data_seed": getattr(getattr(self.loaders["train"], "sampler", None), "seed", None)
-                        if "train" in self.loaders else None},
-        }
+        extra = saved_state(self, mid_epoch)
         return self.run.save_checkpoint(
             models={"model": self.module}, optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
             schedulers=None if self.scheduler is None else {"scheduler": self.scheduler},
@@ -530,55 +520,7 @@ class Trainer:
 
     def _restore(self) -> Position | None:
         """Load the run's last checkpoint into everything; the position to continue from, if mid-epoch."""
-        run = self.run
-        if not any(c.kind == "resume" for c in run.checkpoints()):
-            if self._status_before == "finished":
-                raise CheckpointError(
-                    f"cannot resume run {run.name!r} ({run.id}): it finished without a resumable checkpoint "
-                    "(trained with checkpoint=False?); start a new run with fit() instead"
-                )
-            logger.info(f"run {run.name} ({run.id}) stopped before its first checkpoint; training it again "
-                        "from epoch 0 (its new points replace the old)")
-            run.set_counters(0, 0)
-            return None
-        try:
-            loaded = run.load_checkpoint(
-                "last", models={"model": self.module},
-                optimizers=None if self.optimizer is None else {"optimizer": self.optimizer},
-                schedulers=None if self.scheduler is None else {"scheduler": self.scheduler}, scaler=self.scaler,
-            )
-            extra = loaded.extra or {}
-            saved = extra.get("callbacks", {})
-            for key, callback in self._keyed_callbacks():
-                if key in saved:
-                    callback.load_state_dict(saved[key])
-            set_generator_states(self.loaders, extra.get("loaders", {}))
-            trainer_state = extra.get("trainer", {})
-            sampler = getattr(self.loaders["train"], "sampler", None)
-            if trainer_state.get("data_seed") is not None and hasattr(sampler, "seed"):
-                sampler.seed = int(trainer_state["data_seed"])  # the order the saved run shuffled its shares in
-            if trainer_state.get("partial") is not None:
-                raise CheckpointError("it was saved part-way through an epoch by an older epochal, which this one "
-                                      "cannot continue; resume it with the epochal that saved it")
-            point = trainer_state.get("point")
-            if point is not None:
-                self.resume_state.load_state_dict(point)
-            position = None if point is None else self.resume_state.position
-        except CheckpointError as exc:
-            raise CheckpointError(f"cannot resume run {run.name!r} ({run.id}): {exc}") from exc
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:  # a state dict that does not fit its object
-            raise CheckpointError(
-                f"cannot resume run {run.name!r} ({run.id}): its last checkpoint does not fit this trainer's "
-                f"model, optimizer, scheduler or callbacks ({type(exc).__name__}: {exc}); build them as the run "
-                "that saved it did"
-            ) from exc
-        self.best = None if trainer_state.get("best") is None else tuple(trainer_state["best"])
-        if position is not None and position.stop is not None:
-            self.should_stop, self.stop_reason = True, position.stop
-        self.epoch = position.epoch if position is not None else run.epochs
-        where = "" if position is None or position.phase == "start" else f" ({position.describe()})"
-        logger.info(f"resumed run {run.name} ({run.id}) at epoch {run.epochs}, step {run.steps}{where}")
-        return None if position is None or position.phase == "start" else position
+        return restore(self, self._status_before)
 
     def _note_best(self, results: Mapping[str, StageResult]) -> None:
         value = self.monitored_value(results, self.monitor)
@@ -586,15 +528,6 @@ class Trainer:
             return
         if is_better(value, None if self.best is None else self.best[0], self.mode):
             self.best = (value, self.epoch)
-
-    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
-        seen: dict[str, int] = {}
-        keyed = []
-        for callback in self.callbacks:
-            name = type(callback).__name__
-            seen[name] = seen.get(name, 0) + 1
-            keyed.append((name if seen[name] == 1 else f"{name}-{seen[name]}", callback))
-        return keyed
 
     def _fire(self, hook: str, *args: Any) -> None:
         follower = self.run is not None and self.run.rank != 0
