@@ -2,7 +2,8 @@
 
 A metric is a name (``accuracy``, ``top5`` or any ``topK``, ``mse``, ``mae``), a function
 ``fn(output, target)`` returning ``(sum, count)`` for the batch, or a torchmetrics ``Metric``.
-Sums stay on the device during a pass; they are read once, when the pass ends.
+Each batch's sum stays on the device, kept rather than added up: on a GPU an addition per batch is
+one more kernel launch per step. They are added up, and read, once, when the pass ends.
 
 Examples:
     >>> metrics = MetricSet(["accuracy", "top5"])
@@ -82,8 +83,8 @@ class MetricSet:
                     f"(sum, count) or a torchmetrics Metric; got {metric!r}"
                 )
         self.names = [*self._functions, *self._torchmetrics]
-        self._sums: dict[str, Any] = {}
-        self._counts: dict[str, Any] = {}
+        self._sums: dict[str, list] = {}  # name -> each batch's sum (numbers or device tensors)
+        self._counts: dict[str, list] = {}
 
     def to(self, device: torch.device) -> MetricSet:
         for metric in self._torchmetrics.values():
@@ -91,8 +92,8 @@ class MetricSet:
         return self
 
     def reset(self) -> None:
-        self._sums = {name: 0 for name in self._functions}
-        self._counts = {name: 0 for name in self._functions}
+        self._sums = {name: [] for name in self._functions}
+        self._counts = {name: [] for name in self._functions}
         for metric in self._torchmetrics.values():
             metric.reset()
 
@@ -105,28 +106,27 @@ class MetricSet:
         with torch.no_grad():
             for name, function in self._functions.items():
                 total, count = function(output, target)
-                self._sums[name] = self._sums[name] + total
-                self._counts[name] = self._counts[name] + count
+                self._sums[name].append(total)
+                self._counts[name].append(count)
             for metric in self._torchmetrics.values():
                 metric.update(output, target)
 
     def totals(self) -> list[Any]:
         """Every metric's sum, then every count (numbers or device tensors), to add up over ranks."""
-        return [*self._sums.values(), *self._counts.values()]
+        return [*map(_added_up, self._sums.values()), *map(_added_up, self._counts.values())]
 
     def set_totals(self, totals: list[Any]) -> None:
         """Put back :meth:`totals`, added up (torchmetrics objects sync themselves in ``compute``)."""
         names = list(self._functions)
-        self._sums = dict(zip(names, totals[:len(names)]))
-        self._counts = dict(zip(names, totals[len(names):]))
+        self._sums = {name: [total] for name, total in zip(names, totals[:len(names)])}
+        self._counts = {name: [count] for name, count in zip(names, totals[len(names):])}
 
     def compute(self) -> dict[str, float]:
         """Each metric over everything added since the last reset."""
         out = {}
         for name in self._functions:
-            count = float(self._counts[name])
-            total = self._sums[name]
-            total = float(total.item() if torch.is_tensor(total) else total)
+            count = float(_added_up(self._counts[name]))
+            total = float(_added_up(self._sums[name]))
             out[name] = total / count if count else float("nan")
         for name, metric in self._torchmetrics.items():
             value = metric.compute()
@@ -134,13 +134,28 @@ class MetricSet:
         return out
 
     def state_dict(self) -> dict:
-        """The running sums, so a pass interrupted part-way can be continued (torchmetrics
-        objects keep their own state and start again)."""
-        return {"sums": dict(self._sums), "counts": dict(self._counts)}
+        """Each batch's sums, so a pass interrupted part-way can be continued and add up exactly as
+        one not interrupted (torchmetrics objects keep their own state and start again)."""
+        return {"sums": {k: list(v) for k, v in self._sums.items()},
+                "counts": {k: list(v) for k, v in self._counts.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self._sums.update(state["sums"])
-        self._counts.update(state["counts"])
+        for mine, saved in ((self._sums, state["sums"]), (self._counts, state["counts"])):
+            for name, parts in saved.items():
+                mine[name] = list(parts) if isinstance(parts, (list, tuple)) else [parts]  # older: one running sum
+
+
+def _added_up(parts: list) -> Any:
+    """The sum of a pass's per-batch parts: a number, or a float64 tensor where the parts are tensors."""
+    tensors = [p for p in parts if torch.is_tensor(p)]
+    numbers = sum(p for p in parts if not torch.is_tensor(p))
+    if not tensors:
+        return numbers
+    last = tensors[-1]
+    if any(t.device != last.device or t.dtype != last.dtype for t in tensors):  # some loaded from a checkpoint
+        tensors = [t.to(last.device, torch.float64) for t in tensors]
+    # One stack and one sum for the whole pass, not an operation per batch.
+    return torch.stack(tensors).reshape(-1).sum(dtype=torch.float64) + numbers
 
 
 def _named(name: str) -> Callable:
