@@ -23,9 +23,9 @@ The contenders:
    the Trainer evaluates after every epoch; the last epoch's mean train loss is all-reduced too;
 2. ``epochal``: ``epochal.Trainer`` with its default callbacks (progress bars, epoch table, CSV
    tables, checkpoints, summary), given the plain model and plain DataLoaders (a shuffling one for
-   training, batch 256 for validation) and ``metrics=["accuracy"]``: the Trainer itself is to notice
-   torchrun's environment, start the process group, wrap the model in DDP, shard the training data
-   and reduce the metrics;
+   training, batch 256 for validation) and ``metrics=["accuracy"]``: the Trainer itself notices
+   torchrun's environment, starts the process group, wraps the model in DDP, shards the data and
+   reduces the metrics;
 3. ``epochal-bare``: the same with ``progress``, ``epoch_table``, ``csv_tables``, ``checkpoint``
    and ``summary`` switched off.
 
@@ -39,10 +39,11 @@ directory (``EPOCHAL_DIR`` points there), and the repetitions go round the conte
 then backwards. On Linux each repetition also measures how busy other processes kept the CPUs.
 
 The table also shows the final train loss (mean over the last epoch's batches, all ranks) and the
-valid accuracy as each contender computed them, so one sees that they trained the same thing; they
-differ slightly, as the Trainer draws its own shard order. A contender that fails (or makes another
-number of steps per rank than the hand loop, as a Trainer that does not yet distribute would) is
-reported in the table, with the tail of its error, and the others still run.
+valid accuracy as each contender computed them, so one sees that they trained the same thing (the
+Trainer's DistributedSampler takes the training loader's seed, the hand loop's, so they shard alike).
+A contender that fails (or makes another number of steps per rank than the hand loop, as a Trainer
+that did not distribute would) is reported in the table, with the tail of its error, and the others
+still run.
 """
 
 from __future__ import annotations
@@ -217,7 +218,9 @@ def epochal_fit(setup: Setup, options: dict[str, Any]) -> Outcome:
         store.close()
     seconds, world = _slowest(elapsed)
     last = trainer.history[-1]
-    return Outcome(seconds, sum(epoch["train"].batches for epoch in trainer.history), last["train"].loss_mean,
+    # A pass's batches are counted over every rank, as its samples are: per rank, divide by the world size.
+    steps = sum(epoch["train"].batches for epoch in trainer.history) // trainer.run.world_size
+    return Outcome(seconds, steps, last["train"].loss_mean,
                    last["valid"].metrics["accuracy"], world)
 
 

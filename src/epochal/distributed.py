@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from epochal.errors import EpochalError
+from epochal.errors import RankError
 
 #: What ``run.log(..., reduce=)`` accepts.
 REDUCE_OPS = ("mean", "sum", "min", "max")
@@ -54,10 +54,6 @@ def job() -> Ranks | None:
             torch.cuda.set_device(_env_int("LOCAL_RANK", 0))
         dist.init_process_group(backend)
     return Ranks.of_default_group()
-
-
-class RankError(EpochalError):
-    """The ranks of a job disagree (a key reduced on one rank only), or one of them failed."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,10 @@ class RunStateError(EpochalError):
     """The run is in a state that does not allow the operation (finished, still running, ...)."""
 
 
+class RankError(EpochalError):
+    """The ranks of a DDP job disagree (a key reduced on some ranks only), or one failed where all must succeed."""
+
+
 class CheckpointError(EpochalError):
     """A checkpoint cannot be written, found or loaded into the given objects."""
 

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 
+import torch
+
 from epochal.train.callback import BatchResult, Callback, StageResult
 
 if TYPE_CHECKING:
@@ -107,14 +109,13 @@ class ProgressBar(Callback):
         # From the batch's index: a fit resumed part-way through an epoch starts past 0.
         s.batches_done = batch.index + 1
         s.samples += batch.size
-        # Summed on the device, without waiting for it; read only when shown.
-        loss = batch.loss.detach().float() if hasattr(batch.loss, "detach") else float(batch.loss)
-        s.loss_sum = loss if s.loss_sum is None else s.loss_sum + loss
-        s.losses += 1
+        # Kept as they come (on a GPU an addition per batch is a kernel launch per step), added up and
+        # read only when shown.
+        s.unread.append(batch.loss.detach() if hasattr(batch.loss, "detach") else float(batch.loss))
         now = _clock()
         if now - s.loss_read_at >= self.refresh_s:
             s.loss_read_at = now
-            s.loss_shown = float(s.loss_sum) / s.losses
+            s.loss_shown = s.read_loss()
             if self._bar is not None:
                 if self.postfix is not None:
                     self._bar.set_postfix(self.postfix(batch), refresh=False)
@@ -171,9 +172,20 @@ class _StageProgress:
         self.loss_read_at = now
         self.batches_done = 0
         self.samples = 0
-        self.loss_sum: Any = None  # a tensor on the device, or a float
+        self.unread: list[Any] = []  # batch losses (device tensors or floats) not yet added to loss_sum
+        self.loss_sum = 0.0
         self.losses = 0  # batches in loss_sum
         self.loss_shown: float | None = None
+
+    def read_loss(self) -> float:
+        """The mean batch loss so far: one addition (and one wait for the device) per reading."""
+        tensors = [v for v in self.unread if hasattr(v, "detach")]
+        if tensors:
+            self.loss_sum += float(torch.stack(tensors).float().sum())
+        self.loss_sum += sum(v for v in self.unread if not hasattr(v, "detach"))
+        self.losses += len(self.unread)
+        self.unread = []
+        return self.loss_sum / self.losses if self.losses else float("nan")
 
     def rate(self, now: float) -> float:
         elapsed = now - self.started
