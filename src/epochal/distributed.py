@@ -81,6 +81,13 @@ class Ranks:
     def leader(self) -> bool:
         return self.rank == 0
 
+    @property
+    def connected(self) -> bool:
+        """Whether the process group is still there (a program may destroy it before it exits)."""
+        import torch.distributed as dist
+
+        return dist.is_initialized()
+
     def gather(self, value: T) -> list[T]:
         """Every rank's ``value``, in rank order, on every rank."""
         import torch.distributed as dist

@@ -56,6 +56,11 @@ def start(
             (locked, disk full); past it, new points are dropped (with a warning) until the
             store accepts writes again.
 
+    Under DDP (``torchrun``, or an initialized process group of several ranks) every rank calls it and
+    gets the job's one run: rank 0 creates it and writes to the store; the others attach to it
+    (``run.rank``, ``run.world_size``) and write nothing. The default process group is started from
+    torchrun's environment if nobody has yet. Ranks given different names get rank 0's run, with a warning.
+
     Raises:
         ValueError: a name, tag, project or config that the store cannot hold (text that is not
             valid Unicode, a config nested too deep or referring to itself, ...).
@@ -145,7 +150,8 @@ def resume(
     Points logged after a resume at steps the run had already logged are kept; when
     reading, the newest wins for those steps. Load a checkpoint afterwards
     (``run.load_checkpoint("last", ...)``) to go back to where it was saved. Of several
-    processes resuming the same run at once, one wins; the others get a RunStateError.
+    processes resuming the same run at once, one wins; the others get a RunStateError. Under DDP
+    every rank calls it: rank 0 claims the run, every rank gets it back.
 
     Raises:
         RunNotFoundError: no run has that id or name.

@@ -510,7 +510,7 @@ class Run:
             raise ValueError(f"a run finishes as 'finished', 'failed' or 'interrupted', not {status!r}")
         rank_error = None
         if self._reducer is not None:
-            if status == "finished":  # every rank ends together: reduce what they still hold
+            if status == "finished" and self.job.connected:  # every rank ends together: reduce what they hold
                 try:
                     self._reduce_held()
                 except RankError as exc:
@@ -520,7 +520,7 @@ class Run:
                                    f"reduction are not stored: {exc}")
             else:
                 self._name_lost_ranks()
-            if status != "finished" and self._reducer.held:  # one rank failing alone must not wait for the others
+            if self._reducer.held:  # not reduced (one rank failing alone must not wait for the others): said so
                 logger.warning(f"run {self.name!r} ({self.id}): {len(self._reducer.held)} values logged with "
                                f"reduce= on rank {self.rank} since the last reduction are not stored")
                 self._reducer.held = []

@@ -27,12 +27,12 @@ def _fit(folder: Path, name: str, *extra: str, check: bool = True) -> tuple[dict
 def straight(tmp_path_factory):
     """4 epochs in one job."""
     folder = tmp_path_factory.mktemp("ddp-fit")
-    out, _ = _fit(folder, "straight", "--epochs", "4")
-    return folder, out
+    out, done = _fit(folder, "straight", "--epochs", "4")
+    return folder, out, done
 
 
 def test_trainer_wraps_the_model_and_records_one_run(straight):
-    folder, out = straight
+    folder, out, _ = straight
     assert out["wrapped"] == "DistributedDataParallel"
     assert out["world_size"] == 2
     with epochal.Store(folder / "store") as store:
@@ -43,8 +43,14 @@ def test_trainer_wraps_the_model_and_records_one_run(straight):
     assert (Path(record.path) / "tables").is_dir() or any(Path(record.path).glob("*.csv"))
 
 
+def test_rank_0_alone_prints(straight):
+    _, _, done = straight
+    assert done.stdout.count("Trainable params:") == 1  # the summary
+    assert done.stdout.count("loss mean") == 4  # an epoch table per epoch
+
+
 def test_each_rank_trains_on_its_share_and_metrics_are_over_the_whole_data_set(straight):
-    folder, out = straight
+    folder, out, _ = straight
     # 300 training samples in 2 shares of 150; 101 validation samples split 51 + 50, none repeated.
     assert out["train_samples"] == 300
     assert out["valid_samples"] == 101
@@ -53,7 +59,7 @@ def test_each_rank_trains_on_its_share_and_metrics_are_over_the_whole_data_set(s
 
 
 def test_recorded_dynamics_equal_a_single_process_recording(straight):
-    folder, out = straight
+    folder, out, _ = straight
     with epochal.Store(folder / "store") as store:
         (record,) = store.runs()
     ddp = epoch_file(Path(record.path) / "dynamics", 3)
@@ -65,7 +71,7 @@ def test_recorded_dynamics_equal_a_single_process_recording(straight):
 
 
 def test_two_epochs_then_a_new_job_resuming_equals_four_straight(straight):
-    folder, expected = straight
+    folder, expected, _ = straight
     _fit(folder, "halves", "--epochs", "2")
     resumed, _ = _fit(folder, "halves", "--epochs", "4", "--resume")
     assert resumed["params"] == expected["params"]  # bit for bit
@@ -73,7 +79,7 @@ def test_two_epochs_then_a_new_job_resuming_equals_four_straight(straight):
 
 
 def test_resume_after_kill_9_of_one_rank_equals_the_straight_run(straight):
-    folder, expected = straight
+    folder, expected, _ = straight
     out, done = _fit(folder, "killed", "--epochs", "4", "--die", "2", "3", check=False)
     assert done.returncode != 0 and out is None
     with epochal.Store(folder / "store") as store:
@@ -89,7 +95,7 @@ def test_resume_after_kill_9_of_one_rank_equals_the_straight_run(straight):
 
 
 def test_resuming_under_another_number_of_ranks_is_refused(straight, tmp_path):
-    folder, _ = straight
+    folder, _, _ = straight
     out = tmp_path / "single.json"
     single("fit", str(folder / "store"), str(out), "--name", "straight", "--epochs", "6", "--resume")
     error = json.loads(out.read_text())["error"]

@@ -50,6 +50,11 @@ class NonFiniteLossError(EpochalError, FloatingPointError):
 class Trainer:
     """Train, evaluate and test a model, recording everything in an epochal run.
 
+    Under ``torchrun`` (DDP) the same code trains one model on every rank's share of the data and
+    records one run: see the README's "Several GPUs". The model is wrapped in DistributedDataParallel
+    (``model`` is the wrapper during a fit, ``module`` the model itself), the training loader gets a
+    DistributedSampler, metrics are summed over ranks, and rank 0 alone prints and writes files.
+
     Args:
         model: the module to train.
         optimizer: its optimizer (None for ``test`` only).
@@ -367,7 +372,7 @@ class Trainer:
     def _run_pass(self, stage: str, loader: Iterable, progress: Progress | None = None) -> StageResult:
         training = stage == "train"
         batches = len(loader) if hasattr(loader, "__len__") else None
-        if batches == 0:
+        if batches == 0 and self.run.job is None:  # under DDP a rank's share may be empty; the sum over ranks tells
             raise ValueError(f"{stage}_data is empty: it gives no batches")
         sampler = getattr(loader, "sampler", None)
         if training and hasattr(sampler, "set_epoch"):
@@ -400,7 +405,8 @@ class Trainer:
                         loss, output, target = unpack_step(step(batch))
                 else:
                     loss, output, target = unpack_step(step(batch))
-                value = loss.item() if on_host else loss.detach().to(torch.float64)
+                # On the device the float64 sums below take the loss as it is: no conversion to launch.
+                value = loss.item() if on_host else loss.detach()
                 if stop_on_nan and on_host and not math.isfinite(value):
                     raise NonFiniteLossError(
                         f"the {stage} loss is {value} at step {self.run.steps} (epoch {self.epoch}, batch "
@@ -424,7 +430,7 @@ class Trainer:
                 # Past this point the batch counts as done; its step is counted after its hooks.
                 state.done = (count, samples, loss_sum, loss_squares, self.run.steps + training)
                 if batch_hooks:
-                    self._fire("on_batch_end", BatchResult(stage, index, size, value if on_host else loss.detach()))
+                    self._fire("on_batch_end", BatchResult(stage, index, size, value))
                 if training:
                     self.run.step()
                 state.rewind = (count, batch_rng(device))
