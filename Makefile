@@ -56,6 +56,7 @@ bench: setup browser
 	$(PY) bench/log_overhead.py
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/ddp_overhead.py
+	$(PY) bench/gpu_overhead.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/dynamics.py
 	$(PY) bench/faults.py
