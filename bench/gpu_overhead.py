@@ -80,7 +80,6 @@ import gc
 import io
 import json
 import linecache
-import logging
 import os
 import platform
 import statistics
@@ -97,7 +96,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-from targets import Target, print_columns, print_targets  # bench/targets.py, beside this script
+from targets import Target, import_lightning, print_columns, print_targets  # bench/targets.py, beside this script
 
 import epochal
 
@@ -324,22 +323,10 @@ def epochal_trainer(**options: Any) -> Contender:
 
 def load_lightning() -> SimpleNamespace | None:
     """``lightning`` (or the older ``pytorch_lightning`` package), quietened; None if neither is installed."""
-    try:
-        import lightning.pytorch as pl
-        package = "lightning"
-    except ImportError:
-        try:
-            import pytorch_lightning as pl
-            package = "pytorch_lightning"
-        except ImportError as exc:
-            print(f"Lightning is not importable ({exc}); pip install epochal[bench] to compare with it. Skipping it.")
-            return None
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*`tensorboardX` has been removed.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")  # Lightning on a newer torch
+    imported = import_lightning()
+    if imported is None:
+        return None
+    pl, package = imported
     warnings.filterwarnings("ignore", message=".*is not supported by the model summary.*")  # bf16-mixed
 
     class LitModule(pl.LightningModule):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -39,3 +42,25 @@ def busy_cpu_seconds() -> float | None:
         return None
     user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def import_lightning() -> tuple[Any, str] | None:
+    """``lightning.pytorch`` (or the older ``pytorch_lightning``) and its package name, its logging and
+    warnings quietened; None, said on stdout, if neither is installed."""
+    try:
+        import lightning.pytorch as pl
+        package = "lightning"
+    except ImportError:
+        try:
+            import pytorch_lightning as pl
+            package = "pytorch_lightning"
+        except ImportError as exc:
+            print(f"Lightning is not importable ({exc}); pip install epochal[bench] to compare with it. Skipping it.")
+            return None
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`tensorboardX` has been removed.*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")  # Lightning on a newer torch
+    return pl, package

@@ -43,14 +43,12 @@ import contextlib
 import gc
 import io
 import json
-import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +58,13 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import torch
-from targets import Target, busy_cpu_seconds, print_columns, print_targets  # bench/targets.py, beside this script
+from targets import (  # bench/targets.py, beside this script
+    Target,
+    busy_cpu_seconds,
+    import_lightning,
+    print_columns,
+    print_targets,
+)
 from torch.utils.data import DataLoader, TensorDataset
 
 import epochal
@@ -193,22 +197,10 @@ def epochal_trainer(**options: Any) -> Contender:
 
 def load_lightning() -> SimpleNamespace | None:
     """``lightning`` (or the older ``pytorch_lightning`` package), quietened; None if neither is installed."""
-    try:
-        import lightning.pytorch as pl
-        package = "lightning"
-    except ImportError:
-        try:
-            import pytorch_lightning as pl
-            package = "pytorch_lightning"
-        except ImportError as exc:
-            print(f"Lightning is not importable ({exc}); pip install epochal[bench] to compare with it. Skipping it.")
-            return None
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*`tensorboardX` has been removed.*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")  # Lightning on a newer torch
+    imported = import_lightning()
+    if imported is None:
+        return None
+    pl, package = imported
 
     class LitMLP(pl.LightningModule):
         def __init__(self, net: torch.nn.Module, log_loss: bool) -> None:
