@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import epochal
+from epochal.store.records import RunUpdate, WriteBatch
 
 TIMEOUT_MS = 20_000
 
@@ -116,3 +117,17 @@ def test_screenshot_for_the_readme(page, dashboard, e2e_store, tmp_path, which):
     path = folder / f"dashboard-{which}.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 20_000  # a drawn page, not a blank one
+
+
+def test_a_ddp_runs_page_lists_each_ranks_process(page, dashboard, e2e_store):
+    folder, ids = e2e_store
+    with epochal.Store(folder) as store:
+        store.write(WriteBatch(run_updates=(RunUpdate(ids["gamma"], ranks=(("node-a", 101), ("node-b", 202))),)))
+    page.goto(f"{dashboard.url}#/run/{ids['gamma']}")
+    ranks = page.locator("dl.kv dt", has_text="Ranks")
+    ranks.wait_for(timeout=TIMEOUT_MS)
+    assert page.locator("dl.kv dd").nth(page.locator("dl.kv dt").all_inner_texts().index("Ranks")).inner_text() \
+        == "2: node-a / 101, node-b / 202"
+    page.goto(f"{dashboard.url}#/run/{ids['beta']}")  # a single process: no such row
+    page.locator("dl.kv dt", has_text="Host / pid").wait_for(timeout=TIMEOUT_MS)
+    assert "Ranks" not in page.locator("dl.kv dt").all_inner_texts()

@@ -38,6 +38,8 @@ export interface RunRow {
   metrics: Record<string, MetricCell>;
   /** The run's main metrics, best first: the server's one rule (epochal.keys.main_metrics). */
   main_metrics: string[];
+  /** Ranks of the DDP job that recorded the run; 1 for a single process. */
+  world_size: number;
 }
 
 export interface RunList {
@@ -75,9 +77,17 @@ export interface Checkpoint {
 
 export type ConfigTree = { [key: string]: ConfigValue | ConfigTree | ConfigValue[] };
 
+export interface RankProcess {
+  rank: number;
+  host: string;
+  pid: number;
+}
+
 export interface RunDetail extends RunRow {
   host: string;
   pid: number;
+  /** Each rank's process under DDP (rank 0's is host / pid); empty for a single process. */
+  ranks: RankProcess[];
   command: string;
   git_commit: string | null;
   python: string;

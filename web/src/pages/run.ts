@@ -145,6 +145,9 @@ class RunPage {
       ["Steps / epochs", `${fmtInt(r.steps)} / ${fmtInt(r.epochs)}`],
       ["Resumed", r.segment > 0 ? `${r.segment} time${r.segment === 1 ? "" : "s"}` : "never"],
       ["Host / pid", `${r.host} / ${r.pid}`],
+      ...(r.world_size > 1
+        ? [["Ranks", `${r.world_size}: ${r.ranks.map((p) => `${p.host} / ${p.pid}`).join(", ")}`] as [string, string]]
+        : []),
       ["Python / torch", `${r.python} / ${r.torch ?? "–"}`],
       ["Git commit", r.git_commit ? h("code", null, r.git_commit.slice(0, 12)) : "–"],
       ["Command", h("code", { class: "command" }, r.command || "–")],
