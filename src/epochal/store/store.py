@@ -223,6 +223,20 @@ class Store:
         history = series.assemble(key, chunks, superseded=superseded)
         return history if max_points is None else series.downsample(history, max_points)
 
+    def frame(self, ref: str | RunRecord, keys: Iterable[str] | None = None, *, x: str = "step") -> Any:
+        """One run's series as a pandas DataFrame: a row per step, a column per key, and ``epoch``
+        and ``time``; ``x`` picks the index ('step', 'epoch' or 'time'). See :mod:`epochal.store.frames`."""
+        from epochal.store.frames import run_frame
+
+        return run_frame(self, ref, keys, x)
+
+    def runs_frame(self, project: str | None = None) -> Any:
+        """The runs as a pandas DataFrame: a row per run with its record, ``config.*`` columns and each
+        key's ``:last`` and ``:best`` value. See :mod:`epochal.store.frames`."""
+        from epochal.store.frames import runs_frame
+
+        return runs_frame(self, project)
+
     def summary(self, ref: str | RunRecord) -> dict[str, KeySummary]:
         """Per key: count, last value, min, max and best (by the key's direction)."""
         record = self.run(ref)
