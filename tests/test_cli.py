@@ -245,6 +245,19 @@ def test_export_format_follows_the_extension(store_dir, tmp_path, capsys):
     assert not (tmp_path / "alpha.txt").exists()
 
 
+def test_export_parquet_from_the_extension_round_trips(store_dir, tmp_path, capsys):
+    pytest.importorskip("pyarrow")
+    from epochal.interop.parquet import read_parquet
+
+    path = tmp_path / "alpha.parquet"
+    status, out, err = run_cli(capsys, "export", "alpha", "--store", store_dir, "-o", path)
+    assert (status, err) == (0, "")
+    assert out.startswith("wrote 64 points of run alpha")
+    assert_same_as_store(store_dir, read_parquet(path))
+    status, out, err = run_cli(capsys, "export", "alpha", "--store", store_dir, "--format", "parquet", "-o", "-")
+    assert status == 2 and "not to stdout" in err and out == ""
+
+
 def test_plot_writes_a_png(store_dir, tmp_path, capsys):
     path = tmp_path / "alpha.png"
     status, out, err = run_cli(

@@ -144,3 +144,20 @@ def test_run_without_values_exports_only_the_header(store, tmp_path):
     assert read_csv(path) == {}
     assert export_json(store, run.id, tmp_path / "empty.json") == 0
     assert read_json(tmp_path / "empty.json") == {}
+
+
+def test_parquet_round_trips_every_point_bit_for_bit_with_the_record(store, run_id, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from epochal.interop.parquet import RUN_METADATA, export_parquet, read_parquet
+
+    path = tmp_path / "run.parquet"
+    assert export_parquet(store, run_id, path) == 2 * len(TRICKY) + 1
+    assert_round_trip(store, run_id, read_parquet(path))
+    table = pq.read_table(path)
+    assert table.schema.names == ["key", "step", "epoch", "value", "time"]
+    assert str(table.schema.field("step").type) == "int64" and str(table.schema.field("value").type) == "double"
+    record = json.loads(table.schema.metadata[RUN_METADATA])
+    assert record["name"] == "tricky" and record["config"]["model"]["dropout"] == "nan"
+    pandas = pytest.importorskip("pandas")
+    frame = pandas.read_parquet(path)
+    assert frame.loc[frame.key == "train/loss", "value"].tolist()[:2] == [0.5, pytest.approx(math.nan, nan_ok=True)]

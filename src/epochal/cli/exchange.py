@@ -13,13 +13,13 @@ from epochal.cli.common import command, error, location, open_store, project, ru
 from epochal.interop.export import export_csv, export_json
 from epochal.store.store import Store
 
-_EXPORT_FORMATS = ("csv", "json", "tensorboard")
+_EXPORT_FORMATS = ("csv", "json", "parquet", "tensorboard")
 _IMPORT_FORMATS = ("tensorboard", "ttv")
 
 
 def add_export(commands: argparse._SubParsersAction) -> None:
     parser = command(
-        commands, "export", _export, "write a run's series to CSV, JSON or TensorBoard event files",
+        commands, "export", _export, "write a run's series to CSV, JSON, Parquet or TensorBoard event files",
         run=True,
     )
     parser.add_argument(
@@ -28,7 +28,7 @@ def add_export(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--format", choices=_EXPORT_FORMATS,
-        help="csv, json or tensorboard (default: from the extension of PATH; tensorboard when PATH is an "
+        help="csv, json, parquet or tensorboard (default: from the extension of PATH; tensorboard when PATH is an "
         "existing directory or has no extension)",
     )
     parser.add_argument("--keys", metavar="KEY", nargs="+", help="only these keys (default: all)")
@@ -43,6 +43,8 @@ def _export(args: argparse.Namespace) -> int:
     or JSON (the run's record and, per key, its steps, epochs, values and times). Floats are
     written so that they read back bit for bit; in JSON, NaN and infinities are the strings
     "nan", "inf" and "-inf".
+    Parquet (needs pyarrow: pip install 'epochal[parquet]') holds the CSV's columns typed, bit for bit,
+    with the run's record in the file's metadata.
     With --format tensorboard, PATH is a directory (created if missing) that gets one event
     file: each point as a scalar at its step and wall time, its value as float32 (TensorBoard's
     precision); epochs are not written.
@@ -51,11 +53,19 @@ def _export(args: argparse.Namespace) -> int:
     fmt = args.format or (None if to_stdout else _export_format(Path(args.output)))
     if fmt not in _EXPORT_FORMATS:
         where = "stdout" if to_stdout else f"{args.output!r} from its extension"
-        return error(f"cannot tell the format of {where}; give --format csv, json or tensorboard")
+        return error(f"cannot tell the format of {where}; give --format csv, json, parquet or tensorboard")
     if fmt == "tensorboard" and to_stdout:
         return error("TensorBoard event files go into a directory, not to stdout; give -o DIR")
+    if fmt == "parquet" and to_stdout:
+        return error("a Parquet file is binary and goes to a file, not to stdout; give -o FILE.parquet")
     if fmt == "tensorboard":
         from epochal.interop.tensorboard import export_tensorboard as write
+    elif fmt == "parquet":
+        try:
+            import pyarrow  # noqa: F401  (asked for here, so the error comes before the store is opened)
+        except ImportError:
+            return error("Parquet export needs pyarrow: pip install 'epochal[parquet]'")
+        from epochal.interop.parquet import export_parquet as write
     else:
         write = export_csv if fmt == "csv" else export_json
     with open_store(location(args)) as store:

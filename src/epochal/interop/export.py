@@ -68,7 +68,7 @@ def export_csv(
         SeriesNotFoundError: the run has not logged one of ``keys``.
     """
     record = store.run(ref)
-    chosen = _keys(store, record, keys)
+    chosen = chosen_keys(store, record, keys)
     points = 0
     with _text_file(path_or_file, "w") as out:
         writer = csv.writer(out, lineterminator="\n")
@@ -97,7 +97,7 @@ def export_json(
     The arguments and errors are those of :func:`export_csv`.
     """
     record = store.run(ref)
-    chosen = _keys(store, record, keys)
+    chosen = chosen_keys(store, record, keys)
     series, points = {}, 0
     for key in chosen:
         h = store.history(record, key, superseded=superseded)
@@ -119,7 +119,7 @@ def run_dict(record: RunRecord) -> dict[str, Any]:
     """A run's record as plain JSON values: the config nested, tags a list, non-finite numbers as text."""
     fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     fields["tags"] = list(record.tags)
-    fields["config"] = _json_value(record.config.to_dict())
+    fields["config"] = json_value(record.config.to_dict())
     return fields
 
 
@@ -144,7 +144,7 @@ def read_csv(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
                 raise ValueError(f"line {line}: expected key,step,epoch,value,time, got {row!r} ({exc})") from None
             for column, item in zip(columns.setdefault(key, ([], [], [], [])), point):
                 column.append(item)
-    return {key: _history(key, *lists) for key, lists in columns.items()}
+    return {key: history_of(key, *lists) for key, lists in columns.items()}
 
 
 def read_json(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
@@ -162,7 +162,7 @@ def read_json(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
     for key, columns in series.items():
         try:
             values = [_NON_FINITE[v] if isinstance(v, str) else v for v in columns["values"]]
-            out[key] = _history(key, columns["steps"], columns["epochs"], values, columns["times"])
+            out[key] = history_of(key, columns["steps"], columns["epochs"], values, columns["times"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
                 f"series {key!r}: expected equally long 'steps', 'epochs', 'values' and 'times' lists "
@@ -171,7 +171,7 @@ def read_json(path_or_file: str | os.PathLike | TextIO) -> dict[str, History]:
     return out
 
 
-def _keys(store: Store, record: RunRecord, keys: Sequence[str] | None) -> list[str]:
+def chosen_keys(store: Store, record: RunRecord, keys: Sequence[str] | None) -> list[str]:
     """The keys to export, checked before anything is written."""
     known = store.keys(record)
     if keys is None:
@@ -184,7 +184,7 @@ def _keys(store: Store, record: RunRecord, keys: Sequence[str] | None) -> list[s
     return list(dict.fromkeys(keys))
 
 
-def _history(key: str, steps: list, epochs: list, values: list, times: list) -> History:
+def history_of(key: str, steps: list, epochs: list, values: list, times: list) -> History:
     if not len(steps) == len(epochs) == len(values) == len(times):
         raise ValueError(f"columns of unequal length: {len(steps)}, {len(epochs)}, {len(values)}, {len(times)}")
     return History(
@@ -197,13 +197,13 @@ def _json_number(value: float) -> float | str:
     return value if math.isfinite(value) else repr(value)
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     if isinstance(value, float):
         return _json_number(value)
     if isinstance(value, Mapping):
-        return {key: _json_value(item) for key, item in value.items()}
+        return {key: json_value(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_json_value(item) for item in value]
+        return [json_value(item) for item in value]
     return value
 
 

@@ -54,7 +54,7 @@ import numpy as np
 from epochal import system
 from epochal.atomic import atomic_file
 from epochal.errors import EpochalError
-from epochal.interop.export import _keys
+from epochal.interop.export import chosen_keys
 from epochal.store.records import Config, RunRecord, SeriesChunk, WriteBatch
 from epochal.store.store import Store
 
@@ -94,7 +94,7 @@ def export_tensorboard(
     """
     tb = _tensorboard()
     record = store.run(ref)
-    chosen = _keys(store, record, keys)
+    chosen = chosen_keys(store, record, keys)
     folder = Path(directory)
     if folder.exists() and not folder.is_dir():
         raise EventFileError(f"cannot export to '{folder}': it is a file, not a directory")
