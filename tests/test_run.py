@@ -389,3 +389,25 @@ def test_a_longdouble_past_float64_is_refused_not_stored_as_inf(store_dir):
         run.log({"a": np.longdouble("inf"), "b": np.float32("nan")})  # infinities and NaN as such are kept
     h = epochal.Store(store_dir).history(run.id, "a")
     assert h.values.tolist() == [float("inf")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "memory"])
+def test_update_config_merges_and_is_stored_and_filterable(tmp_path, backend):
+    where = tmp_path / "store" if backend == "sqlite" else f"memory://update-config-{tmp_path.name}"
+    store = epochal.Store(where)
+    with epochal.start("p", "cfg", config={"optim": {"lr": 0.1, "name": "sgd"}, "seed": 1}, store=store) as run:
+        run.log({"loss": 1.0})
+        new = run.update_config({"optim": {"lr": 0.01}, "batch": 64})
+        assert new.to_dict() == {"optim": {"lr": 0.01, "name": "sgd"}, "seed": 1, "batch": 64}
+        assert run.config["optim.lr"] == 0.01
+        with pytest.raises(TypeError, match="dict"):
+            run.update_config(["lr", 1])
+        with pytest.raises(ValueError):
+            run.update_config({"bad": 10 ** 400})  # past a float64
+        assert run.config["batch"] == 64  # a refused update changed nothing
+    record = store.run(run.id)
+    assert record.config.to_dict() == {"optim": {"lr": 0.01, "name": "sgd"}, "seed": 1, "batch": 64}
+    assert [r.id for r in store.runs(config={"optim.lr": 0.01, "batch": 64})] == [run.id]
+    assert store.runs(config={"optim.lr": 0.1}) == []
+    with pytest.raises(epochal.RunStateError):
+        run.update_config({"late": 1})

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -153,6 +153,14 @@ class Ranks:
 
 
 _ranks: Ranks | None = None
+
+
+def lost_ranks(ranks: Sequence[tuple[str, int]]) -> list[str]:
+    """Of a job's ``(host, pid)`` by rank, those on this host whose process is gone, in words."""
+    from epochal import system
+
+    return [f"rank {rank} (pid {pid})" for rank, (host, pid) in enumerate(ranks)
+            if host == system.host() and not system.pid_alive(pid)]
 
 
 def unwrapped(model: Any) -> Any:

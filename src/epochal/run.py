@@ -17,21 +17,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from epochal import system
 from epochal.checkpoint import LoadedCheckpoint
 from epochal.checks import (
     MAX_INDEX,
     check_index,
     check_key,
+    to_config,
     to_float,
 )
-from epochal.distributed import RankError, Ranks, Reducer, check_reduce
-from epochal.errors import EpochalWarning, RunStateError, StoreError
+from epochal.distributed import Ranks, Reducer, check_reduce, lost_ranks
+from epochal.errors import EpochalWarning, RankError, RunStateError, StoreError
 from epochal.exiting import open_runs
 from epochal.logs import logger
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
-from epochal.store.records import Checkpoint, KeySummary, RunRecord, RunUpdate
+from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate
 from epochal.store.store import Store
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
@@ -487,6 +487,18 @@ class Run:
 
         return record(self, model, inputs, labels, image_shape=image_shape, **kwargs)
 
+    def update_config(self, values: Mapping[str, Any]) -> Config:
+        """Add to the run's config (nested dicts merged, other values replaced) behind the points logged
+        so far; the new config, also ``run.config``. Raises TypeError for a ``values`` that is not a dict,
+        ValueError for a value the store cannot hold (nothing changes then), RunStateError once finished."""
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to change its config")
+        if not isinstance(values, Mapping):
+            raise TypeError(f"a run's config is updated with a dict, got {type(values).__name__} ({values!r:.60})")
+        self.config = Config(to_config(self.config.merged(to_config(values))))
+        self._writer.submit(RunUpdate(self.id, config=self.config))
+        return self.config
+
     def set_counters(self, steps: int, epochs: int) -> None:
         """Put the step and epoch counters at ``steps`` and ``epochs``: where a loaded checkpoint was saved,
         or back to 0 when a run is trained again from its start."""
@@ -538,9 +550,7 @@ class Run:
 
     def _name_lost_ranks(self) -> None:
         """A DDP job ending badly: say which ranks on this host are gone (killed, crashed), if any."""
-        lost = [f"rank {rank} (pid {pid})" for rank, (host, pid) in enumerate(self.record.ranks)
-                if host == system.host() and not system.pid_alive(pid)]
-        if lost:
+        if lost := lost_ranks(self.record.ranks):
             logger.error(f"run {self.name!r} ({self.id}): {', '.join(lost)} of the DDP job ended without finishing "
                          "the run; the job stops")
 

@@ -248,6 +248,9 @@ def _update_run(state: _State, u: RunUpdate) -> None:
         fields["tags"] = tuple(u.tags)
     if u.ranks is not None:
         fields["ranks"] = checked_ranks(u.ranks)
+    if u.config is not None:
+        fields["config"] = u.config
+        _text(*u.config.flat())
     _text(*(v for v in fields.values() if isinstance(v, str)), *fields.get("tags", ()))
     state.runs[u.run_id] = replace(record, **fields)
 

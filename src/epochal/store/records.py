@@ -76,6 +76,10 @@ class Config(Mapping):
     def to_dict(self) -> dict[str, Any]:
         return dict(self._data)
 
+    def merged(self, new: Mapping[str, Any]) -> dict[str, Any]:
+        """This config's dict with ``new`` added: nested dicts merged, other values replaced."""
+        return _merged(self._data, new)
+
     def flat(self) -> dict[str, Any]:
         """Leaves of the nested dict under their dotted keys."""
         return flatten(self._data)
@@ -92,6 +96,13 @@ def config_number(value: Any) -> float | None:
         return float(value)
     except OverflowError:
         return None
+
+
+def _merged(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(old)
+    for key, value in new.items():
+        out[key] = _merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -228,6 +239,7 @@ class RunUpdate:
     description: str | None = None
     token: str | None = None
     ranks: tuple[tuple[str, int], ...] | None = None  # a resumed DDP job's new processes
+    config: Config | None = None  # the whole new config (Run.update_config merges before it sends)
     reopen: bool = False  # clear 'ended' (a resumed run)
     if_segment: int | None = None  # apply only if the run is still at this segment (claiming a run to resume)
 

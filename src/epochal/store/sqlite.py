@@ -288,6 +288,14 @@ class SQLiteBackend(Backend):
             conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), u.run_id))
         if u.tags is not None:
             self._set_tags(conn, u.run_id, u.tags)
+        if u.config is not None:
+            self._set_config(conn, u.run_id, u.config)
+
+    def _set_config(self, conn: sqlite3.Connection, run_id: str, config: Config) -> None:
+        conn.execute("UPDATE runs SET config = ? WHERE id = ?", (json.dumps(config.to_dict()), run_id))
+        conn.execute("DELETE FROM config WHERE run_id = ?", (run_id,))
+        conn.executemany("INSERT OR REPLACE INTO config VALUES (?,?,?,?)",
+                         [(run_id, key, json.dumps(value), config_number(value)) for key, value in config.flat().items()])
 
     def _append_chunk(self, conn: sqlite3.Connection, chunk: SeriesChunk) -> None:
         row = conn.execute(
