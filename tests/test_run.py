@@ -411,3 +411,16 @@ def test_update_config_merges_and_is_stored_and_filterable(tmp_path, backend):
     assert store.runs(config={"optim.lr": 0.1}) == []
     with pytest.raises(epochal.RunStateError):
         run.update_config({"late": 1})
+
+
+def test_log_at_a_given_wall_time(store_dir):
+    with epochal.start(store=store_dir) as run:
+        run.log({"a": 1.0}, time=1_600_000_000.25)
+        run.log({"a": 2.0}, step=1)
+        for bad in (-1.0, float("nan"), float("inf"), "now", True):
+            with pytest.raises(ValueError, match="seconds since the epoch"):
+                run.log({"a": 3.0}, time=bad)
+    with epochal.Store(store_dir) as store:
+        history = store.history(run.id, "a")
+    assert history.times[0] == 1_600_000_000.25 and history.times[1] > 1_700_000_000
+    assert history.values.tolist() == [1.0, 2.0]

@@ -79,6 +79,13 @@ def check_index(name: str, value: object) -> int:
     return int(value)
 
 
+def check_time(value: object) -> float:
+    """A wall time: a finite number of seconds since the epoch (0 or more)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"time is a number of seconds since the epoch, 0 or more, got {value!r:.60}")
+    return float(value)
+
+
 def check_flush_settings(interval: object, points: object, buffered: object = 1) -> None:
     if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
         raise ValueError(f"flush interval must be a positive number of seconds, got {interval!r}")

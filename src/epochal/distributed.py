@@ -192,8 +192,23 @@ class Reducer:
         self.held: list[tuple[int, int, float, str, str, Any]] = []  # (step, epoch, time, key, op, value)
 
     def add(self, step: int, epoch: int, time: float, values: Mapping[str, Any], op: str) -> None:
+        """Hold ``values`` (checked as ``run.log`` checks them) to be reduced with ``op``.
+
+        Raises:
+            TypeError, ValueError: as ``run.log``; nothing of the call is held then.
+        """
+        from epochal.checks import check_key, to_float
+
+        if not isinstance(values, Mapping):
+            raise TypeError(f"run.log takes a dict of key -> number, got {type(values).__name__} ({values!r:.60})")
+        checked = []
         for key, value in values.items():
-            self.held.append((step, epoch, time, key, op, value))
+            check_key(key)
+            number = to_float(key, value)
+            # A device tensor stays on the device: a copy, so later in-place changes don't leak in.
+            kept = value.detach().reshape(()).clone() if number is None else number
+            checked.append((step, epoch, time, key, op, kept))
+        self.held += checked
 
     def reduce(self) -> list[tuple[int, int, float, tuple[str, ...], Any]]:
         """Reduce everything held on every rank: ``(step, epoch, time, keys, values)`` records, values
@@ -213,7 +228,8 @@ class Reducer:
         device = _comm_device()
         if any(torch.is_tensor(h[5]) for h in held):
             values = torch.stack([
-                h[5].to(device, torch.float64) if torch.is_tensor(h[5]) else torch.tensor(h[5], dtype=torch.float64, device=device)
+                h[5].to(device, torch.float64) if torch.is_tensor(h[5])
+                else torch.tensor(h[5], dtype=torch.float64, device=device)
                 for h in held
             ])
         else:
@@ -263,7 +279,8 @@ def _disagreement(signatures: list[list]) -> str:
             having = [r for r, h in enumerate(held) if entry in h]
             return (f"run.log(..., reduce={op!r}) of {key!r} at step {step} (epoch {epoch}) came from rank(s) "
                     f"{', '.join(map(str, having))} but not from rank(s) {', '.join(map(str, missing))}; under DDP "
-                    "every rank logs the same keys with reduce= at the same steps (log on rank 0 alone without reduce=)")
+                    "every rank logs the same keys with reduce= at the same steps (log on rank 0 alone "
+                    "without reduce=)")
     counts = [dict(signature) for signature in signatures]
     for entry in sorted(every):
         numbers = [c.get(entry, 0) for c in counts]

@@ -22,6 +22,7 @@ from epochal.checks import (
     MAX_INDEX,
     check_index,
     check_key,
+    check_time,
     to_config,
     to_float,
 )
@@ -159,7 +160,7 @@ class Run:
     # -- logging -------------------------------------------------------------------------------
 
     def log(self, values: Mapping[str, Any], *, step: int | None = None, epoch: int | None = None,
-            reduce: str | None = None) -> None:
+            reduce: str | None = None, time: float | None = None) -> None:
         """Record scalars at the current (or given) step and epoch. Never waits for disk.
 
         Under DDP (several ranks, see :attr:`world_size`), only rank 0's values are recorded; the
@@ -176,20 +177,25 @@ class Run:
                 writer thread, so logging never synchronizes the device.
             step: record at this step instead of the run's counter.
             epoch: record at this epoch instead of the run's counter.
+            time: the points' wall time (seconds since the epoch) instead of now, for logs replayed
+                from elsewhere (a TensorBoard ``walltime``).
 
         Raises:
             TypeError: ``values`` is not a dict, a value is not a single number (a string, None,
                 a tensor with several elements), or a key is not a string. Nothing of the call is
                 recorded then.
-            ValueError: ``reduce`` is not one of 'mean', 'sum', 'min', 'max'; a key is empty, longer than 255 characters or holds text the store cannot
-                keep (a lone surrogate, a NUL); a number is too large for a float64; a step or
-                epoch is negative or 2**63 or more.
+            ValueError: ``reduce`` is not one of 'mean', 'sum', 'min', 'max'; a key is empty, longer
+                than 255 characters or holds text the store cannot keep (a lone surrogate, a NUL); a
+                number is too large for a float64; a step or epoch is negative or 2**63 or more; a
+                ``time`` that is not a finite number of seconds.
             StoreError: the store failed persistently (it refused writes while the buffer was full
                 for ``PERSISTENT_AFTER_S``, or its writer hit an unexpected error); raised once, after
                 this call's values were buffered. Buffered points are kept and retried.
         """
-        if reduce is not None:
-            return self._log_reduced(values, step, epoch, reduce)
+        if reduce is not None or time is not None:
+            if reduce is None:
+                return self._log_checked(values, step, epoch, check_time(time))
+            return self._log_reduced(values, step, epoch, reduce, time)
         # The fast path: known keys, plain numbers. Everything else goes the slow way.
         admitted = self._admitted
         try:
@@ -214,7 +220,8 @@ class Run:
         if self._pending >= self._wake_points:
             self._wake_writer()
 
-    def _log_checked(self, values: Mapping[str, Any], step: int | None, epoch: int | None) -> None:
+    def _log_checked(self, values: Mapping[str, Any], step: int | None, epoch: int | None,
+                     time: float | None = None) -> None:
         """``log`` for new keys, values that need converting, a full buffer, and finished runs."""
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
@@ -246,14 +253,14 @@ class Run:
             self._writer.check()
             return
         if not tensor_keys:
-            self._queue.append((s, e, _now(), tuple(converted), tuple(converted.values())))
+            self._queue.append((s, e, time or _now(), tuple(converted), tuple(converted.values())))
         else:
             import torch
 
             with torch.no_grad():
                 stacked = torch.stack([values[k].detach().reshape(()) for k in tensor_keys])
             self._queue.append(
-                Deferred(s, e, _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
+                Deferred(s, e, time or _now(), tuple(converted), tuple(converted.values()), tuple(tensor_keys), stacked)
             )
         self._pending += len(values)
         self._admitted = self._keys  # the fast path again, if a failure of the writer diverted log() here
@@ -261,23 +268,16 @@ class Run:
         if self._pending >= self._wake_points:
             self._wake_writer()
 
-    def _log_reduced(self, values: Mapping[str, Any], step: int | None, epoch: int | None, reduce: str) -> None:
+    def _log_reduced(self, values: Mapping[str, Any], step: int | None, epoch: int | None, reduce: str,
+                     time: float | None) -> None:
         check_reduce(reduce)
         if self._reducer is None:
-            return self.log(values, step=step, epoch=epoch)
+            return self.log(values, step=step, epoch=epoch, time=time)
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to log more")
-        if not isinstance(values, Mapping):
-            raise TypeError(f"run.log takes a dict of key -> number, got {type(values).__name__} ({values!r:.60})")
-        checked = {}
-        for key, value in values.items():
-            check_key(key)
-            number = to_float(key, value)
-            # A device tensor stays on the device: a copy, so later in-place changes don't leak in.
-            checked[key] = value.detach().reshape(()).clone() if number is None else number
         s = self._steps if step is None else check_index("step", step)
         e = self._epochs if epoch is None else check_index("epoch", epoch)
-        self._reducer.add(s, e, _now(), checked, reduce)
+        self._reducer.add(s, e, check_time(time) if time is not None else _now(), values, reduce)
 
     def _reduce_held(self) -> None:
         """Reduce the values every rank holds (a collective); rank 0 queues the results for the writer."""
