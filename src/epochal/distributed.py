@@ -82,6 +82,27 @@ class Ranks:
         return self.rank == 0
 
     @property
+    def device(self) -> Any:
+        """Where the default group reduces tensors: this rank's GPU for NCCL, else the CPU."""
+        import torch
+        import torch.distributed as dist
+
+        return torch.device("cuda", self.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+    def stacked(self, values: Sequence[Any]) -> Any:
+        """``values`` (numbers, or one-element tensors) as one float64 tensor on :attr:`device`, to reduce."""
+        import torch
+
+        device = self.device
+        if not any(torch.is_tensor(v) for v in values):
+            return torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        return torch.stack([
+            v.detach().reshape(()).to(device, torch.float64) if torch.is_tensor(v)
+            else torch.tensor(float(v), dtype=torch.float64, device=device)
+            for v in values
+        ])
+
+    @property
     def connected(self) -> bool:
         """Whether the process group is still there (a program may destroy it before it exits)."""
         import torch.distributed as dist
@@ -159,8 +180,7 @@ def lost_ranks(ranks: Sequence[tuple[str, int]]) -> list[str]:
     """Of a job's ``(host, pid)`` by rank, those on this host whose process is gone, in words."""
     from epochal import system
 
-    return [f"rank {rank} (pid {pid})" for rank, (host, pid) in enumerate(ranks)
-            if host == system.host() and not system.pid_alive(pid)]
+    return [f"rank {rank} (pid {ranks[rank][1]})" for rank in system.gone_on_this_host(ranks)]
 
 
 def unwrapped(model: Any) -> Any:
@@ -225,21 +245,14 @@ class Reducer:
         if not held:
             return []
         held.sort(key=lambda h: (h[0], h[1], h[3], h[4]))
-        device = _comm_device()
-        if any(torch.is_tensor(h[5]) for h in held):
-            values = torch.stack([
-                h[5].to(device, torch.float64) if torch.is_tensor(h[5])
-                else torch.tensor(h[5], dtype=torch.float64, device=device)
-                for h in held
-            ])
-        else:
-            values = torch.tensor([h[5] for h in held], dtype=torch.float64, device=device)
+        values = self.ranks.stacked([h[5] for h in held])
         ops = [h[4] for h in held]
+        single = len(set(ops)) == 1
         for op in dict.fromkeys(ops):
-            if len(set(ops)) == 1:
+            if single:
                 part = values
             else:
-                index = torch.tensor([i for i, o in enumerate(ops) if o == op], device=device)
+                index = torch.tensor([i for i, o in enumerate(ops) if o == op], device=values.device)
                 part = values.index_select(0, index)
             dist.all_reduce(part, op={"mean": dist.ReduceOp.SUM, "sum": dist.ReduceOp.SUM,
                                       "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
@@ -256,16 +269,6 @@ class Reducer:
                 records.append((step, epoch, time, tuple(h[3] for h in held[start:i]), values[start:i]))
                 start = i
         return records
-
-
-def _comm_device():
-    """Where the default group reduces tensors: the rank's GPU for NCCL, else the CPU."""
-    import torch
-    import torch.distributed as dist
-
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
 
 
 def _disagreement(signatures: list[list]) -> str:

@@ -11,13 +11,14 @@ import dataclasses
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from epochal import distributed, names, system
 from epochal.atomic import clean_stale_temporaries
 from epochal.checks import check_flush_settings, check_text, to_config
+from epochal.distributed import Ranks
 from epochal.errors import EpochalError, RunStateError, StoreError
 from epochal.logs import logger
 from epochal.run import Run
@@ -86,23 +87,17 @@ def start(
     # One run per DDP job: rank 0 creates it, every rank records its host and pid in it.
     asked = job.gather((project, name))
     processes = job.gather((system.host(), os.getpid()))
-    opened: list[Store] = []  # rank 0's store stays on rank 0; the others get the record
-
-    def create() -> RunRecord:
-        the_store, record = _create(store, project, name, description, tag_tuple, config_data, tuple(processes))
-        opened.append(the_store)
-        return record
-
-    record = job.leader_does(create)
+    the_store, (record,) = _opened_by_leader(
+        job, lambda: _create(store, project, name, description, tag_tuple, config_data, tuple(processes)))
     if asked[job.rank] != asked[0] and not job.leader:
         logger.warning(f"rank {job.rank} was given project {asked[job.rank][0]!r}, name {asked[job.rank][1]!r}; "
                        f"rank 0's run {record.name!r} in project {record.project!r} is the job's run")
-    the_store = opened[0] if job.leader else _follower_store(record)
     return Run(the_store, record, job=job, **settings)
 
 
 def _create(store: str | Path | Store | None, project: str, name: str | None, description: str,
-            tags: tuple[str, ...], config_data: Any, ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord]:
+            tags: tuple[str, ...], config_data: Any,
+            ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord]:
     """Write a new run's record in the store; the store and the record as stored."""
     the_store = store if isinstance(store, Store) else Store(store)
     existing = len(the_store.runs(project))
@@ -127,6 +122,20 @@ def _create(store: str | Path | Store | None, project: str, name: str | None, de
     except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
         raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
     return the_store, record
+
+
+def _opened_by_leader(job: Ranks, open_run: Callable[[], tuple]) -> tuple[Store, tuple]:
+    """``open_run()`` (a store, the run's record, more) on rank 0, its outcome handed to every rank:
+    rank 0 keeps its store, the others get one of their own for the record."""
+    kept: list[Store] = []
+
+    def on_leader() -> tuple:
+        the_store, *rest = open_run()
+        kept.append(the_store)
+        return tuple(rest)
+
+    rest = job.leader_does(on_leader)
+    return (kept[0] if job.leader else _follower_store(rest[0])), rest
 
 
 def _follower_store(record: RunRecord) -> Store:
@@ -166,15 +175,7 @@ def resume(
         the_store, reopened, stored, before = _reopen(run, store)
         return Run(the_store, reopened, previous=stored, previous_status=before, **settings)
     processes = job.gather((system.host(), os.getpid()))
-    opened: list[Store] = []
-
-    def reopen() -> tuple[RunRecord, RunRecord, str]:
-        the_store, *records = _reopen(run, store, tuple(processes))
-        opened.append(the_store)
-        return tuple(records)
-
-    reopened, stored, before = job.leader_does(reopen)
-    the_store = opened[0] if job.leader else _follower_store(reopened)
+    the_store, (reopened, stored, before) = _opened_by_leader(job, lambda: _reopen(run, store, tuple(processes)))
     return Run(the_store, reopened, previous=stored, previous_status=before, job=job, **settings)
 
 

@@ -8,6 +8,7 @@ import shlex
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 _token: tuple[int, str] | None = None
@@ -61,6 +62,13 @@ def process_token() -> str:
     if _token is None or _token[0] != os.getpid():
         _token = (os.getpid(), secrets.token_hex(8))
     return _token[1]
+
+
+def gone_on_this_host(processes: Sequence[tuple[str, int]]) -> list[int]:
+    """Positions in ``processes`` (``(host, pid)`` each, as a DDP run's ranks) of those on this host
+    that are not running any more."""
+    here = host()
+    return [i for i, (where, pid) in enumerate(processes) if where == here and not pid_alive(pid)]
 
 
 def pid_alive(pid: int) -> bool:

@@ -330,7 +330,7 @@ def _with_live_status(record: RunRecord) -> RunRecord:
         crashed = reused or not system.pid_alive(record.pid) or silent_for > 5 * STALE_AFTER_S
     else:
         crashed = silent_for > STALE_AFTER_S
-    crashed = crashed or any(host == here and not system.pid_alive(pid) for host, pid in record.ranks)
+    crashed = crashed or bool(system.gone_on_this_host(record.ranks))
     if not crashed:
         return record
     return replace(record, status="crashed")

@@ -57,9 +57,10 @@ def shard(stage: str, loader: Any, ranks: Ranks) -> Any:
     if not isinstance(loader, DataLoader) or type(loader.batch_sampler) is not BatchSampler:
         if stage != "train":
             return loader  # every rank evaluates all of it: sums and counts over ranks still give its means
+        own = " with its own batch_sampler" if isinstance(loader, DataLoader) else ""
         raise ValueError(
             f"under DDP the Trainer gives train_data a DistributedSampler, which needs a torch DataLoader with a "
-            f"batch_size; got {type(loader).__name__}{' with its own batch_sampler' if isinstance(loader, DataLoader) else ''}. "
+            f"batch_size; got {type(loader).__name__}{own}. "
             "Give each rank its share yourself (a DataLoader with a DistributedSampler is used as is)"
         )
     if stage == "train":
@@ -84,15 +85,10 @@ def shard_all(loaders: Mapping[str, Any], ranks: Ranks) -> dict[str, Any]:
     return {stage: shard(stage, loader, ranks) for stage, loader in loaders.items()}
 
 
-def sum_over_ranks(values: list[Any], device: torch.device) -> list[float]:
-    """Each of ``values`` (numbers, or tensors on ``device``) summed over the ranks, in one all_reduce."""
+def sum_over_ranks(values: list[Any], ranks: Ranks) -> list[float]:
+    """Each of ``values`` (numbers, or one-element tensors) summed over the ranks, in one all_reduce."""
     import torch.distributed as dist
 
-    where = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    stacked = torch.stack([
-        v.detach().reshape(()).to(where, torch.float64) if torch.is_tensor(v)
-        else torch.tensor(float(v), dtype=torch.float64, device=where)
-        for v in values
-    ])
+    stacked = ranks.stacked(values)
     dist.all_reduce(stacked)
     return stacked.tolist()

@@ -439,7 +439,7 @@ class Trainer:
         if training and state.grads_pending:
             self._optimizer_step()
         if self.run.job is not None:  # exact over the whole data set: every rank's sums added up
-            totals = sum_over_ranks([count, samples, loss_sum, loss_squares, *metric_set.totals()], self.device)
+            totals = sum_over_ranks([count, samples, loss_sum, loss_squares, *metric_set.totals()], self.run.job)
             count, samples, loss_sum, loss_squares = int(totals[0]), int(totals[1]), totals[2], totals[3]
             metric_set.set_totals(totals[4:])
         if count == 0:
