@@ -167,11 +167,6 @@ class Ranks:
             raise RankError(f"{what} failed on rank {rank}: {message}")
         return result
 
-    def barrier(self) -> None:
-        import torch.distributed as dist
-
-        dist.barrier(group=self.host_group)
-
 
 _ranks: Ranks | None = None
 
