@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from epochal.errors import RankError
+from epochal.logs import logger
 
 #: What ``run.log(..., reduce=)`` accepts.
 REDUCE_OPS = ("mean", "sum", "min", "max")
@@ -264,6 +265,28 @@ class Reducer:
                 records.append((step, epoch, time, tuple(h[3] for h in held[start:i]), values[start:i]))
                 start = i
         return records
+
+    def at_finish(self, status: str, run: str, reduce_held: Callable[[], None],
+                  ranks: Sequence[tuple[str, int]]) -> RankError | None:
+        """The end of ``run`` (in words) on this rank. Ending well, every rank reduces what it holds
+        (``reduce_held``) together; the RankError of ranks that disagree is returned, to raise once the
+        run is closed. Ending badly, it says which ranks on this host are gone (killed, crashed), and
+        nothing waits for the others. Values still held then are not stored, with a warning."""
+        rank_error = None
+        if status == "finished" and self.ranks.connected:
+            try:
+                reduce_held()
+            except RankError as exc:
+                rank_error = exc
+            except Exception as exc:  # another rank is gone: record the end all the same
+                logger.warning(f"{run}: values logged with reduce= since the last reduction are not stored: {exc}")
+        elif lost := lost_ranks(ranks):
+            logger.error(f"{run}: {', '.join(lost)} of the DDP job ended without finishing the run; the job stops")
+        if self.held:
+            logger.warning(f"{run}: {len(self.held)} values logged with reduce= on rank {self.ranks.rank} since the "
+                           "last reduction are not stored")
+            self.held = []
+        return rank_error
 
 
 def _disagreement(signatures: list[list]) -> str:

@@ -26,20 +26,15 @@ from epochal.checks import (
     to_config,
     to_float,
 )
-from epochal.distributed import Ranks, Reducer, check_reduce, lost_ranks
-from epochal.errors import EpochalWarning, RankError, RunStateError, StoreError
+from epochal.distributed import Ranks, Reducer, check_reduce
+from epochal.errors import EpochalWarning, RunStateError, StoreError
 from epochal.exiting import open_runs
-from epochal.logs import logger
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
 from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate
 from epochal.store.store import Store
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 
-#: log() waits for the writer once this many flushes' worth of points (flush_points each) are
-#: outstanding: big enough for the writer's batches to stay efficient, small enough to bound what a
-#: crash loses when logging outruns the store (1,000,000 points by default, half a second at 2M/s).
-PACE_FLUSHES = 100
 #: Under DDP, values logged with ``reduce=`` are reduced across ranks at least every this many steps.
 REDUCE_EVERY_STEPS = 100
 #: Seconds ``run.summary`` waits for buffered points before it answers from what is stored.
@@ -96,12 +91,9 @@ class Run:
         self._queue = self._writer.queue
         self._wake = self._writer.wake
         # log() looks at the buffer's size every `_wake_points` points: it wakes the writer then, and
-        # waits for it when logging outruns the store (`_pace_points` outstanding).
+        # the writer paces it when logging outruns the store (see Writer.hand_over).
         self._wake_points = min(flush_points, max(max_buffered_points // 8, 1))
-        self._pace_points = min(PACE_FLUSHES * flush_points, max_buffered_points)
-        self._max_buffered = max_buffered_points
         self._pending = 0  # points logged since the last wake-up
-        self._logged = 0  # points handed to the writer before that
         self._dropping = False
         self._dropped = 0  # points not buffered because the buffer was full while the store refused writes
         self._checkpoints = RunCheckpoints(
@@ -302,29 +294,14 @@ class Run:
 
     def _wake_writer(self) -> None:
         """Hand the points logged since the last call to the writer; mind the buffer's bound."""
-        self._logged += self._pending
-        self._pending = 0
-        self._wake.set()
-        writer = self._writer
-        writer.check()
-        if self._logged - writer.done_points < self._pace_points:
-            return
-        if writer.failing:  # the store refuses writes: keep buffering up to the bound, then drop
-            if self._logged - writer.done_points >= self._max_buffered:
-                self._dropping = True
-                self._admitted = frozenset()  # every log() takes the checked path, which drops
-            return
-        # The store keeps up, only slower than this loop: wait for it. This bounds both the memory
-        # and what a crash can lose.
-        while (self._logged - writer.done_points > self._pace_points // 2 and not writer.failing
-               and writer.alive):
-            writer.progress.clear()
-            writer.wake.set()
-            writer.progress.wait(0.1)
+        pending, self._pending = self._pending, 0
+        if self._writer.hand_over(pending):  # full while the store refuses writes: drop until there is room
+            self._dropping = True
+            self._admitted = frozenset()  # every log() takes the checked path, which drops
 
     def _room_again(self) -> bool:
         """While dropping: whether the store took enough of the buffer to take points again."""
-        if self._logged - self._writer.done_points > self._max_buffered // 2:
+        if not self._writer.has_room():
             return False
         self._dropping = False
         self._admitted = self._keys
@@ -365,7 +342,7 @@ class Run:
         return self._flush_writer(timeout)
 
     def _flush_writer(self, timeout: float | None = None) -> bool:
-        self._logged += self._pending
+        self._writer.handed += self._pending
         self._pending = 0
         return self._writer.flush(timeout)
 
@@ -522,20 +499,8 @@ class Run:
             raise ValueError(f"a run finishes as 'finished', 'failed' or 'interrupted', not {status!r}")
         rank_error = None
         if self._reducer is not None:
-            if status == "finished" and self.job.connected:  # every rank ends together: reduce what they hold
-                try:
-                    self._reduce_held()
-                except RankError as exc:
-                    rank_error = exc
-                except Exception as exc:  # another rank is gone: record the end all the same
-                    logger.warning(f"run {self.name!r} ({self.id}): values logged with reduce= since the last "
-                                   f"reduction are not stored: {exc}")
-            else:
-                self._name_lost_ranks()
-            if self._reducer.held:  # not reduced (one rank failing alone must not wait for the others): said so
-                logger.warning(f"run {self.name!r} ({self.id}): {len(self._reducer.held)} values logged with "
-                               f"reduce= on rank {self.rank} since the last reduction are not stored")
-                self._reducer.held = []
+            rank_error = self._reducer.at_finish(status, f"run {self.name!r} ({self.id})", self._reduce_held,
+                                                 self.record.ranks)
         self._close(RunUpdate(self.id, status=status, ended=time.time(), steps=self._steps, epochs=self._epochs),
                     timeout)
         if self.dropped_points:
@@ -547,12 +512,6 @@ class Run:
             )
         if rank_error is not None:
             raise rank_error
-
-    def _name_lost_ranks(self) -> None:
-        """A DDP job ending badly: say which ranks on this host are gone (killed, crashed), if any."""
-        if lost := lost_ranks(self.record.ranks):
-            logger.error(f"run {self.name!r} ({self.id}): {', '.join(lost)} of the DDP job ended without finishing "
-                         "the run; the job stops")
 
     def abandon(self, *, timeout: float = 60.0) -> None:
         """Give a run just reopened by :func:`resume` back as it was: its status (interrupted,
