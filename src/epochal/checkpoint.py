@@ -63,7 +63,7 @@ def payload(*, run_id: str, step: int, epoch: int, created: float, metric: tuple
         CheckpointError: a value cannot be held safely (an arbitrary object rather than its state).
         TypeError, ValueError: ``metric`` is not a ``(key, number)`` pair.
     """
-    metric_key, metric_value = _metric(metric)
+    metric_key, metric_value = checked_metric(metric)
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -293,7 +293,8 @@ def set_rng_state(state: Mapping) -> None:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _metric(metric: tuple[str, Any] | None) -> tuple[str | None, float | None]:
+def checked_metric(metric: tuple[str, Any] | None) -> tuple[str | None, float | None]:
+    """``(key, value)`` checked: a non-empty key and a number (a one-element tensor too); (None, None) for None."""
     import torch
 
     if metric is None:

@@ -88,7 +88,7 @@ def checkpoint_table(checkpoints: Sequence[Checkpoint]) -> str:
     rows = [
         [c.path, str(c.step), str(c.epoch),
          "-" if c.metric_key is None else f"{c.metric_key}={number(c.metric_value, 6)}",
-         size(c.size), c.sha256[:12]]
+         size(c.size), c.sha256[:12] or "-"]
         for c in checkpoints
     ]
     return table(["file", "step", "epoch", "metric", "size", "sha256"], rows, right={1, 2, 4})

@@ -450,6 +450,28 @@ class Run:
         self.set_counters(loaded.step, loaded.epoch)
         return loaded
 
+    def add_checkpoint(self, path: str | os.PathLike, *, step: int | None = None, epoch: int | None = None,
+                       metric: tuple[str, Any] | None = None, mode: str = "max") -> Checkpoint:
+        """Record a checkpoint file (or folder) another framework wrote, such as Lightning's ``.ckpt``,
+        at the current (or given) step and epoch. The file stays where it is and epochal never loads or
+        deletes it (``kind='external'``; 'last' and 'best' pass it by); its path (relative to the run's
+        folder when inside it) and size are recorded, no SHA-256. Recording a path again replaces its record.
+
+        Raises:
+            CheckpointError: nothing is at ``path``.
+            TypeError, ValueError: a ``metric`` that is not a (key, number) pair, a mode not 'min' or 'max'.
+        """
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to record checkpoints")
+        return self._checkpoints.add(path, self._steps if step is None else check_index("step", step),
+                                     self._epochs if epoch is None else check_index("epoch", epoch),
+                                     metric=metric, mode=mode)
+
+    def remove_checkpoint(self, path: str | os.PathLike) -> bool:
+        """Drop the record of a checkpoint :meth:`add_checkpoint` recorded, whose framework deleted its file
+        (the file is not touched). False if no checkpoint of this run has that path."""
+        return self._checkpoints.remove(path)
+
     def checkpoints(self) -> list[Checkpoint]:
         """This run's checkpoints as its store lists them, oldest first (under DDP, rank 0's answer on every rank)."""
         return self._checkpoints.listed()

@@ -27,9 +27,11 @@ from epochal.store.records import Checkpoint
 from epochal.store.store import Store, storable_text
 from epochal.store.writer import removal
 
-__all__ = ["KINDS", "RECORD_TIMEOUT_S", "RunCheckpoints"]
+__all__ = ["EXTERNAL", "KINDS", "RECORD_TIMEOUT_S", "RunCheckpoints"]
 
 KINDS = ("resume", "weights")
+#: The kind of a checkpoint another framework wrote (Lightning, Hugging Face): recorded, never loaded by epochal.
+EXTERNAL = "external"
 #: Seconds a save waits for the store to record its checkpoint before it warns and goes on.
 RECORD_TIMEOUT_S = 5.0
 
@@ -101,6 +103,50 @@ class RunCheckpoints:
             return self.store.checkpoints(self.run_id)
         return self.job.leader_does(lambda: self.store.checkpoints(self.run_id))
 
+    def add(self, path: str | os.PathLike, step: int, epoch: int, *, metric: tuple[str, Any] | None = None,
+            mode: str = "max") -> Checkpoint:
+        """Record a checkpoint file or folder another framework wrote; see :meth:`epochal.Run.add_checkpoint`."""
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        key, value = checkpoint.checked_metric(metric)
+        where = Path(path).absolute()
+        size = 0
+        if self.job is None or self.job.leader:  # the file may be on rank 0's disk alone
+            if not where.exists():
+                raise CheckpointError(f"no checkpoint at {where}: record a file or folder that was written")
+            size = where.stat().st_size if where.is_file() else sum(
+                f.stat().st_size for f in where.rglob("*") if f.is_file())
+        inside = where.is_relative_to(self.folder.absolute())
+        shown = where.relative_to(self.folder.absolute()).as_posix() if inside else str(where)
+        storable_text(shown, "a checkpoint's path")
+        self.count += 1
+        record = Checkpoint(
+            run_id=self.run_id, path=shown, step=step, epoch=epoch, size=size, sha256="", created=time.time(),
+            metric_key=key, metric_value=value, mode=mode if key is not None else None, kind=EXTERNAL,
+            seq=(self.segment << 32) + self.count,
+        )
+        self.saved[shown] = record
+        self.removed.discard(shown)
+        self._submit(record)
+        self._settle(RECORD_TIMEOUT_S)
+        return record
+
+    def remove(self, path: str | os.PathLike) -> bool:
+        """Drop the record of a checkpoint another framework deleted; see :meth:`epochal.Run.remove_checkpoint`."""
+        where = Path(path).absolute()
+        inside = where.is_relative_to(self.folder.absolute())
+        shown = where.relative_to(self.folder.absolute()).as_posix() if inside else str(where)
+        record = next((c for c in self.known() if c.path == shown), None)
+        if record is None:
+            return False
+        if record.kind != EXTERNAL:
+            raise ValueError(f"{shown} is a checkpoint epochal saved; its retention= decides when it goes")
+        self._submit(removal(record))
+        self.saved.pop(shown, None)
+        self.removed.add(shown)
+        self._settle(RECORD_TIMEOUT_S)
+        return True
+
     def _save(self, step: int, epoch: int, *, models: Any = None, optimizers: Any = None, schedulers: Any = None,
               scaler: Any = None, extra: Any = None, metric: tuple[str, Any] | None = None, mode: str = "max",
               retention: Retention | None = None, kind: str = "resume", timeout: float | None = None,
@@ -165,7 +211,7 @@ class RunCheckpoints:
                 "Start training from the beginning (with the Trainer: fit() without resume=True)"
             )
         if which == "best":
-            scored = [c for c in checkpoints if c.metric_value is not None and c.mode]
+            scored = [c for c in checkpoints if c.metric_value is not None and c.mode and c.kind != EXTERNAL]
             if not scored:
                 raise CheckpointError(f"{where} has no checkpoint saved with a metric, so none is 'best'")
             best = scored[0]
