@@ -24,6 +24,7 @@ from epochal.logs import logger
 from epochal.run import Run
 from epochal.store.records import Config, RunRecord, RunUpdate, WriteBatch
 from epochal.store.store import Store, checked_tag, storable_text
+from epochal.system_metrics import check_interval
 
 __all__ = ["resume", "start"]
 
@@ -39,6 +40,8 @@ def start(
     flush_interval: float = 0.5,
     flush_points: int = 10_000,
     max_buffered_points: int = 5_000_000,
+    system_metrics: float | bool = True,
+    job: bool = True,
 ) -> Run:
     """Start a new run and return it.
 
@@ -56,6 +59,12 @@ def start(
         max_buffered_points: the most points kept in memory while the store refuses writes
             (locked, disk full); past it, new points are dropped (with a warning) until the
             store accepts writes again.
+        system_metrics: seconds between samples of the machine's and this process's CPU, memory,
+            disk, network and GPUs, recorded under ``system/`` by the writer's thread (see
+            :mod:`epochal.system_metrics`); True for every 10 s, False for none.
+        job: under DDP, whether this is the job's run (every rank calls ``start``). False gives this
+            process a run of its own and talks to no other rank: for code that runs on rank 0 alone,
+            such as a framework's logger.
 
     Under DDP (``torchrun``, or an initialized process group of several ranks) every rank calls it and
     gets the job's one run: rank 0 creates it and writes to the store; the others attach to it
@@ -80,8 +89,8 @@ def start(
         raise TypeError(f"a run's config is a dict, got {type(config).__name__} ({config!r:.60})")
     config_data = to_config(config or {})
     settings = {"flush_interval": flush_interval, "flush_points": flush_points,
-                "max_buffered_points": max_buffered_points}
-    job = distributed.job()
+                "max_buffered_points": max_buffered_points, "system_metrics": check_interval(system_metrics)}
+    job = distributed.job() if _joins(job) else None
     if job is None:
         return Run(*_create(store, project, name, description, tag_tuple, config_data), **settings)
     # One run per DDP job: rank 0 creates it, every rank records its host and pid in it.
@@ -93,6 +102,12 @@ def start(
         logger.warning(f"rank {job.rank} was given project {asked[job.rank][0]!r}, name {asked[job.rank][1]!r}; "
                        f"rank 0's run {record.name!r} in project {record.project!r} is the job's run")
     return Run(the_store, record, job=job, **settings)
+
+
+def _joins(job: object) -> bool:
+    if not isinstance(job, bool):
+        raise TypeError(f"job is True (the DDP job's run) or False (this process's own run), got {job!r}")
+    return job
 
 
 def _create(store: str | Path | Store | None, project: str, name: str | None, description: str,
@@ -153,6 +168,8 @@ def resume(
     flush_interval: float = 0.5,
     flush_points: int = 10_000,
     max_buffered_points: int = 5_000_000,
+    system_metrics: float | bool = True,
+    job: bool = True,
 ) -> Run:
     """Reopen a run that is not running any more; its step and epoch counters continue.
 
@@ -160,7 +177,8 @@ def resume(
     reading, the newest wins for those steps. Load a checkpoint afterwards
     (``run.load_checkpoint("last", ...)``) to go back to where it was saved. Of several
     processes resuming the same run at once, one wins; the others get a RunStateError. Under DDP
-    every rank calls it: rank 0 claims the run, every rank gets it back.
+    every rank calls it: rank 0 claims the run, every rank gets it back. ``system_metrics`` and
+    ``job`` are as for :func:`start`.
 
     Raises:
         RunNotFoundError: no run has that id or name.
@@ -169,8 +187,8 @@ def resume(
     """
     check_flush_settings(flush_interval, flush_points, max_buffered_points)
     settings = {"flush_interval": flush_interval, "flush_points": flush_points,
-                "max_buffered_points": max_buffered_points}
-    job = distributed.job()
+                "max_buffered_points": max_buffered_points, "system_metrics": check_interval(system_metrics)}
+    job = distributed.job() if _joins(job) else None
     if job is None:
         the_store, reopened, stored, before = _reopen(run, store)
         return Run(the_store, reopened, previous=stored, previous_status=before, **settings)

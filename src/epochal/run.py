@@ -34,6 +34,7 @@ from epochal.run_checkpoints import RunCheckpoints
 from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate
 from epochal.store.store import Store
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
+from epochal.system_metrics import SystemSampler
 
 #: Under DDP, values logged with ``reduce=`` are reduced across ranks at least every this many steps.
 REDUCE_EVERY_STEPS = 100
@@ -62,7 +63,7 @@ class Run:
 
     def __init__(self, store: Store, record: RunRecord, *, flush_interval: float, flush_points: int,
                  max_buffered_points: int = 5_000_000, previous: RunRecord | None = None,
-                 previous_status: str | None = None, job: Ranks | None = None):
+                 previous_status: str | None = None, job: Ranks | None = None, system_metrics: float | None = None):
         self.store = store
         self.record = record
         self.id = record.id
@@ -87,6 +88,7 @@ class Run:
             store, record.id, record.segment, lambda: (self._steps, self._epochs),
             interval=flush_interval, max_points=flush_points, max_buffered=max_buffered_points,
             on_error=self._divert,
+            sampler=SystemSampler(system_metrics) if system_metrics and not self._follower else None,
         )
         self._queue = self._writer.queue
         self._wake = self._writer.wake

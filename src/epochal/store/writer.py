@@ -43,6 +43,7 @@ from epochal.store.records import Checkpoint, RunUpdate, SeriesChunk, WriteBatch
 
 if TYPE_CHECKING:
     from epochal.store.store import Store
+    from epochal.system_metrics import SystemSampler
 
 #: log() waits for the writer (hand_over) once this many flushes' worth of points (flush_points each) are
 #: outstanding: big enough for the writer's batches to stay efficient, small enough to bound what a
@@ -95,11 +96,13 @@ class Writer:
         max_points: int = 10_000,
         max_buffered: int = 5_000_000,
         on_error: Callable[[], None] | None = None,
+        sampler: SystemSampler | None = None,
     ):
         """
         Args:
             on_error: called on the writer thread when it keeps a persistent failure, so that the
                 caller can look (call :meth:`check`) sooner than it otherwise would.
+            sampler: system metrics to record, on this thread, at the run's counters when it is due.
         """
         self.store, self.run_id, self.segment = store, run_id, segment
         # When to write (every `interval` s, or at `max_points` new points) and how much to hold meanwhile.
@@ -130,6 +133,7 @@ class Writer:
         self._error: StoreError | None = None  # the persistent failure check() raises next, once
         self._reported = False  # whether the store's current spell of failing was kept as persistent
         self._on_error = on_error
+        self._sampler = sampler
         self._thread = threading.Thread(target=self._loop, name=f"epochal-writer-{run_id}", daemon=True)
         self._thread.start()
 
@@ -230,6 +234,8 @@ class Writer:
             self.wake.clear()
             stopping = self._stop
             try:
+                if self._sampler is not None and not stopping and self._sampler.due(time.monotonic()):
+                    self._queue_system_metrics()
                 self._write_pending()
             except Exception as exc:  # a bug: never let the thread die, and never leave a flush() waiting
                 _warn(f"epochal: unexpected error in the store writer of run {self.run_id}: {exc!r}")
@@ -240,6 +246,12 @@ class Writer:
                 return
             if stopping:
                 time.sleep(self.interval)
+
+    def _queue_system_metrics(self) -> None:
+        values = self._sampler.sample()
+        if values:
+            steps, epochs = self._counters()
+            self.queue.append((steps, epochs, time.time(), tuple(values), tuple(values.values())))
 
     def _write_pending(self) -> None:
         items = [self.queue.popleft() for _ in range(len(self.queue))]
