@@ -108,16 +108,7 @@ class SystemSampler:
             return {}
         values: dict[str, float] = {}
         for index, uuid in used:
-            handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-            prefix = f"system/gpu{index}/"
-            _read(values, lambda: {prefix + "utilization_percent":
-                                   float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)})
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            values[prefix + "memory_used_gb"] = memory.used / _GB
-            values[prefix + "memory_percent"] = 100.0 * memory.used / memory.total if memory.total else 0.0
-            _read(values, lambda: {prefix + "power_w": nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0})
-            _read(values, lambda: {prefix + "temperature_c": float(
-                nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))})
+            _read(values, lambda: _gpu(nvml, nvml.nvmlDeviceGetHandleByUUID(uuid), f"system/gpu{index}/"))  # noqa: B023
         return values
 
     def _nvml_module(self) -> Any:
@@ -147,6 +138,17 @@ def _gpus_in_use() -> list[tuple[int, str]]:
             uuid = str(torch.cuda.get_device_properties(index).uuid)
             used.append((index, uuid if uuid.startswith(("GPU-", "MIG-")) else f"GPU-{uuid}"))
     return used
+
+
+def _gpu(nvml: Any, handle: Any, prefix: str) -> dict[str, float]:
+    memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+    values = {prefix + "memory_used_gb": memory.used / _GB,
+              prefix + "memory_percent": 100.0 * memory.used / memory.total if memory.total else 0.0}
+    _read(values, lambda: {prefix + "utilization_percent": float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)})
+    _read(values, lambda: {prefix + "power_w": nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0})
+    _read(values, lambda: {prefix + "temperature_c": float(nvml.nvmlDeviceGetTemperature(
+        handle, nvml.NVML_TEMPERATURE_GPU))})
+    return values
 
 
 def _memory(machine: Any, process: Any) -> dict[str, float]:
