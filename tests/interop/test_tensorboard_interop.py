@@ -391,3 +391,21 @@ def test_an_epoch_of_fractions_is_a_series_like_any_other(store, tmp_path):
     assert store.keys(run_id) == ["epoch", "loss"] and store.history(run_id, "epoch").values.tolist()[1] == 0.25
     assert not store.history(run_id, "loss").epochs.any()
 
+
+def test_damaged_hparams_plugin_data_is_named_and_the_scalars_still_come_in(store_dir, tmp_path, capsys):
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    experiment, start, end = hparams_summaries({"lr": 0.1}, {"acc": 0.5})
+    start.value[0].metadata.plugin_data.content = b"\x12\x05ab"  # a field longer than what follows
+    with SummaryWriter(tmp_path / "logs") as writer:
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        writer.add_scalar("acc", 0.5, 3, walltime=WALL)
+    (path,) = (tmp_path / "logs").glob("events.out.tfevents.*")
+    assert main(["import", "tensorboard", str(tmp_path / "logs"), "--store", str(store_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"epochal: warning: event file '{path}'") and err.count("\n") == 1
+    assert out.startswith("imported 1 run")
+    with epochal.Store(store_dir) as store:
+        (record,) = store.runs()
+        assert record.config.to_dict() == {} and store.history(record, "acc").values.tolist() == [0.5]
