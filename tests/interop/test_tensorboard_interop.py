@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
+import shutil
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import epochal
 from epochal.cli import main
+from epochal.errors import EpochalWarning
 from epochal.interop import EventFileError, export_tensorboard, import_tensorboard
 
 pytest.importorskip("tensorboard")
@@ -230,3 +235,177 @@ def test_records_written_by_hand_are_read_like_tensorboards(tmp_path, store):
     (run_id,) = import_tensorboard(store, tmp_path / "logs")
     assert store.history(run_id, "loss").values.tolist() == [0.0, 0.5, 1.0]
     assert accumulate(tmp_path / "logs").Scalars("loss")[2].value == 1.0
+
+
+# -- what Lightning and add_hparams leave ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lightning_logs(tmp_path_factory):
+    """The log directory Lightning's TensorBoardLogger writes during a real two-epoch Trainer.fit."""
+    pl = pytest.importorskip("lightning.pytorch")
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class Tiny(pl.LightningModule):
+        def __init__(self, lr=0.1, optim=None, betas=(0.9, 0.999)):
+            super().__init__()
+            self.save_hyperparameters()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, index):
+            x, y = batch
+            loss = torch.nn.functional.mse_loss(self.layer(x), y)
+            self.log("train/loss", loss, on_step=True, on_epoch=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+    torch.manual_seed(0)
+    data = DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)  # 4 steps an epoch
+    logdir = tmp_path_factory.mktemp("lightning")
+    trainer = pl.Trainer(
+        max_epochs=2, logger=pl.loggers.TensorBoardLogger(logdir), enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1, accelerator="cpu",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's advice about workers and loggers
+        trainer.fit(Tiny(optim={"name": "sgd", "momentum": 0.9}), data)
+    return logdir
+
+
+def events_of(directory):
+    """Every event below ``directory``, read by TensorBoard's own loader."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [event for path in sorted(directory.rglob("*tfevents*")) for event in EventFileLoader(str(path)).Load()]
+
+
+def copy_of(logdir, tmp_path):
+    shutil.copytree(logdir, tmp_path / "copy")
+    return tmp_path / "copy", tmp_path / "copy" / "lightning_logs" / "version_0"
+
+
+def test_a_lightning_logdir_imports_with_its_duration_config_and_epochs(lightning_logs, store_dir, capsys):
+    assert main(["import", "tensorboard", str(lightning_logs), "--store", str(store_dir)]) == 0
+    assert "lightning_logs/version_0" in capsys.readouterr().out
+    with epochal.Store(store_dir) as store:
+        (record,) = store.runs()
+        times = [event.wall_time for event in events_of(lightning_logs)]
+        assert (record.name, record.started, record.ended) == ("lightning_logs/version_0", min(times), max(times))
+        assert record.duration == max(times) - min(times) > 0
+        assert record.config.to_dict() == {"lr": 0.1, "optim": {"name": "sgd", "momentum": 0.9}, "betas": [0.9, 0.999]}
+        assert store.keys(record) == ["train/loss_epoch", "train/loss_step"]  # no epoch, no hp_metric placeholder
+        steps = store.history(record, "train/loss_step")
+        assert steps.steps.tolist() == list(range(8)) and steps.epochs.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+        ends = store.history(record, "train/loss_epoch")
+        assert ends.steps.tolist() == [3, 7] and ends.epochs.tolist() == [0, 1]
+        assert (record.steps, record.epochs) == (7, 1)
+    logged = accumulate(lightning_logs / "lightning_logs" / "version_0")
+    assert [e.value for e in logged.Scalars("hp_metric")] == [-1]  # what was left out: the placeholder
+    np.testing.assert_array_equal(steps.values, [e.value for e in logged.Scalars("train/loss_step")])
+
+
+def test_without_hparams_yaml_the_config_is_lightnings_plugin_data(lightning_logs, tmp_path, store):
+    logdir, version = copy_of(lightning_logs, tmp_path)
+    (version / "hparams.yaml").unlink()
+    (run_id,) = import_tensorboard(store, logdir)
+    # Lightning flattens nested names and writes what the plugin cannot hold as text
+    expected = {"betas": "(0.9, 0.999)", "lr": 0.1, "optim/momentum": 0.9, "optim/name": "sgd"}
+    assert store.run(run_id).config.to_dict() == expected
+
+
+@pytest.mark.parametrize("text", ["lr: [0.1\noptim: {", "- just\n- a list\n"])
+def test_an_unreadable_hparams_yaml_is_named_and_the_scalars_still_come_in(lightning_logs, tmp_path, store, text):
+    logdir, version = copy_of(lightning_logs, tmp_path)
+    (version / "hparams.yaml").write_text(text)
+    with pytest.warns(EpochalWarning, match=re.escape(str(version / "hparams.yaml"))):
+        (run_id,) = import_tensorboard(store, logdir)
+    record = store.run(run_id)
+    assert record.config.to_dict() == {}
+    assert store.keys(record) == ["train/loss_epoch", "train/loss_step"]
+    assert len(store.history(record, "train/loss_step")) == 8
+
+
+def test_python_tags_in_hparams_yaml_are_read_as_text_and_never_run(lightning_logs, tmp_path, store):
+    logdir, version = copy_of(lightning_logs, tmp_path)
+    (version / "hparams.yaml").write_text(
+        "cmd: !!python/object/apply:os.system [touch pwned]\nact: !!python/name:torch.nn.ReLU ''\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EpochalWarning)
+        (run_id,) = import_tensorboard(store, logdir)
+    assert store.run(run_id).config.to_dict() == {
+        "cmd": "!!python/object/apply:os.system ['touch pwned']", "act": "torch.nn.ReLU",
+    }
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_add_hparams_goes_into_the_config_of_its_writers_run(store, tmp_path):
+    with SummaryWriter(tmp_path / "runs" / "baseline") as writer:
+        for step in range(3):
+            writer.add_scalar("loss", 1 / (step + 1), step)
+        writer.add_hparams({"lr": 0.01, "batch": 32, "optim": "adam"}, {"hparam/acc": 0.75, "hparam/loss": 0.5})
+    with SummaryWriter(tmp_path / "runs" / "sweep") as writer:  # several add_hparams: one run per trial
+        for trial in range(2):
+            writer.add_hparams({"lr": 0.1 * (trial + 1)}, {"hparam/acc": 0.5 + trial / 4}, run_name=f"trial{trial}")
+    import_tensorboard(store, tmp_path / "runs")
+    runs = {record.name: record for record in store.runs()}
+    assert sorted(runs) == ["baseline", "sweep/trial0", "sweep/trial1"]  # sweep itself holds nothing
+    baseline = runs["baseline"]
+    assert baseline.config.to_dict() == {"batch": 32.0, "lr": 0.01, "optim": "adam"}  # the plugin keeps doubles
+    assert store.keys(baseline) == ["hparam/acc", "hparam/loss", "loss"]
+    assert store.history(baseline, "hparam/acc").values.tolist() == [0.75]
+    times = [event.wall_time for event in events_of(tmp_path / "runs" / "baseline")]  # its subdirectory's too
+    assert (baseline.started, baseline.ended) == (min(times), max(times))
+    (written,) = [path for path in (tmp_path / "runs" / "baseline").iterdir() if path.is_dir()]  # a time's name
+    assert baseline.ended == max(event.wall_time for event in events_of(written))
+    assert runs["sweep/trial1"].config.to_dict() == {"lr": 0.2}
+    assert store.history(runs["sweep/trial1"], "hparam/acc").values.tolist() == [0.75]
+
+
+def test_an_epoch_scalar_becomes_the_epochs_and_a_real_hp_metric_stays(store, tmp_path):
+    with SummaryWriter(tmp_path / "mine") as writer:
+        writer.add_scalar("hp_metric", -1, 0, walltime=WALL)
+        for step in range(12):
+            writer.add_scalar("loss", 1 / (step + 1), step, walltime=WALL + step)
+        writer.add_scalar("epoch", 1, 5, walltime=WALL + 5)
+        writer.add_scalar("epoch", 2, 9, walltime=WALL + 9)
+        writer.add_scalar("hp_metric", 0.8, 11, walltime=WALL + 11)
+    (run_id,) = import_tensorboard(store, tmp_path / "mine")
+    assert store.keys(run_id) == ["hp_metric", "loss"]
+    assert store.history(run_id, "loss").epochs.tolist() == [0] * 5 + [1] * 4 + [2] * 3
+    hp_metric = store.history(run_id, "hp_metric")
+    assert (hp_metric.steps.tolist(), hp_metric.epochs.tolist()) == ([11], [2])  # the placeholder left out
+    assert hp_metric.values.tolist() == [np.float32(0.8)]
+    assert store.run(run_id).epochs == 2
+
+
+def test_an_epoch_of_fractions_is_a_series_like_any_other(store, tmp_path):
+    with SummaryWriter(tmp_path / "hf") as writer:
+        for step in range(4):
+            writer.add_scalar("epoch", step / 4, step, walltime=WALL + step)
+            writer.add_scalar("loss", 1.0, step, walltime=WALL + step)
+    (run_id,) = import_tensorboard(store, tmp_path / "hf")
+    assert store.keys(run_id) == ["epoch", "loss"] and store.history(run_id, "epoch").values.tolist()[1] == 0.25
+    assert not store.history(run_id, "loss").epochs.any()
+
+
+def test_damaged_hparams_plugin_data_is_named_and_the_scalars_still_come_in(store_dir, tmp_path, capsys):
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    experiment, start, end = hparams_summaries({"lr": 0.1}, {"acc": 0.5})
+    start.value[0].metadata.plugin_data.content = b"\x12\x05ab"  # a field longer than what follows
+    with SummaryWriter(tmp_path / "logs") as writer:
+        for summary in (experiment, start, end):
+            writer.file_writer.add_summary(summary)
+        writer.add_scalar("acc", 0.5, 3, walltime=WALL)
+    (path,) = (tmp_path / "logs").glob("events.out.tfevents.*")
+    assert main(["import", "tensorboard", str(tmp_path / "logs"), "--store", str(store_dir)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"epochal: warning: event file '{path}'") and err.count("\n") == 1
+    assert out.startswith("imported 1 run")
+    with epochal.Store(store_dir) as store:
+        (record,) = store.runs()
+        assert record.config.to_dict() == {} and store.history(record, "acc").values.tolist() == [0.5]

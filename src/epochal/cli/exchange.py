@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
 from epochal import display
 from epochal.cli.common import command, error, location, open_store, project, run_name, unwritable
+from epochal.errors import EpochalWarning
 from epochal.interop.export import export_csv, export_json
 from epochal.store.store import Store
 
@@ -116,8 +118,15 @@ def _import(args: argparse.Namespace) -> int:
 
     epochal import tensorboard LOGDIR: every directory at or below LOGDIR that holds event
     files (events.out.tfevents.*) becomes one finished run, named by its path below LOGDIR,
-    with every scalar at its step and wall time and its value as stored. A damaged event file
-    stops the import before anything is written.
+    with every scalar at its step and wall time and its value as stored; its start and end are
+    its first and last event's wall times. Hyperparameters go into the run's config: from
+    Lightning's hparams.yaml beside the event files (nested and typed as written), else from
+    the hparams plugin data in them. The subdirectory that SummaryWriter.add_hparams writes is
+    read into its writer's run (unless the writer made several: then each is a run). A scalar
+    named epoch (Lightning logs one) gives the other points their epoch and is not a key of its
+    own; Lightning's hp_metric placeholder (-1 at step 0) is left out. A hparams.yaml or plugin
+    data that cannot be read is named in a warning and the scalars are imported without it. A
+    damaged event file stops the import before anything is written.
 
     epochal import ttv FOLDER: a Time-Travelling Visualizer training_dynamic folder
     (Model/model.py, Model/Epoch_N/subject_model.pth, Training_data/, Testing_data/,
@@ -138,7 +147,14 @@ def _import(args: argparse.Namespace) -> int:
     if given := [f"--{option}" for option in options if getattr(args, option) not in (None, False)]:
         return error(f"{' and '.join(given)} only apply to `epochal import ttv`")
     where = location(args)
-    ids = import_tensorboard(where, args.logdir, project=args.project)  # reads it all before creating anything
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EpochalWarning)
+        ids = import_tensorboard(where, args.logdir, project=args.project)  # reads it all before creating anything
+    for warning in caught:  # a hyperparameter file left out: one line each
+        if issubclass(warning.category, EpochalWarning):
+            print(f"epochal: warning: {' '.join(str(warning.message).splitlines())}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     with Store(where) as store:
         records = [store.run(run_id) for run_id in ids]
         rows = [
