@@ -10,11 +10,12 @@ from pathlib import Path
 WORKER = Path(__file__).parent / "ddp_worker.py"
 
 
-def torchrun(*args: str, ranks: int = 2, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess:
+def torchrun(*args: str, ranks: int = 2, timeout: float = 180, check: bool = True,
+             worker: Path = WORKER) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node=ranks tests/ddp_worker.py ARGS``, as a user would start a job."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-               str(WORKER), *args]
+               str(worker), *args]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"torchrun exited with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}")

@@ -139,12 +139,14 @@ def test_resume_continues_the_run_from_lightnings_last_checkpoint(tmp_path, stor
         assert list(store.history(run_id, "train/loss_step").steps) == list(range(12))
 
 
-def test_values_epochal_cannot_store_are_skipped_with_one_warning_each(store_dir, caplog):
+def test_values_epochal_cannot_store_are_skipped_with_one_warning_each(store_dir):
     logger = EpochalLogger(store=store_dir, system_metrics=False)
-    for step in range(3):
-        logger.log_metrics({"ok": 1.0 + step, "note": "a string", "vector": torch.ones(3)}, step=step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(3):
+            logger.log_metrics({"ok": 1.0 + step, "note": "a string", "vector": torch.ones(3)}, step=step)
     logger.finalize("success")
-    warned = [r.getMessage() for r in caplog.records if "is not recorded" in r.getMessage()]
+    warned = [str(w.message) for w in caught if issubclass(w.category, epochal.EpochalWarning)]
     assert len(warned) == 2 and any("'note'" in w for w in warned) and any("'vector'" in w for w in warned)
     with epochal.Store(store_dir) as store:
         assert list(store.history(logger.experiment.id, "ok").values) == [1.0, 2.0, 3.0]
@@ -184,3 +186,17 @@ def test_an_unsupported_lightning_version_names_the_range(monkeypatch):
     monkeypatch.delitem(sys.modules, "epochal.integrations.lightning")
     with warnings.catch_warnings(), pytest.raises(ImportError, match=r"supports lightning>=2.0,<3; this is lightning 1.9.5"):
         importlib.import_module("epochal.integrations.lightning")
+
+
+def test_under_ddp_rank_0_alone_records_the_one_run(tmp_path, store_dir):
+    from ddp_launch import torchrun
+
+    done = torchrun(str(store_dir), str(tmp_path), worker=Path(__file__).parent / "lightning_ddp_worker.py")
+    assert "rank 1 version None" in done.stdout  # rank 1 opened no run
+    with epochal.Store(store_dir) as store:
+        (record,) = store.runs()
+        assert (record.status, record.steps, record.epochs) == ("finished", 4, 2)  # 64 samples / 16 / 2 ranks
+        assert record.world_size == 1 and record.config["lr"] == 0.1
+        assert len(store.history(record.id, "train/loss").values) == 4
+        assert [c.step for c in store.checkpoints(record.id)] == [4]
+    assert f"rank 0 version {record.id}" in done.stdout

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import epochal
-from epochal.logs import logger as _log
+from epochal.errors import EpochalWarning
 
 try:
     import lightning
@@ -140,7 +141,7 @@ class EpochalLogger(Logger):
                     run.log({key: value}, step=step, epoch=epoch)
                 except (TypeError, ValueError) as exc:
                     self._refused.add(key)
-                    _log.warning(f"EpochalLogger: {key!r} is not recorded: {exc}")
+                    warnings.warn(f"EpochalLogger: {key!r} is not recorded: {exc}", EpochalWarning, stacklevel=2)
 
     @rank_zero_only
     def save(self) -> None:
