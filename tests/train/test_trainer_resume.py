@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import epochal
+from epochal.train.logger import TIMING_KEYS
 
 SCRIPT = Path(__file__).with_name("trainer_script.py")
 STEPS_PER_EPOCH = 10  # 150 samples, batches of 16
@@ -24,8 +25,8 @@ def _assert_same_numbers(store_dir, a, b):
     store = epochal.Store(store_dir)
     keys = store.keys(a)
     assert keys == store.keys(b)
-    assert {"train/loss", "valid/accuracy", "lr", "train/epoch_loss"} <= set(keys)
-    for key in keys:
+    assert {"train/loss", "valid/accuracy", "lr", "train/epoch_loss", *TIMING_KEYS} <= set(keys)
+    for key in set(keys) - set(TIMING_KEYS):
         ha, hb = store.history(a, key), store.history(b, key)
         assert ha.steps.tolist() == hb.steps.tolist(), key
         assert ha.epochs.tolist() == hb.epochs.tolist(), key

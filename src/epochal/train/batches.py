@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -85,3 +86,15 @@ def data_size(loader: Any) -> str:
     batches = f"{len(loader):,} batches" if hasattr(loader, "__len__") else "? batches"
     return f"{samples} ({batches})"
 
+
+
+def timed(iterator: Iterator, trainer: Any) -> Iterator:
+    """``iterator``'s batches, adding the time each took to arrive to ``trainer.data_seconds``."""
+    clock, end = time.perf_counter, object()
+    while True:
+        asked = clock()
+        batch = next(iterator, end)
+        trainer.data_seconds += clock() - asked
+        if batch is end:
+            return
+        yield batch

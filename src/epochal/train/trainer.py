@@ -26,7 +26,7 @@ from epochal.opening import resume, start
 from epochal.retention import Retention
 from epochal.run import Run
 from epochal.store.store import Store
-from epochal.train.batches import batch_size, describe, input_of, pick_device, to_device, unpack_step
+from epochal.train.batches import batch_size, describe, input_of, pick_device, timed, to_device, unpack_step
 from epochal.train.callback import STAGES, BatchResult, Callback, StageResult, StopTraining
 from epochal.train.defaults import with_defaults
 from epochal.train.distributed import shard, shard_all, sum_over_ranks, unwrapped, wrap
@@ -157,6 +157,8 @@ class Trainer:
         self.should_stop = False
         self.stop_reason: str | None = None
         self.fit_started: float | None = None
+        #: Seconds the training passes so far spent waiting for their data loader's next batch.
+        self.data_seconds = 0.0
         self.example_input: Any = None
         self.history: list[dict[str, StageResult]] = []
         self._interrupts = Interrupts()
@@ -396,6 +398,8 @@ class Trainer:
         step = self.training_step if training else self.evaluation_step
         stop_on_nan = self.on_nan == "stop"
         batch_hooks = [c for c in self.callbacks if type(c).on_batch_end is not Callback.on_batch_end]
+        if training:
+            iterator = timed(iterator, self)
         with torch.set_grad_enabled(training):
             for index, batch in enumerate(iterator, start=count):
                 if not on_host:
