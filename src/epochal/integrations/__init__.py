@@ -1,0 +1,1 @@
+"""Callbacks and loggers that record runs from other training frameworks."""
