@@ -200,3 +200,18 @@ def test_under_ddp_rank_0_alone_records_the_one_run(tmp_path, store_dir):
         assert len(store.history(record.id, "train/loss").values) == 4
         assert [c.step for c in store.checkpoints(record.id)] == [4]
     assert f"rank 0 version {record.id}" in done.stdout
+
+
+def test_epochal_dynamics_needs_a_forward_and_says_so(tmp_path, store_dir):
+    class NoForward(Classifier):
+        forward = pl.LightningModule.forward
+
+        def training_step(self, batch, batch_idx):
+            return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    x, y = _data(16)
+    logger = EpochalLogger(store=store_dir, system_metrics=False)
+    with pytest.raises(ValueError, match="give it a forward"):
+        _trainer(tmp_path, logger, [EpochalDynamics((x, y))], epochs=1).fit(NoForward(), _loader())
+    with epochal.Store(store_dir) as store:
+        assert store.run(logger.experiment.id).status == "failed"

@@ -34,6 +34,7 @@ from epochal.errors import EpochalWarning
 try:
     import lightning
     from lightning.fabric.utilities.logger import _convert_params, _sanitize_callable_params
+    import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -231,6 +232,9 @@ class EpochalDynamics(Callback):
         if not loggers:
             raise ValueError("EpochalDynamics records into an EpochalLogger's run: give the Trainer "
                              "logger=EpochalLogger(...)")
+        if type(pl_module).forward is pl.LightningModule.forward:
+            raise ValueError(f"EpochalDynamics runs {type(pl_module).__name__} on the samples to record them: give it "
+                             "a forward(x) that returns the logits")
         r = self._recorder
         record(loggers[0].experiment, pl_module, r.inputs, r.labels, layer=r.layer, split=r.split, epoch=epoch,
                indices=r.indices, dtype=r.dtype, image_shape=r.image_shape)
