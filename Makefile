@@ -57,6 +57,7 @@ bench: setup browser
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/ddp_overhead.py
 	$(PY) bench/gpu_overhead.py
+	$(PY) bench/system_metrics.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/dynamics.py
 	$(PY) bench/faults.py
