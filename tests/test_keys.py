@@ -59,3 +59,10 @@ def test_main_metrics_prefer_the_keys_most_runs_have():
     assert main_metrics(["Valid/Loss", "valid/acc"]) == ["Valid/Loss", "valid/acc"]  # case does not matter
     assert main_metrics([]) == []
     assert main_metrics({"train/loss": 9, "valid/loss": 1}) == ["valid/loss", "train/loss"]  # a summary: its keys
+
+
+def test_system_metrics_and_the_pace_of_training_are_never_main_metrics():
+    keys = ["system/cpu_percent", "system/gpu0/power_w", "samples/s", "data_wait", "x", "eval/loss", "train/loss"]
+    assert main_metrics(keys, limit=len(keys)) == ["eval/loss", "train/loss", "x"]
+    assert main_metrics(["system/memory_percent", "samples/s"]) == []
+    assert best_mode("data_wait") == "min"

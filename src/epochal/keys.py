@@ -24,7 +24,9 @@ from collections.abc import Iterable
 MAIN_METRICS = 3
 
 # Substrings that make a key's best value its lowest; every other key is best at its highest.
-_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time")
+_LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time", "wait")
+# Keys that describe the machine or the pace of training, never what runs are compared by.
+_NOT_METRICS = ("system/", "samples/s", "data_wait")
 
 
 def best_mode(key: str) -> str:
@@ -58,8 +60,9 @@ def best_first(value: float, mode: str) -> float:
 def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS) -> list[str]:
     """The main metrics among ``keys``: the ``limit`` keys one usually compares runs by.
 
-    The rule: evaluation keys (``valid/``, ``val/``, ``test/``) before training keys (``train/``)
-    before the rest; within those, losses, then accuracies, then the rest, spreads (``*_std``) last;
+    The rule: evaluation keys (``valid/``, ``val/``, ``eval/``, ``test/``) before training keys
+    (``train/``) before the rest, and system metrics (``system/``) and the pace of training
+    (``samples/s``, ``data_wait``) never; within those, losses, then accuracies, then the rest, spreads (``*_std``) last;
     then the keys that occur most often in ``keys`` (give the keys of several runs together, and a
     key most runs have comes first); then by name. Case does not matter.
     """
@@ -67,8 +70,8 @@ def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS) -> list[str]:
 
     def rank(key: str) -> tuple:
         lower = key.lower()
-        split = 0 if lower.startswith(("valid/", "val/", "test/")) else 1 if lower.startswith("train/") else 2
+        split = 0 if lower.startswith(("valid/", "val/", "eval/", "test/")) else 1 if lower.startswith("train/") else 2
         kind = 3 if lower.endswith("_std") else 0 if "loss" in lower else 1 if "acc" in lower else 2
         return split, kind, -counts[key], key
 
-    return sorted(counts, key=rank)[:limit]
+    return sorted((key for key in counts if not key.lower().startswith(_NOT_METRICS)), key=rank)[:limit]
