@@ -10,7 +10,9 @@ export interface ChartSpec {
 }
 
 const OTHER = "other";
-// The usual reading order of a training run; other prefixes follow alphabetically, "other" last.
+const SYSTEM = "system";
+// The usual reading order of a training run; other prefixes follow alphabetically, then the machine's
+// metrics ("system/", sampled while the run is open), "other" last.
 const GROUP_ORDER = ["train", "training", "val", "valid", "validation", "eval", "test"];
 
 export function groupOf(key: string): string {
@@ -25,7 +27,8 @@ export function groupKeys<T extends { key: string }>(items: T[]): [string, T[]][
     if (!groups.has(g)) groups.set(g, []);
     groups.get(g)!.push(item);
   }
-  const rank = (g: string) => (g === OTHER ? 1e9 : GROUP_ORDER.includes(g) ? GROUP_ORDER.indexOf(g) : GROUP_ORDER.length);
+  const rank = (g: string) =>
+    g === OTHER ? 1e9 : g === SYSTEM ? 1e8 : GROUP_ORDER.includes(g) ? GROUP_ORDER.indexOf(g) : GROUP_ORDER.length;
   return [...groups.entries()]
     .sort(([a], [b]) => rank(a) - rank(b) || a.localeCompare(b))
     .map(([g, list]) => [g, list.sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }))]);
