@@ -424,3 +424,15 @@ def test_log_at_a_given_wall_time(store_dir):
         history = store.history(run.id, "a")
     assert history.times[0] == 1_600_000_000.25 and history.times[1] > 1_700_000_000
     assert history.values.tolist() == [1.0, 2.0]
+
+
+def test_start_and_resume_refuse_a_job_that_is_not_true_or_false(store_dir):
+    import pytest
+
+    with pytest.raises(TypeError, match="job is True .* or False .*, got 'rank0'"):
+        epochal.start(store=store_dir, job="rank0")
+    with epochal.start(store=store_dir, job=False) as run:  # one process: a run of its own all the same
+        run.log({"x": 1.0})
+    with pytest.raises(TypeError, match="got 1"):
+        epochal.resume(run.id, store=store_dir, job=1)
+    assert epochal.Store(store_dir).run(run.id).status == "finished"

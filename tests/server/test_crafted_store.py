@@ -146,3 +146,26 @@ def test_the_server_checks_a_records_folder_itself(filled_store, bad_id):
         folders.run_folder(store, crafted)
     assert refused.value.status_code == 409
     assert folders.run_folder(store, record) == (store.path / "runs" / ids["beta"]).resolve()
+
+
+def test_a_checkpoint_another_framework_wrote_is_listed_but_not_served(store, tmp_path):
+    import epochal
+
+    elsewhere = tmp_path / "lightning" / "epoch=0-step=4.ckpt"
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(SECRET)
+    with epochal.start("p", "lit", store=store, system_metrics=False) as run:
+        inside = run.path / "hf" / "model.bin"
+        inside.parent.mkdir()
+        inside.write_bytes(SECRET)
+        run.add_checkpoint(elsewhere)
+        run.add_checkpoint(inside)
+    with TestClient(create_app(store, static_dir=None)) as client:
+        listed = client.get(f"/api/runs/{run.id}").json()["checkpoints"]
+        assert sorted(c["path"] for c in listed) == sorted([str(elsewhere), "hf/model.bin"])
+        assert {c["kind"] for c in listed} == {"external"}
+        for path in (str(elsewhere).lstrip("/"), "hf/model.bin"):
+            served = client.get(f"/api/runs/{run.id}/files/{path}")
+            assert served.status_code == 404 and SECRET.decode() not in served.text
+        served = client.get(f"/api/runs/{run.id}/files/hf/model.bin")
+        assert "written by another framework" in served.json()["detail"]
