@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from targets import Target, print_columns, print_targets  # noqa: E402
+from targets import Target, print_columns, print_targets
 
-import epochal  # noqa: E402
-from epochal.system_metrics import DEFAULT_INTERVAL_S, SystemSampler  # noqa: E402
+import epochal
+from epochal.system_metrics import DEFAULT_INTERVAL_S, SystemSampler
 
 TARGET_SHARE = 0.001  # of a training step
 _sample = SystemSampler.sample

@@ -20,7 +20,7 @@ pl = lightning.pytorch
 
 
 class Classifier(pl.LightningModule):
-    def __init__(self, lr=0.1, fail_at_epoch=None, hidden=8):
+    def __init__(self, lr=0.1, fail_at_epoch=None, hidden=8, activation=None, schedule=None):
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Sequential(torch.nn.Linear(4, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 3))
@@ -70,7 +70,8 @@ def test_a_fit_records_metrics_on_lightnings_steps_and_epochs_config_checkpoints
                            store=store_dir, system_metrics=False)
     checkpoints = pl.callbacks.ModelCheckpoint(monitor="val/loss", mode="min", save_top_k=1, save_last=True)
     trainer = _trainer(tmp_path, logger, [checkpoints])
-    trainer.fit(Classifier(lr=0.05), _loader(), _loader(32, seed=1))
+    model = Classifier(lr=0.05, activation=torch.nn.ReLU, schedule={"kind": "step", "gamma": 0.5})
+    trainer.fit(model, _loader(), _loader(32, seed=1))
     run = logger.experiment
     with epochal.Store(store_dir) as store:
         record = store.run(run.id)
@@ -78,6 +79,8 @@ def test_a_fit_records_metrics_on_lightnings_steps_and_epochs_config_checkpoints
         assert (record.steps, record.epochs) == (12, 3)  # 4 batches x 3 epochs, from the last checkpoint's step
         assert record.config["data"] == "random"
         assert record.config["lr"] == 0.05 and record.config["hidden"] == 8  # save_hyperparameters()
+        assert record.config["activation"] == "torch.nn.modules.activation.ReLU"
+        assert record.config["schedule"] == {"kind": "step", "gamma": 0.5}
         keys = set(store.summary(run.id))
         assert keys == {"train/loss_step", "train/loss_epoch", "val/loss"}  # 'epoch' is the axis, not a series
         steps = store.history(run.id, "train/loss_step")

@@ -18,8 +18,8 @@ from epochal.errors import EpochalWarning
 from epochal.interop import EventFileError, export_tensorboard, import_tensorboard
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 WALL = float(int(time.time()) + 1000)  # later than the writers' own first event (file version, at creation)
 

@@ -33,7 +33,6 @@ from epochal.errors import EpochalWarning
 
 try:
     import lightning
-    from lightning.fabric.utilities.logger import _convert_params, _sanitize_callable_params
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
@@ -115,7 +114,7 @@ class EpochalLogger(Logger):
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
         """Merge ``params`` into the run's config (values that are not JSON are kept as text)."""
-        params = _sanitize_callable_params(_convert_params(params))
+        params = _plain(vars(params) if isinstance(params, Namespace) else dict(params or {}))
         if params:
             self._open_run().update_config(params)
 
@@ -199,6 +198,16 @@ class EpochalLogger(Logger):
             run.remove_checkpoint(path)
             del self._recorded[path]
         return step
+
+
+def _plain(params: Any) -> Any:
+    """Hyperparameters with classes and functions as their names (a ``loss_fn=nn.MSELoss`` reads as
+    ``torch.nn.modules.loss.MSELoss``), nested dicts kept."""
+    if isinstance(params, Mapping):
+        return {key: _plain(value) for key, value in params.items()}
+    if isinstance(params, type) or callable(params) and hasattr(params, "__qualname__"):
+        return f"{getattr(params, '__module__', '')}.{params.__qualname__}".lstrip(".")
+    return params
 
 
 class EpochalDynamics(Callback):
