@@ -218,3 +218,13 @@ def test_epochal_dynamics_needs_a_forward_and_says_so(tmp_path, store_dir):
         _trainer(tmp_path, logger, [EpochalDynamics((x, y))], epochs=1).fit(NoForward(), _loader())
     with epochal.Store(store_dir) as store:
         assert store.run(logger.experiment.id).status == "failed"
+
+
+def test_the_logger_pickles_without_its_open_run_for_spawned_processes(store_dir):
+    import pickle
+
+    logger = EpochalLogger(project="spawned", store=store_dir, system_metrics=False)
+    logger.log_metrics({"x": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    assert copy._run is None and copy.name == "spawned"
+    logger.finalize("success")

@@ -76,6 +76,12 @@ class EpochalLogger(Logger):
         self._recorded: dict[str, float] = {}  # checkpoint path -> modification time when recorded
         self._epoch_seen = False  # whether Lightning handed over an epoch: the run's count is then epochs begun
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Lightning pickles its loggers into spawned processes (ddp_spawn): an open run stays with its process.
+        state = self.__dict__.copy()
+        state["_run"], state["_checkpoint_callback"] = None, None
+        return state
+
     @property
     @rank_zero_experiment
     def experiment(self) -> epochal.Run:
