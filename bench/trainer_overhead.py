@@ -21,7 +21,9 @@ The contenders:
 3. Lightning's ``Trainer``, bare (no logger, checkpointing, progress bar or model summary)
    and with its defaults (TensorBoard logger if installed, else a CSV logger; a checkpoint
    per epoch; progress bar; model summary); that one's ``training_step`` also calls
-   ``self.log("train/loss", loss)``, as a module under a logger would.
+   ``self.log("train/loss", loss)``, as a module under a logger would; and the same defaults
+   with epochal's ``EpochalLogger`` in place of the default logger (its run's checkpoints and
+   system metrics included), which tells what recording a Lightning fit in epochal costs.
 
 Only training is timed: not imports (every contender first runs once on a few batches,
 untimed), not making the data, the model or the optimizer; the tool's own per-fit work is
@@ -74,6 +76,7 @@ EPOCHAL = "epochal Trainer (defaults)"
 EPOCHAL_QUIET = "epochal Trainer (progress=False)"
 LIGHTNING_BARE = "Lightning Trainer (bare)"
 LIGHTNING = "Lightning Trainer (defaults)"
+LIGHTNING_EPOCHAL = "Lightning Trainer (defaults, EpochalLogger)"
 
 TARGET_OVERHEAD_PCT = 3.0  # epochal with its default callbacks, over the hand-written loop
 BUSY_ELSEWHERE = 0.1  # CPUs' worth of other processes' work that marks a repetition as disturbed
@@ -223,7 +226,7 @@ def load_lightning() -> SimpleNamespace | None:
     return SimpleNamespace(pl=pl, LitMLP=LitMLP, package=package, version=version, logger_names=set())
 
 
-def lightning_trainer(lit: SimpleNamespace, bare: bool) -> Contender:
+def lightning_trainer(lit: SimpleNamespace, bare: bool, epochal_logger: bool = False) -> Contender:
     options = (
         {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
         if bare else {}
@@ -235,13 +238,19 @@ def lightning_trainer(lit: SimpleNamespace, bare: bool) -> Contender:
         loader = make_loader(setup)
         gc.collect()
         start = time.perf_counter()
+        chosen = dict(options)
+        if epochal_logger:  # in the timing: a logger's run is opened by the fit
+            from epochal.integrations.lightning import EpochalLogger
+
+            chosen["logger"] = EpochalLogger(project="bench", store=tmp / "store")
         trainer = lit.pl.Trainer(max_epochs=setup.epochs, accelerator="cpu", devices=1, default_root_dir=tmp,
-                                 **options)
+                                 **chosen)
         trainer.fit(module, train_dataloaders=loader)
         elapsed = time.perf_counter() - start
         if trainer.global_step != setup.steps:
             raise RuntimeError(f"Lightning made {trainer.global_step} steps, not {setup.steps}")
-        lit.logger_names.update(type(logger).__name__ for logger in trainer.loggers)
+        if not epochal_logger:
+            lit.logger_names.update(type(logger).__name__ for logger in trainer.loggers)
         return elapsed, net
 
     return contender
@@ -447,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     if lit is not None:
         contenders[LIGHTNING_BARE] = lightning_trainer(lit, bare=True)
         contenders[LIGHTNING] = lightning_trainer(lit, bare=False)
+        if lit.package == "lightning":
+            contenders[LIGHTNING_EPOCHAL] = lightning_trainer(lit, bare=False, epochal_logger=True)
 
     print(f"Trainer overhead on {os.cpu_count()} CPUs ({args.threads} torch threads), {platform.platform()}")
     print("  " + ", ".join(f"{k} {v}" for k, v in versions(lit).items()))
