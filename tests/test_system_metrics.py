@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 import epochal
 from epochal.system_metrics import SystemSampler
@@ -63,3 +64,41 @@ def test_a_resumed_run_samples_again(store_dir):
         time.sleep(0.5)
     assert again.id == run.id
     assert min(_series(store_dir, run.id)["system/cpu_percent"].steps) == 5
+
+
+def test_gpu_readings_come_in_the_units_the_keys_name():
+    from types import SimpleNamespace
+
+    from epochal.system_metrics import _gpu
+
+    class FakeNVML:  # the four NVML calls, as nvidia-ml-py answers them (bytes, milliwatts, degrees, percent)
+        NVML_TEMPERATURE_GPU = 0
+
+        def nvmlDeviceGetMemoryInfo(self, handle):
+            return SimpleNamespace(used=30e9, total=120e9)
+
+        def nvmlDeviceGetUtilizationRates(self, handle):
+            return SimpleNamespace(gpu=87)
+
+        def nvmlDeviceGetPowerUsage(self, handle):
+            return 412_500
+
+        def nvmlDeviceGetTemperature(self, handle, sensor):
+            raise RuntimeError("not supported on this GPU")  # a reading refused is left out
+
+    assert _gpu(FakeNVML(), object(), "system/gpu1/") == {
+        "system/gpu1/memory_used_gb": 30.0, "system/gpu1/memory_percent": 25.0,
+        "system/gpu1/utilization_percent": 87.0, "system/gpu1/power_w": 412.5,
+    }
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_this_process_uses_is_sampled(store_dir):
+    pytest.importorskip("pynvml", reason="GPU metrics need nvidia-ml-py (epochal[gpu])")
+    held = torch.ones(1024, device="cuda")  # PyTorch holds memory on device 0: this process uses it
+    with epochal.start(store=store_dir, system_metrics=0.2) as run:
+        time.sleep(1.0)
+    keys = set(_series(store_dir, run.id))
+    assert {"system/gpu0/memory_used_gb", "system/gpu0/utilization_percent"} <= keys
+    assert not any(k.startswith("system/gpu") and not k.startswith("system/gpu0/") for k in keys)
+    del held
