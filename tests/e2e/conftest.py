@@ -99,6 +99,21 @@ def dynamics_dashboard(dynamics_store):
     served.stop()
 
 
+@pytest.fixture
+def serve():
+    """``serve(store_dir)``: `epochal ui` over a store a test made; stopped when the test ends."""
+    started: list[Dashboard] = []
+
+    def start(store_dir: Path) -> Dashboard:
+        _require_browser_and_ui()
+        started.append(Dashboard(store_dir))
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.stop()
+
+
 @pytest.fixture(scope="session")
 def dashboard(e2e_store):
     _require_browser_and_ui()

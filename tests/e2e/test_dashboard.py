@@ -133,10 +133,8 @@ def test_a_ddp_runs_page_lists_each_ranks_process(page, dashboard, e2e_store):
     assert "Ranks" not in page.locator("dl.kv dt").all_inner_texts()
 
 
-def test_system_metrics_are_a_group_of_their_own_after_the_runs_metrics(page, tmp_path):
+def test_system_metrics_are_a_group_of_their_own_after_the_runs_metrics(page, tmp_path, serve):
     import time
-
-    from conftest import Dashboard
 
     folder = tmp_path / "epochal-runs"
     with epochal.start("machine", "sampled", store=folder, system_metrics=0.1) as run:
@@ -146,11 +144,7 @@ def test_system_metrics_are_a_group_of_their_own_after_the_runs_metrics(page, tm
             time.sleep(0.02)
     with epochal.Store(folder) as store:
         assert "system/cpu_percent" in store.keys(run.id)
-    served = Dashboard(folder)
-    try:
-        page.goto(f"{served.url}#/run/{run.id}")
-        page.wait_for_selector('details.chart-group[data-group="system"]', timeout=TIMEOUT_MS)
-        shown = page.eval_on_selector_all("details.chart-group", "els => els.map(e => e.dataset.group)")
-    finally:
-        served.stop()
+    page.goto(f"{serve(folder).url}#/run/{run.id}")
+    page.wait_for_selector('details.chart-group[data-group="system"]', timeout=TIMEOUT_MS)
+    shown = page.eval_on_selector_all("details.chart-group", "els => els.map(e => e.dataset.group)")
     assert shown == ["train", "valid", "samples", "weights", "system"]  # the machine after every group of the run
