@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from epochal.keys import MAIN_METRICS, best_first, best_mode, best_of, is_better, main_metrics
+from epochal.keys import MAIN_METRICS, best_first, best_mode, best_of, is_better, main_metrics, split_of
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,13 @@ def test_system_metrics_and_the_pace_of_training_are_never_main_metrics():
     assert main_metrics(keys, limit=len(keys)) == ["eval/loss", "train/loss", "x"]
     assert main_metrics(["system/memory_percent", "samples/s"]) == []
     assert best_mode("data_wait") == "min"
+
+
+@pytest.mark.parametrize(
+    ("key", "split"),
+    [("train/loss", "train"), ("valid/accuracy", "valid"), ("val/loss", "val"), ("test/f1", "test"),
+     ("eval/bleu", "eval"), ("Train/Loss", "Train"), ("train/layer0/norm", "train"),
+     ("lr", None), ("system/cpu_percent", None), ("training/loss", None), ("train/", None), ("/loss", None)],
+)
+def test_split_of_reads_the_first_part(key, split):
+    assert split_of(key) == split

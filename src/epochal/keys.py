@@ -12,6 +12,8 @@ Examples:
     (True, False, True)
     >>> main_metrics(["train/loss", "lr", "valid/accuracy", "valid/loss"])
     ['valid/loss', 'valid/accuracy', 'train/loss']
+    >>> split_of("valid/loss"), split_of("lr"), split_of("system/cpu_percent")
+    ('valid', None, None)
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ MAIN_METRICS = 3
 
 # Substrings that make a key's best value its lowest; every other key is best at its highest.
 _LOWER_IS_BETTER = ("loss", "err", "mse", "mae", "nll", "perplexity", "ppl", "wer", "cer", "distance", "time", "wait")
+#: The first parts of a key that name a data split: ``train/loss`` and ``valid/loss`` are one metric
+#: measured on two splits, which the dashboard draws in one chart.
+SPLITS = ("train", "valid", "val", "test", "eval")
 # Keys that describe the machine or the pace of training, never what runs are compared by.
 _NOT_METRICS = ("system/", "samples/s", "data_wait")
 
@@ -33,6 +38,15 @@ def best_mode(key: str) -> str:
     """'min' for keys that name a loss or an error, else 'max'."""
     leaf = key.rsplit("/", 1)[-1].lower()
     return "min" if any(word in leaf for word in _LOWER_IS_BETTER) else "max"
+
+
+def split_of(key: str) -> str | None:
+    """The split a key's first part names (one of :data:`SPLITS`, as the key writes it), or None.
+
+    A key that is only a split and a slash (``train/``) names no metric: None.
+    """
+    first, slash, rest = key.partition("/")
+    return first if slash and rest and first.lower() in SPLITS else None
 
 
 def is_better(value: float | None, best: float | None, mode: str, min_delta: float = 0.0) -> bool:

@@ -63,6 +63,7 @@ def test_run_detail_has_record_summary_and_checkpoints(client, ids):
     summary = {row["key"]: row for row in body["summary"]}
     assert summary["odd"]["count"] == 3 and summary["odd"]["last"] == 1.0
     assert summary["train/accuracy"]["mode"] == "max"
+    assert summary["valid/loss"]["split"] == "valid" and summary["odd"]["split"] is None
     [checkpoint] = body["checkpoints"]
     assert checkpoint["kind"] == "resume" and checkpoint["size"] > 0
     assert checkpoint["url"].startswith(f"/api/runs/{ids['alpha']}/files/")

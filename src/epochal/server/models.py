@@ -11,7 +11,7 @@ from urllib.parse import quote
 from fastapi import Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from epochal.keys import main_metrics
+from epochal.keys import main_metrics, split_of
 from epochal.store.records import Checkpoint, KeySummary, RunRecord
 from epochal.store.store import MAX_TAG_LENGTH
 
@@ -82,6 +82,8 @@ class SummaryRow(BaseModel):
     max: float | None
     best: float | None
     mode: Literal["min", "max"]
+    split: str | None = Field(description="the data split the key's first part names (epochal.keys.split_of): "
+                                          "keys that differ only by it are one metric on several splits")
 
 
 class CheckpointOut(BaseModel):
@@ -214,7 +216,7 @@ def run_detail(record: RunRecord, summary: dict[str, KeySummary], checkpoints: l
             SummaryRow(
                 key=s.key, count=s.count, last=finite_or_none(s.last), last_step=s.last_step,
                 min=finite_or_none(s.min), max=finite_or_none(s.max), best=finite_or_none(s.best),
-                mode=s.mode,  # type: ignore[arg-type]
+                mode=s.mode, split=split_of(s.key),  # type: ignore[arg-type]
             )
             for s in summary.values()
         ],
