@@ -2,6 +2,7 @@
 
 import type { ConfigTree, ConfigValue } from "./api";
 import { h } from "./dom";
+import { fmtConfig, fmtConfigShort } from "./format";
 
 type Node = ConfigValue | ConfigTree | Node[];
 
@@ -31,5 +32,6 @@ function item(key: string, value: Node, depth: number): HTMLElement {
 function leaf(value: ConfigValue): HTMLElement {
   if (value === null) return h("span", { class: "tree-val null" }, "null");
   if (typeof value === "string") return h("span", { class: "tree-val str", title: value }, value);
-  return h("span", { class: `tree-val ${typeof value}` }, String(value));
+  // A long fraction (a tuned learning rate) reads at 4 significant digits; the exact value on hover.
+  return h("span", { class: `tree-val ${typeof value}`, title: fmtConfig(value) }, fmtConfigShort(value));
 }

@@ -2,17 +2,33 @@
 
 import type { ConfigValue } from "./api";
 
-/** A metric value: 4 significant digits, exponent form for very small or large magnitudes. */
+// One formatter for every integer: toLocaleString() makes a new one per call, which a table of a
+// thousand keys feels.
+const integers = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
+/**
+ * A number for people: `digits` significant digits (0.07495866834877081 reads 0.07496), integers as
+ * integers (1,234,567), no fraction hidden in an integer part of 1,000 or more (1,234.5678 reads
+ * 1,235), exponent form below 1e-4 and from 1e9 on (3.2e-7, 1.5e12). Pair it with `fullNum` in a
+ * `title`, so that the exact value is a hover away.
+ */
 export function fmtNum(v: number | null | undefined, digits = 4): string {
   if (v === null || v === undefined) return "–";
   if (Number.isNaN(v)) return "NaN";
   if (!Number.isFinite(v)) return v > 0 ? "∞" : "−∞";
   if (v === 0) return "0";
   const a = Math.abs(v);
-  if (Number.isInteger(v) && a < 1e9) return v.toLocaleString("en-US");
-  if (a >= 1e6 || a < 1e-3) return v.toExponential(digits - 1).replace(/\.?0+e/, "e");
-  // toPrecision then Number() drops trailing zeros ("0.2500" -> "0.25").
+  if (Number.isInteger(v) && a < 1e15) return integers.format(v);
+  if (a >= 1e9 || a < 1e-4) return v.toExponential(digits - 1).replace(/\.?0+e/, "e").replace("e+", "e");
+  if (a >= 10 ** (digits - 1)) return integers.format(Math.round(v));
+  // toPrecision then Number() drops trailing zeros ("0.2500" -> "0.25"); String() stays decimal above 1e-6.
   return String(Number(v.toPrecision(digits)));
+}
+
+/** The exact value where `fmtNum` rounds it (for a `title`); undefined where it shows every digit. */
+export function fullNum(v: number | null | undefined): string | undefined {
+  if (v === null || v === undefined || !Number.isFinite(v) || Number.isInteger(v)) return undefined;
+  return String(v);
 }
 
 /** Axis tick: compact, so a y axis of losses or a 1M-step x axis stays narrow. */
@@ -32,7 +48,7 @@ function trim(v: number): string {
 
 /** Integer counts with thousands separators. */
 export function fmtInt(v: number | null | undefined): string {
-  return v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US");
+  return v === null || v === undefined ? "–" : integers.format(Math.round(v));
 }
 
 /** Seconds as "1h 02m 03s", "2m 05s", "4.2s". */
@@ -98,13 +114,26 @@ export function fmtBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
-/** A config value as written (a learning rate reads "0.0003", not "3e-4" rounded). */
+/** A config value exactly as written: for titles, and where values are matched. */
 export function fmtConfig(v: ConfigValue | undefined): string {
   if (v === undefined) return "";
   if (v === null) return "null";
   if (typeof v === "string") return v;
   return String(v);
 }
+
+/**
+ * A config value in a table cell: fractions as `fmtNum` shows them (a learning rate of
+ * 0.07495866834877081 reads 0.07496, 0.0003 stays 0.0003), integers as written (a seed of 1234567,
+ * not 1,234,567), anything else as `fmtConfig`. Give the cell `title: fmtConfig(v)`.
+ */
+export function fmtConfigShort(v: ConfigValue | undefined): string {
+  if (typeof v === "number" && Number.isFinite(v) && !Number.isInteger(v)) return fmtNum(v);
+  return fmtConfig(v);
+}
+
+/** Compares keys in natural order ("layer2" before "layer10"), quickly: one collator for every call. */
+export const compareKeys = new Intl.Collator(undefined, { numeric: true }).compare;
 
 /** Compares for sorting: numbers numerically, strings naturally ("run-2" < "run-10"), nulls last. */
 export function compareValues(a: unknown, b: unknown, dir: 1 | -1): number {
