@@ -1,10 +1,12 @@
 // Parallel coordinates in plain SVG: an axis per config key that varies across runs, then a metric
 // axis; one polyline per run, coloured by the metric. Shows which settings go with good results.
+// Positive values spanning two decades or more (learning rates, weight decays) get a log axis; a click
+// on an axis's name or scale switches it between log and linear.
 
 import type { ConfigValue } from "./api";
 import { sequential } from "./colors";
 import { h, svg } from "./dom";
-import { fmtConfig, fmtNum, fmtTick } from "./format";
+import { fmtConfig, fmtNum, fmtTick, fullNum } from "./format";
 
 export interface ParallelRun {
   id: string;
@@ -13,7 +15,12 @@ export interface ParallelRun {
   metric: number | null;
 }
 
+/** The axes' scales the reader chose, by axis id (a config key, or "metric"): true for log. */
+export type AxisScales = Map<string, boolean>;
+
 interface Axis {
+  /** A config key, or "metric". */
+  id: string;
   label: string;
   /** A second, smaller line under the label: "log", "best". */
   sub: string;
@@ -21,10 +28,13 @@ interface Axis {
   /** Position in [0, 1] (0 = bottom) of a run's value, or null where the run has none. */
   pos: (r: ParallelRun) => number | null;
   ticks: [number, string][];
+  /** A numeric axis of positive values can be either; others are neither. */
+  scale: "log" | "linear" | null;
 }
 
 const HEIGHT = 300;
-const M = { top: 44, bottom: 28, left: 40, right: 60 };
+// Left: room for a tick label such as 0.0001 left of the first axis.
+const M = { top: 44, bottom: 28, left: 56, right: 60 };
 const MIN_GAP = 120;
 
 /**
@@ -44,9 +54,13 @@ export function parallelCoords(
   metric: { key: string; which: string },
   available: number,
   onOpen: (id: string) => void,
+  scales: { chosen: AxisScales; onToggle: (axis: string, log: boolean) => void } = { chosen: new Map(), onToggle: () => {} },
 ): HTMLElement {
   const metricLabel = `${metric.key} (${metric.which})`;
-  const axes = [...keys.map((k) => axisFor(k, runs.map((r) => r.config[k] ?? null), (r) => r.config[k] ?? null)), metricAxis(runs, metric.key, metric.which)];
+  const axes = [
+    ...keys.map((k) => axisFor(k, runs.map((r) => r.config[k] ?? null), (r) => r.config[k] ?? null, scales.chosen.get(k))),
+    metricAxis(runs, metric.key, metric.which, scales.chosen.get("metric")),
+  ];
   const wrap = h("div", { class: "parallel" });
   const width = Math.max(available, 480, M.left + M.right + (axes.length - 1) * MIN_GAP);
   const plotH = HEIGHT - M.top - M.bottom;
@@ -75,7 +89,7 @@ export function parallelCoords(
       g.classList.add("hl");
       lines.appendChild(g); // to the front
       tip.hidden = false;
-      tip.textContent = `${run.name}  ·  ${metricLabel} = ${fmtNum(run.metric, 5)}`;
+      tip.textContent = `${run.name}  ·  ${metricLabel} = ${fmtNum(run.metric)}`;
     });
     hit.addEventListener("mousemove", (e) => {
       const box = wrap.getBoundingClientRect();
@@ -94,15 +108,25 @@ export function parallelCoords(
 
   axes.forEach((a, i) => {
     const x = xOf(i);
-    const g = svg("g", { class: i === axes.length - 1 ? "pc-axis metric" : "pc-axis" });
+    const g = svg("g", { class: i === axes.length - 1 ? "pc-axis metric" : "pc-axis", "data-key": a.id, "data-scale": a.scale ?? "" });
     g.append(svg("line", { x1: x, x2: x, y1: M.top, y2: M.top + plotH }));
     // The last axis sits at the right edge: anchor its label there so it is not cut off.
     const anchor = i === axes.length - 1 && axes.length > 1 ? "end" : i === 0 && axes.length > 1 ? "start" : "middle";
     const lx = anchor === "end" ? x + 8 : anchor === "start" ? x - 8 : x;
     const label = svg("text", { x: lx, y: M.top - 24, class: "pc-label", "text-anchor": anchor }, truncate(a.label, labelChars));
-    label.append(svg("title", {}, a.title));
+    const sub = [a.sub, a.scale].filter(Boolean).join(" · ");
+    const subText = sub ? svg("text", { x: lx, y: M.top - 11, class: "pc-sub", "text-anchor": anchor }, sub) : null;
+    if (a.scale) {
+      const other = a.scale === "log" ? "linear" : "log";
+      for (const el of [label, subText!]) {
+        el.classList.add("pc-toggle");
+        el.addEventListener("click", () => scales.onToggle(a.id, other === "log"));
+      }
+      subText!.append(svg("title", {}, `${a.scale} axis: click for a ${other} one`));
+    }
+    label.append(svg("title", {}, a.scale ? `${a.title}\n${a.scale} axis: click for a ${a.scale === "log" ? "linear" : "log"} one` : a.title));
     g.append(label);
-    if (a.sub) g.append(svg("text", { x: lx, y: M.top - 11, class: "pc-sub", "text-anchor": anchor }, a.sub));
+    if (subText) g.append(subText);
     let lastY = -Infinity;
     for (const [p, text] of [...a.ticks].sort((t, u) => u[0] - t[0])) {
       const y = yOf(p);
@@ -121,18 +145,19 @@ export function parallelCoords(
   return wrap;
 }
 
-function axisFor(key: string, values: ConfigValue[], get: (r: ParallelRun) => ConfigValue): Axis {
+function axisFor(key: string, values: ConfigValue[], get: (r: ParallelRun) => ConfigValue, log: boolean | undefined): Axis {
   const present = values.filter((v) => v !== null);
   if (present.length && present.every((v) => typeof v === "number")) {
-    return numericAxis(key, key, present as number[], fmtConfigNumber, (r) => {
+    return numericAxis(key, key, key, present as number[], fmtConfigNumber, (r) => {
       const v = get(r);
       return typeof v === "number" ? v : null;
-    });
+    }, log);
   }
   // Strings, booleans and mixed values: evenly spaced categories in natural order.
   const cats = [...new Set(present.map((v) => fmtConfig(v)))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
   const posOf = (c: string) => (cats.length === 1 ? 0.5 : cats.indexOf(c) / (cats.length - 1));
   return {
+    id: key,
     label: key,
     sub: "",
     title: key,
@@ -141,21 +166,28 @@ function axisFor(key: string, values: ConfigValue[], get: (r: ParallelRun) => Co
       return v === null ? null : posOf(fmtConfig(v));
     },
     ticks: cats.map((c) => [posOf(c), c]),
+    scale: null,
   };
 }
 
-function metricAxis(runs: ParallelRun[], key: string, which: string): Axis {
+function metricAxis(runs: ParallelRun[], key: string, which: string, log: boolean | undefined): Axis {
   const values = runs.map((r) => r.metric).filter((v): v is number => v !== null);
-  const axis = numericAxis(key, `${key} (${which})`, values, (v) => fmtNum(v, 4), (r) => r.metric);
-  return { ...axis, sub: [which, axis.sub].filter(Boolean).join(", ") };
+  const axis = numericAxis("metric", key, `${key} (${which})`, values, (v) => fmtNum(v), (r) => r.metric, log);
+  return { ...axis, sub: which };
 }
 
-function numericAxis(label: string, title: string, values: number[], fmt: (v: number) => string, get: (r: ParallelRun) => number | null): Axis {
-  if (!values.length) return { label, sub: "", title, pos: () => null, ticks: [] };
+/** `log`: the reader's choice; undefined for the automatic one. */
+function numericAxis(
+  id: string, label: string, title: string, values: number[], fmt: (v: number) => string,
+  get: (r: ParallelRun) => number | null, chosen: boolean | undefined,
+): Axis {
+  if (!values.length) return { id, label, sub: "", title, pos: () => null, ticks: [], scale: null };
   const lo = Math.min(...values);
   const hi = Math.max(...values);
-  // Learning rates and weight decays span decades: a log axis spreads them evenly.
-  const log = lo > 0 && hi / lo >= 100;
+  // Learning rates and weight decays span decades: a log axis spreads them evenly. Only positive
+  // values have one; a reader can ask for either.
+  const canLog = lo > 0 && hi > lo;
+  const log = canLog && (chosen ?? hi / lo >= 100);
   const f = log ? Math.log10 : (v: number) => v;
   const [a, b] = [f(lo), f(hi)];
   const pos = (v: number) => (b > a ? (f(v) - a) / (b - a) : 0.5);
@@ -167,14 +199,16 @@ function numericAxis(label: string, title: string, values: number[], fmt: (v: nu
       return [t, fmtTick(Number(v.toPrecision(3)))];
     });
   return {
+    id,
     label,
-    sub: log ? "log" : "",
+    sub: "",
     title,
     pos: (r) => {
       const v = get(r);
       return v === null ? null : pos(v);
     },
     ticks,
+    scale: canLog ? (log ? "log" : "linear") : null,
   };
 }
 
@@ -183,9 +217,9 @@ function colorBar(label: string, range: [number, number] | null): HTMLElement {
   const stops = Array.from({ length: 7 }, (_, i) => sequential(i / 6)).join(", ");
   return h("div", { class: "pc-legend" },
     h("span", { class: "muted" }, label),
-    h("span", { class: "num" }, fmtNum(range[0], 4)),
+    h("span", { class: "num", title: fullNum(range[0]) }, fmtNum(range[0])),
     h("span", { class: "pc-bar", style: { background: `linear-gradient(to right, ${stops})` } }),
-    h("span", { class: "num" }, fmtNum(range[1], 4)),
+    h("span", { class: "num", title: fullNum(range[1]) }, fmtNum(range[1])),
   );
 }
 
