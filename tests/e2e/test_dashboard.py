@@ -20,6 +20,19 @@ def drawn_points(page, key: str) -> int:
     return int(value or 0)
 
 
+def drawn_keys(page) -> set[str]:
+    """Every key drawn so far: a chart of splits overlaid draws several."""
+    keys = page.eval_on_selector_all(".chart[data-points]", "els => els.map(e => e.dataset.keys)")
+    return {key for joined in keys for key in joined.split(" ")}
+
+
+# Charts are drawn once they come near the screen: wait for those in the window's first screen.
+FIRST_SCREEN_DRAWN = """() => {
+    const charts = [...document.querySelectorAll('.chart')].filter(c => c.getBoundingClientRect().top < innerHeight);
+    return charts.length > 0 && charts.every(c => Number(c.dataset.points) > 0);
+}"""
+
+
 def test_the_runs_table_lists_every_run(page, dashboard, e2e_store):
     page.goto(dashboard.url)
     rows = page.locator("table.runs-table tbody tr")
@@ -35,14 +48,13 @@ def test_a_click_opens_the_run_and_its_charts_draw(page, dashboard, e2e_store):
     page.goto(dashboard.url)
     page.locator("table.runs-table td.name a", has_text="alpha").click()
     page.wait_for_url(f"**#/run/{ids['alpha']}")
-    page.wait_for_selector('.chart[data-key="train/loss"][data-points]', timeout=TIMEOUT_MS)
-    assert drawn_points(page, "train/loss") == 300
+    # train/loss and valid/loss are one metric on two splits: one chart.
+    page.wait_for_selector('.chart[data-key="{train,valid}/loss"][data-points]', timeout=TIMEOUT_MS)
+    assert drawn_points(page, "{train,valid}/loss") == 301  # 300 training points, one validation point
     with epochal.Store(e2e_store[0]) as store:
         keys = store.keys(ids["alpha"])
-    page.wait_for_function(f"document.querySelectorAll('.chart[data-points]').length >= {len(keys)}",
-                           timeout=TIMEOUT_MS)
-    drawn = set(page.eval_on_selector_all(".chart[data-points]", "els => els.map(e => e.dataset.key)"))
-    assert drawn == set(keys)
+    page.wait_for_function("document.querySelectorAll('.chart:not([data-points])').length === 0", timeout=TIMEOUT_MS)
+    assert drawn_keys(page) == set(keys)
     assert page.locator("text=valid/accuracy").count() > 0
 
 
@@ -53,11 +65,11 @@ def test_selecting_two_runs_overlays_their_curves(page, dashboard, e2e_store):
         row.locator("td.check input").check()
     page.locator("a.btn", has_text="Compare").click()
     page.wait_for_url("**#/compare**")
-    chart = page.locator('.chart[data-key="train/loss"]').first
+    chart = page.locator('.chart[data-key="{train,valid}/loss"]').first
     chart.locator("xpath=self::*[@data-points]").wait_for(timeout=TIMEOUT_MS)
-    assert int(chart.get_attribute("data-points")) == 600  # 300 points of each run
+    assert int(chart.get_attribute("data-points")) == 602  # 300 training points and 1 validation point of each run
     legend = chart.inner_text()
-    assert "alpha" in legend and "beta" in legend
+    assert "alpha train" in legend and "beta valid" in legend
 
 
 def test_a_run_written_by_another_process_gains_points_without_a_reload(page, dashboard, e2e_store):
@@ -87,10 +99,11 @@ def test_a_run_written_by_another_process_gains_points_without_a_reload(page, da
 def test_a_charts_csv_download_matches_the_store(page, dashboard, e2e_store):
     _, ids = e2e_store
     page.goto(f"{dashboard.url}#/run/{ids['demo']}")
-    chart = page.locator('.chart[data-key="train/loss"]')
+    chart = page.locator('.chart[data-keys~="train/loss"]')  # with valid/loss, and the demo's test/loss
     chart.locator("xpath=self::*[@data-points]").wait_for(timeout=TIMEOUT_MS)
     with page.expect_download() as download_info:
-        chart.locator("a", has_text="CSV").click()
+        chart.locator(".csv-menu summary").click()  # a CSV holds one key: a menu of the chart's keys
+        chart.locator("a", has_text="train/loss").click()
     text = Path(download_info.value.path()).read_text()
     rows = list(csv.DictReader(io.StringIO(text)))
     with epochal.Store(e2e_store[0]) as store:
@@ -109,10 +122,7 @@ def test_screenshot_for_the_readme(page, dashboard, e2e_store, tmp_path, which):
     if which == "runs":
         page.locator("table.runs-table tbody tr").first.wait_for(timeout=TIMEOUT_MS)
     else:
-        with epochal.Store(e2e_store[0]) as store:
-            count = len(store.keys(ids["demo"]))
-        page.wait_for_function(f"document.querySelectorAll('.chart[data-points]').length >= {count}",
-                               timeout=TIMEOUT_MS)
+        page.wait_for_function(FIRST_SCREEN_DRAWN, timeout=TIMEOUT_MS)
     folder = Path(os.environ.get("EPOCHAL_DOCS_DIR") or tmp_path)
     path = folder / f"dashboard-{which}.png"
     page.screenshot(path=str(path))
@@ -133,7 +143,7 @@ def test_a_ddp_runs_page_lists_each_ranks_process(page, dashboard, e2e_store):
     assert "Ranks" not in page.locator("dl.kv dt").all_inner_texts()
 
 
-def test_system_metrics_are_a_group_of_their_own_after_the_runs_metrics(page, tmp_path, serve):
+def test_system_metrics_are_a_section_of_their_own_after_the_runs_metrics(page, tmp_path, serve):
     import time
 
     folder = tmp_path / "epochal-runs"
@@ -145,6 +155,16 @@ def test_system_metrics_are_a_group_of_their_own_after_the_runs_metrics(page, tm
     with epochal.Store(folder) as store:
         assert "system/cpu_percent" in store.keys(run.id)
     page.goto(f"{serve(folder).url}#/run/{run.id}")
-    page.wait_for_selector('details.chart-group[data-group="system"]', timeout=TIMEOUT_MS)
+    system = page.locator('details.chart-group[data-group="system"]')
+    system.wait_for(state="attached", timeout=TIMEOUT_MS)
     shown = page.eval_on_selector_all("details.chart-group", "els => els.map(e => e.dataset.group)")
-    assert shown == ["train", "valid", "samples", "weights", "system"]  # the machine after every group of the run
+    assert shown == ["splits", "samples", "weights", "system"]  # the machine after every group of the run
+    assert system.locator("summary .group-name").inner_text() == "System"
+    # Closed at first: its charts wait, unfetched, until it is opened.
+    page.wait_for_selector('.chart[data-key="weights/norm"][data-points]', timeout=TIMEOUT_MS)
+    assert not system.evaluate("d => d.open")
+    assert system.locator(".chart[data-points]").count() == 0
+    system.locator("summary").click()
+    page.wait_for_selector('.chart[data-key="system/cpu_percent"][data-points]', timeout=TIMEOUT_MS)
+    page.reload()  # opened once, it stays open
+    page.wait_for_selector('.chart[data-key="system/cpu_percent"][data-points]', timeout=TIMEOUT_MS)

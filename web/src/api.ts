@@ -59,6 +59,8 @@ export interface SummaryRow {
   max: number | null;
   best: number | null;
   mode: Mode;
+  /** The data split the key's first part names (epochal.keys.split_of), or null. */
+  split: string | null;
 }
 
 export interface Checkpoint {

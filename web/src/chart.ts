@@ -12,12 +12,17 @@ import { fmtDateTime, fmtInt, fmtNum, fmtRelTick, fmtTick } from "./format";
 import { smooth } from "./smoothing";
 import { zoomPlugin } from "./zoomplugin";
 
+/** One line of a chart: a run's series of the chart's key, or of `key` where a chart overlays keys. */
 export interface ChartRun {
   id: string;
   name: string;
   color: string;
   /** Unix seconds; the origin of the relative-time axis. */
   started: number;
+  /** The key this line draws, where it is not the chart's own (train/loss in "{train,valid}/loss"). */
+  key?: string;
+  /** The line's dash pattern (canvas setLineDash), telling splits apart in a run's colour. */
+  dash?: number[];
 }
 
 /** One run's series as drawn: x in display units (relative time already subtracted). */
@@ -57,11 +62,6 @@ export class Chart {
   private readonly unlisten: () => void;
   private readonly resize: ResizeObserver;
 
-  /** The runs drawn, as "id,id": a chart for other runs is another chart. */
-  get runIds(): string {
-    return this.runs.map((r) => r.id).join(",");
-  }
-
   constructor(
     readonly key: string,
     private readonly runs: ChartRun[],
@@ -72,10 +72,20 @@ export class Chart {
     this.plotEl = h("div", { class: "chart-plot loading" });
     this.legendEl = h("div", { class: "chart-legend" });
     this.notesEl = h("span", { class: "chart-notes" });
-    const csv = h("a", { class: "mini-btn", href: api.seriesCsvUrl(key, runs.map((r) => r.id)), download: "", title: "All points, full resolution" }, "CSV");
+    const keys = [...new Set(runs.map((r) => r.key ?? key))];
+    const csvLink = (k: string, text: string, cls: string) => h("a", {
+      class: cls,
+      href: api.seriesCsvUrl(k, runs.filter((r) => (r.key ?? key) === k).map((r) => r.id)),
+      download: "",
+      title: `All points of ${k}, full resolution`,
+    }, text);
+    // A CSV holds one key: a chart of several keys offers a menu of them.
+    const csv = keys.length === 1 ? csvLink(key, "CSV", "mini-btn")
+      : h("details", { class: "csv-menu" }, h("summary", { class: "mini-btn" }, "CSV"),
+        h("div", { class: "csv-menu-list", onclick: () => ((csv as HTMLDetailsElement).open = false) }, keys.map((k) => csvLink(k, k, "csv-menu-item"))));
     const png = h("button", { type: "button", class: "mini-btn", onclick: () => this.downloadPng() }, "PNG");
-    this.el = h("div", { class: "chart", dataset: { key, draws: "0" } },
-      h("div", { class: "chart-head" }, h("span", { class: "chart-title", title: key }, key), this.notesEl, h("span", { class: "chart-actions" }, csv, png)),
+    this.el = h("div", { class: "chart", dataset: { key, keys: keys.join(" "), draws: "0" } },
+      h("div", { class: "chart-head" }, h("span", { class: "chart-title", title: keys.join("\n") }, key), this.notesEl, h("span", { class: "chart-actions" }, csv, png)),
       this.plotEl,
       this.legendEl,
     );
@@ -85,7 +95,7 @@ export class Chart {
         this.zoom = null;
         this.full = null;
         void this.load();
-      } else this.render();
+      } else if (changed.some((c) => c !== "overlay")) this.render(); // overlaying is the grid's business
     });
     this.resize = new ResizeObserver(() => {
       if (this.plot && this.plotEl.clientWidth > 0 && Math.abs(this.plot.width - this.plotEl.clientWidth) > 1) {
@@ -106,7 +116,7 @@ export class Chart {
         // The server adds one point beyond each end of a range, so lines reach the plot's edges.
         const offset = mode === "rel" ? run.started : 0;
         const [min, max] = zoom ? [zoom[0] + offset, zoom[1] + offset] : [undefined, undefined];
-        return api.series(run.id, { key: this.key, x: mode === "rel" ? "time" : mode, min, max, points }, this.signal);
+        return api.series(run.id, { key: run.key ?? this.key, x: mode === "rel" ? "time" : mode, min, max, points }, this.signal);
       }),
     );
     // A newer load (another zoom, another axis) started meanwhile: its answer wins.
@@ -115,10 +125,10 @@ export class Chart {
     this.errors = new Map();
     results.forEach((res, i) => {
       const run = this.runs[i];
-      if (res.status === "fulfilled") this.loaded.set(run.id, res.value);
+      if (res.status === "fulfilled") this.loaded.set(lineId(run), res.value);
       else if (!isAbort(res.reason)) {
         const msg = res.reason instanceof ApiError && res.reason.status === 404 ? "no such key" : errorMessage(res.reason);
-        this.errors.set(run.id, msg);
+        this.errors.set(lineId(run), msg);
       }
     });
     this.loadedRange = zoom;
@@ -147,7 +157,7 @@ export class Chart {
     const { x: mode, logY, smoothing } = this.view.state;
     let hiddenNonPositive = 0;
     this.drawn = this.runs.flatMap((run) => {
-      const s = this.loaded.get(run.id);
+      const s = this.loaded.get(lineId(run));
       if (!s) return [];
       const offset = mode === "rel" ? run.started : 0;
       const xs = offset ? s.x.map((v) => v - offset) : s.x;
@@ -165,7 +175,7 @@ export class Chart {
     this.plotEl.classList.toggle("empty", points === 0);
     this.plotEl.dataset.message = points === 0 ? (this.errors.size ? "No data" : "No points in this range") : "";
 
-    const structure = [mode, logY, smoothing > 0, this.drawn.map((d) => d.run.id).join(",")].join("|");
+    const structure = [mode, logY, smoothing > 0, this.drawn.map((d) => lineId(d.run)).join(",")].join("|");
     const data = alignedData(this.drawn);
     if (this.plot && structure === this.structure) {
       this.plot.setData(data, !this.zoom);
@@ -186,10 +196,11 @@ export class Chart {
         label: d.run.name,
         stroke: smoothed ? withAlpha(d.run.color, 0.25) : d.run.color,
         width: smoothed ? 1 : 1.5,
+        dash: d.run.dash,
         spanGaps: false,
         ...(smoothed ? { points: { show: false } } : {}),
       });
-      if (smoothed) series.push({ label: `${d.run.name} (smoothed)`, stroke: d.run.color, width: 1.75, spanGaps: false, points: { show: false } });
+      if (smoothed) series.push({ label: `${d.run.name} (smoothed)`, stroke: d.run.color, width: 1.75, dash: d.run.dash, spanGaps: false, points: { show: false } });
     }
     const axisStyle = { stroke: "#5b6472", font: "11px system-ui, sans-serif", grid: { stroke: "#eceef2", width: 1 }, ticks: { stroke: "#dfe2e7", width: 1, size: 4 } };
     const xAxis: uPlot.Axis = { ...axisStyle };
@@ -218,13 +229,14 @@ export class Chart {
         points: { size: 6 },
       },
       scales: {
-        // A key logged once (a test metric) gets a small range around its x instead of uPlot's wide one.
-        x: { time: mode === "time", range: (_u, min, max) => (min === max ? [min - 1, max + 1] : [min, max]) },
+        // A key logged once (a test metric) gets a small range around its x instead of uPlot's degenerate one.
+        x: { time: mode === "time", range: (u, min, max) => aroundSingleX(u, mode) ?? (min === max ? [min - 1, max + 1] : [min, max]) },
         y: logY ? { distr: 3, log: 10 } : {},
       },
       axes: [xAxis, yAxis],
       series,
       hooks: {
+        setScale: [(u, key) => void (key === "x" && (this.el.dataset.xRange = `${u.scales.x.min},${u.scales.x.max}`))],
         setSelect: [
           (u) => {
             if (u.select.width > 3) {
@@ -280,7 +292,7 @@ export class Chart {
       notes.push(h("span", { class: "note muted", title: `${fmtInt(sent)} of ${fmtInt(inRange)} points drawn: each bucket's min and max. Zoom in for more.` }, `${fmtTick(inRange)} pts`));
     }
     for (const [id, msg] of this.errors) {
-      const run = this.runs.find((r) => r.id === id);
+      const run = this.runs.find((r) => lineId(r) === id);
       notes.push(h("span", { class: "note error", title: msg }, this.runs.length > 1 ? `${run?.name}: ${msg}` : msg));
     }
     replace(this.notesEl, notes);
@@ -295,7 +307,7 @@ export class Chart {
       const sm = d.smoothed && i >= 0 ? d.smoothed[i] : undefined;
       const value = d.smoothed ? fmtValue(sm) : fmtValue(raw);
       return h("span", { class: "legend-item" },
-        h("i", { class: "swatch", style: { background: d.run.color } }),
+        h("i", { class: d.run.dash ? "swatch line" : "swatch", style: { background: swatchOf(d.run) } }),
         this.runs.length > 1 ? h("span", { class: "legend-name" }, d.run.name) : null,
         h("b", { class: "num" }, value),
         d.smoothed ? h("span", { class: "muted num at", title: "raw value" }, `(${fmtValue(raw)})`) : null,
@@ -349,6 +361,31 @@ export class Chart {
     this.plot?.destroy();
     this.plot = null;
   }
+}
+
+/** A line's identity within a chart: its run, and its key where the chart overlays several. */
+function lineId(line: ChartRun): string {
+  return line.key ? `${line.id}\n${line.key}` : line.id;
+}
+
+/** A legend swatch: the line's colour, in dashes where the line is dashed. */
+function swatchOf(line: ChartRun): string {
+  if (!line.dash?.length) return line.color;
+  const [on, off] = line.dash;
+  return `repeating-linear-gradient(90deg, ${line.color} 0 ${on}px, transparent ${on}px ${on + off}px)`;
+}
+
+/**
+ * The x range of a chart whose lines all sit at one x (a test metric logged once): around it, so the
+ * point is drawn in the middle of a readable axis. uPlot itself pads a lone x oddly (a day of wall time
+ * after it; nearly nothing around step 0).
+ */
+function aroundSingleX(u: uPlot, mode: XMode): uPlot.Range.MinMax | null {
+  const xs = u.data[0];
+  if (!xs.length || xs[0] !== xs[xs.length - 1]) return null;
+  const x = xs[0];
+  const pad = mode === "time" ? 60 : Math.max(1, Math.abs(x) * 0.05);
+  return [x - pad, x + pad];
 }
 
 /** uPlot's data: one x array, then each run's raw (and smoothed) y. Runs' x values are merged. */
@@ -418,7 +455,7 @@ function tick(v: number | null): string {
 
 function fmtValue(v: number | null | undefined): string {
   if (v === undefined) return "–";
-  return v === null ? "non-finite" : fmtNum(v, 5);
+  return v === null ? "non-finite" : fmtNum(v);
 }
 
 function xName(mode: XMode): string {

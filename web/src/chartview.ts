@@ -1,4 +1,4 @@
-// The chart settings a page shares across its charts (x axis, log scale, smoothing) and their toolbar.
+// The chart settings a page shares across its charts (x axis, log scale, smoothing, overlaid splits) and their toolbar.
 // They persist in localStorage: someone who likes 0.6 smoothing wants it on the next run too.
 
 import { h } from "./dom";
@@ -9,10 +9,12 @@ export interface ViewState {
   x: XMode;
   logY: boolean;
   smoothing: number;
+  /** One chart for a metric on several splits (train/loss with valid/loss), or a chart per key. */
+  overlay: boolean;
 }
 
 const STORAGE_KEY = "epochal.chartView";
-const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0 };
+const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0, overlay: true };
 
 export class ChartView {
   state: ViewState;
@@ -27,7 +29,8 @@ export class ChartView {
     if (!changed.length) return;
     this.state = { ...this.state, ...patch };
     localStorage.setItem(STORAGE_KEY, JSON.stringify(this.state));
-    this.listeners.forEach((fn) => fn(changed));
+    // A listener may remove others (the grid destroys charts when splits are overlaid or separated).
+    for (const fn of [...this.listeners]) if (this.listeners.includes(fn)) fn(changed);
   }
 
   onChange(fn: (changed: (keyof ViewState)[]) => void): () => void {
@@ -42,6 +45,7 @@ function load(): Partial<ViewState> {
     const out: Partial<ViewState> = {};
     if (saved.x && ["step", "epoch", "time", "rel"].includes(saved.x)) out.x = saved.x;
     if (typeof saved.logY === "boolean") out.logY = saved.logY;
+    if (typeof saved.overlay === "boolean") out.overlay = saved.overlay;
     if (typeof saved.smoothing === "number" && saved.smoothing >= 0 && saved.smoothing < 1) out.smoothing = saved.smoothing;
     return out;
   } catch {
@@ -67,6 +71,7 @@ export function chartToolbar(view: ChartView, ...extra: HTMLElement[]): HTMLElem
     }, label),
   );
   const log = h("input", { type: "checkbox", checked: view.state.logY, onchange: () => view.set({ logY: log.checked }) });
+  const overlay = h("input", { type: "checkbox", class: "overlay-toggle", checked: view.state.overlay, onchange: () => view.set({ overlay: overlay.checked }) });
   const smoothValue = h("output", { class: "num" }, view.state.smoothing.toFixed(2));
   const slider = h("input", {
     type: "range",
@@ -87,6 +92,7 @@ export function chartToolbar(view: ChartView, ...extra: HTMLElement[]): HTMLElem
   return h("div", { class: "toolbar" },
     h("div", { class: "tool" }, h("span", { class: "tool-label" }, "X axis"), h("div", { class: "segmented" }, xButtons)),
     h("label", { class: "tool" }, log, "Log y"),
+    h("label", { class: "tool", title: "One chart for a metric on several splits: train/loss with valid/loss, train/accuracy with eval/accuracy" }, overlay, "Overlay splits"),
     h("label", { class: "tool smoothing", title: "Exponential moving average, debiased (as TensorBoard). The raw curve stays faint behind." },
       h("span", { class: "tool-label" }, "Smoothing"), slider, smoothValue),
     extra,

@@ -1,4 +1,4 @@
-// Colours: one per run (distinct on white), and a sequential scale for values.
+// Colours: one per run (distinct on white), a colour and a dash per data split, and a sequential scale for values.
 
 const PALETTE = [
   "#2563eb", // blue
@@ -15,6 +15,21 @@ const PALETTE = [
 
 export function runColor(index: number): string {
   return PALETTE[index % PALETTE.length];
+}
+
+// A split's line: its own colour where one run is drawn, its dash in every colour (so on the compare
+// page each run keeps its colour and the splits are told apart by their dashes).
+const SPLIT_STYLES: Record<string, { color: string; dash: number[] }> = {
+  train: { color: "#2563eb", dash: [] },
+  valid: { color: "#ea580c", dash: [6, 3] },
+  val: { color: "#ea580c", dash: [6, 3] },
+  test: { color: "#16a34a", dash: [2, 2] },
+  eval: { color: "#9333ea", dash: [8, 3, 2, 3] },
+};
+
+/** A split's colour and dash pattern; names as `epochal.keys.SPLITS` has them, any case. */
+export function splitStyle(split: string): { color: string; dash: number[] } {
+  return SPLIT_STYLES[split.toLowerCase()] ?? { color: "#6b7380", dash: [1, 3] };
 }
 
 /** `#rrggbb` with an alpha, for the faint raw curve drawn behind a smoothed one. */

@@ -48,7 +48,7 @@ function render(route: Route): void {
       mountRuns(app, ctx);
       break;
     case "run":
-      mountRun(app, ctx, route.id);
+      mountRun(app, ctx, route.id, route.filter ?? "");
       break;
     case "dynamics":
       // WebGL scatter plots are for this page only: its code loads when it is opened.
@@ -59,7 +59,7 @@ function render(route: Route): void {
       );
       break;
     case "compare":
-      mountCompare(app, ctx, route.runs, route.key);
+      mountCompare(app, ctx, route.runs, route.key, route.filter ?? "");
       break;
     case "missing":
       setCrumbs("not found");

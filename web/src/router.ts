@@ -1,11 +1,12 @@
-// Hash routes: #/ (runs), #/run/<id>, #/run/<id>/dynamics, #/compare?runs=<id>,<id>&key=<key>.
+// Hash routes: #/ (runs), #/run/<id>, #/run/<id>/dynamics, #/compare?runs=<id>,<id>&key=<key>; the run
+// and compare pages keep their key filter as &filter=<text>.
 // Hash routing needs nothing from the server: any static file server can serve the built UI.
 
 export type Route =
   | { page: "runs" }
-  | { page: "run"; id: string }
+  | { page: "run"; id: string; filter?: string | null }
   | { page: "dynamics"; id: string }
-  | { page: "compare"; runs: string[]; key: string | null }
+  | { page: "compare"; runs: string[]; key: string | null; filter?: string | null }
   | { page: "missing"; hash: string };
 
 export function parseHash(hash: string): Route {
@@ -14,11 +15,11 @@ export function parseHash(hash: string): Route {
   const params = new URLSearchParams(query);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   if (parts.length === 0) return { page: "runs" };
-  if (parts[0] === "run" && parts.length === 2) return { page: "run", id: parts[1] };
+  if (parts[0] === "run" && parts.length === 2) return { page: "run", id: parts[1], filter: params.get("filter") || null };
   if (parts[0] === "run" && parts.length === 3 && parts[2] === "dynamics") return { page: "dynamics", id: parts[1] };
   if (parts[0] === "compare" && parts.length === 1) {
     const runs = (params.get("runs") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-    return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null };
+    return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null, filter: params.get("filter") || null };
   }
   return { page: "missing", hash: raw };
 }
@@ -28,13 +29,14 @@ export function href(route: Route): string {
     case "runs":
       return "#/";
     case "run":
-      return `#/run/${encodeURIComponent(route.id)}`;
+      return `#/run/${encodeURIComponent(route.id)}` + (route.filter ? `?filter=${encodeURIComponent(route.filter)}` : "");
     case "dynamics":
       return `#/run/${encodeURIComponent(route.id)}/dynamics`;
     case "compare": {
       // Commas stay readable in the address bar; ids never contain them.
       let h = `#/compare?runs=${route.runs.map(encodeURIComponent).join(",")}`;
       if (route.key) h += `&key=${encodeURIComponent(route.key)}`;
+      if (route.filter) h += `&filter=${encodeURIComponent(route.filter)}`;
       return h;
     }
     case "missing":

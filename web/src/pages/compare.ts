@@ -7,17 +7,17 @@ import { ChartGrid } from "../chartgrid";
 import { ChartView, chartToolbar } from "../chartview";
 import { runColor } from "../colors";
 import { h, replace } from "../dom";
-import { fmtConfig } from "../format";
+import { fmtConfig, fmtConfigShort } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
-import { parallelCoords, varyingKeys } from "../parallel";
+import { parallelCoords, varyingKeys, type AxisScales } from "../parallel";
 import { href, replaceRoute } from "../router";
 import { errorBox, showBanner, statusBadge } from "../ui";
 
 const SHARED = "";
 const ALL = "*";
 
-export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[], key: string | null): void {
+export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[], key: string | null, filter = ""): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], "compare");
   if (!ids.length) {
     replace(root, errorBox(new Error("No runs chosen. Select two or more runs on the runs page and press Compare."), "Nothing to compare"));
@@ -33,7 +33,7 @@ export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[],
       return;
     }
     if (failed.length) showBanner(`Left out of the comparison: ${failed.join("; ")}`, "error");
-    new ComparePage(root, ctx, runs, key);
+    new ComparePage(root, ctx, runs, key, filter);
   });
 }
 
@@ -47,18 +47,25 @@ class ComparePage {
   private onlyDiff = false;
   private pcMetric = "";
   private pcWhich: "last" | "best" = "best";
+  /** Parallel coordinates' axes switched between log and linear by the reader. */
+  private readonly pcScales: AxisScales = new Map();
 
   constructor(
     root: HTMLElement,
     private readonly ctx: PageContext,
     private runs: RunDetail[],
     private key: string | null,
+    private filter: string,
   ) {
     ctx.setCrumbs(["runs", href({ page: "runs" })], `compare ${runs.length} runs`);
-    this.grid = new ChartGrid(this.view, ctx.signal, "compare");
+    this.grid = new ChartGrid(this.view, ctx.signal, "compare", {
+      colorBy: "run",
+      filter,
+      onFilter: (text) => ((this.filter = text), this.keepRoute()),
+    });
     this.keySelect.addEventListener("change", () => {
       this.key = this.keySelect.value === SHARED ? null : this.keySelect.value;
-      replaceRoute({ page: "compare", runs: this.runs.map((r) => r.id), key: this.key });
+      this.keepRoute();
       this.showCharts();
     });
     this.pcMetric = this.runs.find((r) => r.main_metrics.length)?.main_metrics[0] ?? "";  // the server's rule
@@ -67,7 +74,7 @@ class ComparePage {
       this.head,
       h("section", { class: "charts-section" },
         h("h2", null, "Charts"),
-        chartToolbar(this.view, h("label", { class: "tool" }, h("span", { class: "tool-label" }, "Keys"), this.keySelect)),
+        chartToolbar(this.view, h("label", { class: "tool" }, h("span", { class: "tool-label" }, "Keys"), this.keySelect), this.grid.filterEl),
         this.grid.el,
       ),
       this.parallel,
@@ -83,6 +90,10 @@ class ComparePage {
     const onResize = () => this.renderParallel();
     window.addEventListener("resize", onResize);
     ctx.signal.addEventListener("abort", () => window.removeEventListener("resize", onResize), { once: true });
+  }
+
+  private keepRoute(): void {
+    replaceRoute({ page: "compare", runs: this.runs.map((r) => r.id), key: this.key, filter: this.filter });
   }
 
   private chartRuns(): ChartRun[] {
@@ -115,6 +126,7 @@ class ComparePage {
     this.grid.show(keys.map((key) => ({
       key,
       runs: runs.filter((_, i) => this.runs[i].summary.some((s) => s.key === key && s.count > 0)),
+      split: this.runs.flatMap((r) => r.summary).find((s) => s.key === key)?.split ?? null,
     })).filter((spec) => spec.runs.length > 0), this.key && this.key !== ALL ? `No run here has logged ${this.key}.` : "These runs share no key: pick one above.");
   }
 
@@ -130,7 +142,7 @@ class ComparePage {
           this.runs.length > 1 ? h("a", {
             class: "chip-x",
             title: "Leave out of the comparison",
-            href: href({ page: "compare", runs: ids.filter((x) => x !== r.id), key: this.key }),
+            href: href({ page: "compare", runs: ids.filter((x) => x !== r.id), key: this.key, filter: this.filter }),
           }, "×") : null,
         ),
       )),
@@ -142,7 +154,7 @@ class ComparePage {
     const configKeys = [...new Set(this.runs.flatMap((r) => Object.keys(r.config)))].sort();
     const metricSel = h("select", null, keys.map((k) => h("option", { value: k }, k)));
     metricSel.value = this.pcMetric;
-    metricSel.addEventListener("change", () => ((this.pcMetric = metricSel.value), this.renderParallel()));
+    metricSel.addEventListener("change", () => ((this.pcMetric = metricSel.value), this.pcScales.delete("metric"), this.renderParallel()));
     const whichSel = h("select", null, h("option", { value: "best" }, "best"), h("option", { value: "last" }, "last"));
     whichSel.value = this.pcWhich;
     whichSel.addEventListener("change", () => ((this.pcWhich = whichSel.value as "last" | "best"), this.renderParallel()));
@@ -160,7 +172,10 @@ class ComparePage {
       ),
       this.runs.length < 2 ? h("p", { class: "muted" }, "Add runs to compare their configs.")
         : !varying.length ? h("p", { class: "muted" }, "These runs have the same config: nothing to lay out.")
-        : parallelCoords(pcRuns, varying, { key: this.pcMetric, which: this.pcWhich }, available, (id) => (location.hash = href({ page: "run", id }))),
+        : parallelCoords(pcRuns, varying, { key: this.pcMetric, which: this.pcWhich }, available, (id) => (location.hash = href({ page: "run", id })), {
+          chosen: this.pcScales,
+          onToggle: (axis, log) => (this.pcScales.set(axis, log), this.renderParallel()),
+        }),
     );
   }
 
@@ -181,7 +196,9 @@ class ComparePage {
           h("th", null, h("i", { class: "swatch", style: { background: runColor(i) } }), r.name)))),
         h("tbody", null, shown.map((k) => h("tr", { class: differs(k) ? "diff" : "" },
           h("td", null, h("code", null, k)),
-          this.runs.map((r) => h("td", { class: k in r.config ? "" : "missing" }, k in r.config ? fmtConfig(r.config[k]) : "—")),
+          this.runs.map((r) => k in r.config
+            ? h("td", { title: fmtConfig(r.config[k]) }, fmtConfigShort(r.config[k]))
+            : h("td", { class: "missing" }, "—")),
         ))),
       )),
       shown.length ? null : h("p", { class: "muted" }, keys.length ? "No differences." : "No config recorded."),

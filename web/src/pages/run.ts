@@ -6,17 +6,17 @@ import { ChartView, chartToolbar } from "../chartview";
 import { runColor } from "../colors";
 import { configTree } from "../configtree";
 import { h, replace } from "../dom";
-import { fmtAgo, fmtBytes, fmtDateTime, fmtDuration, fmtInt, fmtNum } from "../format";
+import { compareKeys, fmtAgo, fmtBytes, fmtDateTime, fmtDuration, fmtInt, fmtNum, fullNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
-import { href } from "../router";
+import { href, replaceRoute } from "../router";
 import { errorBox, reportActionError, showBanner, statusBadge, tagChip } from "../ui";
 
-export function mountRun(root: HTMLElement, ctx: PageContext, id: string): void {
+export function mountRun(root: HTMLElement, ctx: PageContext, id: string, filter = ""): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], id);
   replace(root, h("div", { class: "loading-note" }, "Loading run…"));
   api.run(id, ctx.signal).then(
-    (run) => new RunPage(root, ctx, run),
+    (run) => new RunPage(root, ctx, run, filter),
     (err) => ctx.signal.aborted || replace(root, errorBox(err, `Could not load run ${id}`)),
   );
 }
@@ -24,7 +24,7 @@ export function mountRun(root: HTMLElement, ctx: PageContext, id: string): void 
 class RunPage {
   private readonly header = h("div", { class: "run-head" });
   private readonly info = h("div", { class: "card" });
-  private readonly summary = h("div", { class: "card" });
+  private readonly summary = h("div", { class: "card summary-card" });
   private readonly checkpoints = h("div", { class: "card" });
   private readonly tags = h("div", { class: "tag-editor" });
   private readonly notes = h("textarea", { class: "notes", rows: 3, placeholder: "What was this run for? What did you learn?" });
@@ -38,9 +38,14 @@ class RunPage {
     root: HTMLElement,
     private readonly ctx: PageContext,
     private run: RunDetail,
+    filter: string,
   ) {
     ctx.setCrumbs(["runs", href({ page: "runs" })], run.name);
-    this.grid = new ChartGrid(this.view, ctx.signal, `run-${run.id}`);
+    this.grid = new ChartGrid(this.view, ctx.signal, `run-${run.id}`, {
+      colorBy: "split",
+      filter,
+      onFilter: (text) => replaceRoute({ page: "run", id: run.id, filter: text }),
+    });
     this.notes.value = run.notes;
     this.notes.addEventListener("input", () => (this.notesSave.disabled = this.notes.value === this.run.notes));
     this.notesSave.addEventListener("click", () => void this.saveNotes());
@@ -51,7 +56,7 @@ class RunPage {
         this.info,
         h("div", { class: "card" }, h("h2", null, "Notes"), this.notes, h("div", { class: "row-end" }, this.notesSave)),
       ),
-      h("section", { class: "charts-section" }, h("h2", null, "Charts"), chartToolbar(this.view), this.grid.el),
+      h("section", { class: "charts-section" }, h("h2", null, "Charts"), chartToolbar(this.view, this.grid.filterEl), this.grid.el),
       h("div", { class: "two-col" },
         this.summary,
         h("div", { class: "card" }, h("h2", null, "Config"), configTree(run.config_tree)),
@@ -84,7 +89,7 @@ class RunPage {
 
   private chartSpecs(): ChartSpec[] {
     const chartRun = { id: this.run.id, name: this.run.name, color: runColor(0), started: this.run.started };
-    return this.run.summary.filter((s) => s.count > 0).map((s) => ({ key: s.key, runs: [chartRun] }));
+    return this.run.summary.filter((s) => s.count > 0).map((s) => ({ key: s.key, runs: [chartRun], split: s.split }));
   }
 
   /** Polls the run while it runs; redraws only the keys that got new points. */
@@ -156,11 +161,11 @@ class RunPage {
   }
 
   private renderSummary(): void {
-    const rows = [...this.run.summary].sort((a, b) => a.key.localeCompare(b.key, undefined, { numeric: true }));
+    const rows = [...this.run.summary].sort((a, b) => compareKeys(a.key, b.key));
     replace(this.summary, h("h2", null, "Summary"),
       rows.length ? h("table", { class: "data-table" },
         h("thead", null, h("tr", null, ["key", "last", "best", "min", "max", "count", "last step"].map((c, i) => h("th", { class: i ? "num" : "" }, c)))),
-        h("tbody", null, rows.map((s) => summaryRow(s))),
+        h("tbody", null, rows.map((s) => summaryRow(s, () => this.grid.reveal(s.key)))),
       ) : h("p", { class: "muted" }, "Nothing logged yet."),
     );
   }
@@ -176,7 +181,7 @@ class RunPage {
           h("td", { class: "num" }, fmtInt(c.step)),
           h("td", { class: "num" }, fmtInt(c.epoch)),
           h("td", { class: "num" }, fmtBytes(c.size)),
-          h("td", null, c.metric_key ? `${c.metric_key} = ${fmtNum(c.metric_value, 5)}` : "–"),
+          h("td", { title: fullNum(c.metric_value) }, c.metric_key ? `${c.metric_key} = ${fmtNum(c.metric_value)}` : "–"),
           h("td", { class: "nowrap" }, fmtDateTime(c.created, true)),
           h("td", null, h("a", { class: "mini-btn", href: withToken(c.url), download: "" }, "download")),
         ))),
@@ -219,16 +224,14 @@ class RunPage {
   }
 }
 
-function summaryRow(s: SummaryRow): HTMLElement {
-  const jump = () => {
-    document.querySelector(`.chart[data-key="${CSS.escape(s.key)}"]`)?.scrollIntoView({ behavior: "smooth", block: "center" });
-  };
+function summaryRow(s: SummaryRow, jump: () => void): HTMLElement {
+  const best = `${s.mode === "min" ? "lowest" : "highest"} is best`;
   return h("tr", null,
     h("td", null, h("button", { type: "button", class: "link-btn", onclick: jump, title: "Show its chart" }, s.key)),
-    h("td", { class: "num" }, fmtNum(s.last, 5)),
-    h("td", { class: "num best", title: s.mode === "min" ? "lowest is best" : "highest is best" }, fmtNum(s.best, 5), h("span", { class: "mode" }, s.mode === "min" ? " ↓" : " ↑")),
-    h("td", { class: "num" }, fmtNum(s.min, 5)),
-    h("td", { class: "num" }, fmtNum(s.max, 5)),
+    h("td", { class: "num", title: fullNum(s.last) }, fmtNum(s.last)),
+    h("td", { class: "num best", title: fullNum(s.best) ? `${fullNum(s.best)}: ${best}` : best }, fmtNum(s.best), h("span", { class: "mode" }, s.mode === "min" ? " ↓" : " ↑")),
+    h("td", { class: "num", title: fullNum(s.min) }, fmtNum(s.min)),
+    h("td", { class: "num", title: fullNum(s.max) }, fmtNum(s.max)),
     h("td", { class: "num" }, fmtInt(s.count)),
     h("td", { class: "num" }, fmtInt(s.last_step)),
   );
