@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
-from epochal.store import series
+from epochal.store import series, sqlite_query
 from epochal.store.backend import Backend
+from epochal.store.query import RunQuery
 from epochal.store.records import (
     Checkpoint,
     Config,
@@ -35,7 +36,7 @@ from epochal.store.records import (
 from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -94,6 +95,9 @@ CREATE TABLE IF NOT EXISTS series (
     exact INTEGER NOT NULL DEFAULT 1,
     UNIQUE (run_id, key)
 );
+-- Schema 6: the runs table sorts and filters by a key's values across runs, and lists every key.
+CREATE INDEX IF NOT EXISTS series_by_key ON series(key);
+CREATE INDEX IF NOT EXISTS config_by_key ON config(key, num);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
@@ -127,7 +131,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 # tags, config and ranks are JSON text.
 _STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
 _COLUMNS = tuple("project_id" if name == "project" else name for name in _STORED)
-_RUN_COLUMNS = ", ".join({"id": "runs.id", "name": "runs.name", "project": "projects.name"}.get(n, n) for n in _STORED)
+_RUN_COLUMNS = ", ".join("projects.name" if n == "project" else f"runs.{n}" for n in _STORED)
 _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
 _UPDATABLE = (
@@ -340,10 +344,9 @@ class SQLiteBackend(Backend):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _run_rows(self, where: str = "", params: tuple = ()) -> list[RunRecord]:
-        rows = self._conn().execute(
-            f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} ORDER BY started DESC, runs.rowid DESC", params
-        ).fetchall()
+    def _run_rows(self, where: str = "", params: tuple = (), *,
+                  order: str = "ORDER BY started DESC, runs.rowid DESC") -> list[RunRecord]:
+        rows = self._conn().execute(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} {order}", params).fetchall()
         # A row whose id could not name a folder inside the store (a crafted or damaged store) is
         # left out: nothing may read or delete files through it. So is one whose record is damaged.
         records = []
@@ -391,6 +394,32 @@ class SQLiteBackend(Backend):
                 params += [key, json.dumps(value)]
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._run_rows(where, tuple(params))
+
+    def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        where, params = sqlite_query.where(query)
+        join, order, join_params = sqlite_query.order(query)
+        page = "" if query.limit is None else f"LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
+        records = self._run_rows(f"{join} {where}", (*join_params, *params), order=f"{order} {page}")
+        (total,) = self._conn().execute(f"SELECT count(*) FROM {_RUN_FROM} {where}", params).fetchone()
+        return records, total
+
+    def count_runs(self, project: str | None = None) -> int:
+        if project is None:
+            return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
+        return self._conn().execute(f"SELECT count(*) FROM {_RUN_FROM} WHERE projects.name = ?", (project,)).fetchone()[0]
+
+    def key_counts(self, project: str | None = None) -> dict[str, int]:
+        if project is None:
+            rows = self._conn().execute("SELECT key, count(*) FROM series GROUP BY key ORDER BY key")
+        else:
+            rows = self._conn().execute(
+                "SELECT series.key, count(*) FROM series JOIN runs ON runs.id = series.run_id JOIN projects ON "
+                "projects.id = runs.project_id WHERE projects.name = ? GROUP BY series.key ORDER BY series.key",
+                (project,))
+        return dict(rows)
+
+    def config_keys(self) -> list[str]:
+        return [key for (key,) in self._conn().execute("SELECT DISTINCT key FROM config ORDER BY key")]
 
     def overview(self) -> tuple[int, list[str], list[str]]:
         conn = self._conn()
@@ -469,16 +498,22 @@ class SQLiteBackend(Backend):
         )
         return {key: _summary_of(key, *rest) for key, *rest in rows}
 
-    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+    def summaries_of_keys(self, keys: Sequence[str], run_ids: Sequence[str] | None = None,
+                          ) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
         out: dict[str, dict[str, tuple[KeySummary, bool]]] = {}
         if not keys:
             return out
-        # One query for all runs: the runs page asks for a few keys of every run at once.
+        # One query for all runs (or a page of them): the runs page asks for a few keys of each at once.
         marks = ",".join("?" * len(keys))
-        rows = self._conn().execute(
-            f"SELECT run_id, key, count, last, last_step, min, max, exact FROM series WHERE key IN ({marks})",
-            tuple(keys),
-        )
+        select = f"SELECT run_id, key, count, last, last_step, min, max, exact FROM series WHERE key IN ({marks})"
+        if run_ids is None:
+            rows = self._conn().execute(select, tuple(keys))
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            rows = itertools.chain.from_iterable(
+                self._conn().execute(f"{select} AND run_id IN ({','.join('?' * len(part))})", (*keys, *part))
+                for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH))
+            )
         for run_id, key, *rest in rows:
             out.setdefault(run_id, {})[key] = _summary_of(key, *rest)
         return out
