@@ -94,3 +94,15 @@ def test_parsing_names_what_is_accepted():
         parse_column("valid/loss:median")
     with pytest.raises(ValueError, match="filter 'status' with its own"):
         parse_condition("status=finished")
+
+
+def test_a_page_can_span_the_runs_with_a_value_and_those_without(sweep):
+    store, _, _ = sweep
+    by_loss = parse_column("valid/loss:last")
+    assert _names(store, sort=by_loss, descending=False, limit=5, offset=10) == (["trial-10", "trial-11", "plain"], 13)
+    assert _names(store, sort=by_loss, descending=False, limit=5, offset=12) == (["plain"], 13)
+    assert _names(store, sort=by_loss, conditions=(parse_condition("lr>=0.01"),), limit=2, offset=4) == (
+        ["trial-03", "trial-02"], 6)
+    by_name = parse_column("optim.name")  # text values sort after numbers, runs without the key last
+    names, total = _names(store, sort=by_name, descending=False)
+    assert total == 13 and names[-1] == "plain" and names[:6] == [f"trial-{i:02d}" for i in (11, 9, 7, 5, 3, 1)]

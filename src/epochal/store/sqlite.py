@@ -96,8 +96,12 @@ CREATE TABLE IF NOT EXISTS series (
     UNIQUE (run_id, key)
 );
 -- Schema 6: the runs table sorts and filters by a key's values across runs, and lists every key.
-CREATE INDEX IF NOT EXISTS series_by_key ON series(key);
-CREATE INDEX IF NOT EXISTS config_by_key ON config(key, num);
+-- Each a covering index that a sort or a condition on a metric or a config value reads in order.
+CREATE INDEX IF NOT EXISTS series_by_key_last ON series(key, last, run_id);
+CREATE INDEX IF NOT EXISTS series_by_key_min ON series(key, min, run_id);
+CREATE INDEX IF NOT EXISTS series_by_key_max ON series(key, max, run_id);
+CREATE INDEX IF NOT EXISTS config_by_key ON config(key, num, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_started ON runs(started);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
@@ -396,12 +400,35 @@ class SQLiteBackend(Backend):
         return self._run_rows(where, tuple(params))
 
     def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        conn = self._conn()
         where, params = sqlite_query.where(query)
-        join, order, join_params = sqlite_query.order(query)
-        page = "" if query.limit is None else f"LIMIT {int(query.limit)} OFFSET {int(query.offset)}"
-        records = self._run_rows(f"{join} {where}", (*join_params, *params), order=f"{order} {page}")
-        (total,) = self._conn().execute(f"SELECT count(*) FROM {_RUN_FROM} {where}", params).fetchone()
-        return records, total
+        (total,) = conn.execute(f"SELECT count(*) FROM {_RUN_FROM} {where}", params).fetchone()
+        # The page's runs are picked by narrow queries (ids, not whole records with their config), one
+        # segment of the order after the other, each read in its index's order; a segment is counted
+        # only when the page starts past its end.
+        ids: list[str] = []
+        skip, wanted = query.offset, query.limit
+        for segment in sqlite_query.segments(query):
+            if wanted is not None and wanted <= 0:
+                break
+            both = " AND ".join(c for c in (where.removeprefix("WHERE "), segment.condition) if c)
+            clause = f"WHERE {both}" if both else ""
+            arguments = (*params, *segment.params)  # the WHERE clause first, then the segment's condition
+            found = [run_id for (run_id,) in conn.execute(
+                f"SELECT runs.id FROM {segment.source} {clause} {segment.order} "
+                f"LIMIT {-1 if wanted is None else int(wanted)} OFFSET {int(skip)}", arguments)]
+            if not found and skip:
+                (count,) = conn.execute(f"SELECT count(*) FROM {segment.source} {clause}", arguments).fetchone()
+                skip = max(skip - count, 0)
+                continue
+            ids += found
+            skip = 0
+            wanted = None if wanted is None else wanted - len(found)
+        records: dict[str, RunRecord] = {}
+        for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH)):
+            records.update((r.id, r) for r in self._run_rows(f"WHERE runs.id IN ({','.join('?' * len(part))})",
+                                                             tuple(part), order=""))
+        return [records[run_id] for run_id in ids if run_id in records], total
 
     def count_runs(self, project: str | None = None) -> int:
         if project is None:

@@ -1,15 +1,17 @@
 """A :class:`~epochal.store.query.RunQuery` as SQL: one statement for the page, one for the count.
 
-Filters become ``WHERE`` clauses (a config condition an ``EXISTS`` on the flattened ``config`` table,
-a metric condition one on ``series``, whose rows hold each key's last, lowest and highest value); the
-sort column a ``LEFT JOIN`` of the one config or series row it reads, so that sorting 100,000 runs by a
-learning rate or a validation loss is one indexed lookup per run. Runs without a value sort last,
-whichever way the sort goes; ties go newest first.
+Filters become ``WHERE`` clauses (a config condition a list of the run ids a covering index of the
+flattened ``config`` table gives, a metric condition one of ``series``, whose rows hold each key's last,
+lowest and highest value). A sort by a config value or a metric reads that key's rows in the order of
+their index (see :class:`Segment`), so that the first page of 100,000 runs sorted by a validation loss
+reads a hundred index entries. Runs without a value sort last, whichever way the sort goes; ties go
+newest first.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from epochal.store.query import Column, RunQuery
@@ -56,33 +58,58 @@ def where(query: RunQuery) -> tuple[str, list[Any]]:
     for condition in query.conditions:
         column, op, value = condition.column, condition.op, condition.value
         if column.kind == "config":
-            if isinstance(value, str):  # a run without the key matches no condition on it, != included
-                clauses.append(f"EXISTS (SELECT 1 FROM config c WHERE c.run_id = runs.id AND c.key = ? AND c.value {op} ?)")
+            # Each condition's runs are one range scan of a covering index, probed as a list (`+runs.id`
+            # keeps SQLite from driving the query by the list: the runs are read in the sort's order and
+            # the page ends after `limit` matches). A run without the key matches no condition on it.
+            if isinstance(value, str):
+                clauses.append(f"+runs.id IN (SELECT run_id FROM config WHERE key = ? AND value {op} ?)")
                 params += [column.name, json.dumps(value)]
             else:
-                clauses.append(f"EXISTS (SELECT 1 FROM config c WHERE c.run_id = runs.id AND c.key = ? "
-                               f"AND c.num {op} ?)")
+                clauses.append(f"+runs.id IN (SELECT run_id FROM config WHERE key = ? AND num {op} ?)")
                 params += [column.name, value]
         else:
-            clauses.append(f"EXISTS (SELECT 1 FROM series s WHERE s.run_id = runs.id AND s.key = ? "
+            clauses.append(f"+runs.id IN (SELECT run_id FROM series s WHERE s.key = ? "
                            f"AND {_metric_column(column, 's')} {op} ?)")
             params += [column.name, value]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def order(query: RunQuery) -> tuple[str, str, list[Any]]:
-    """The ``LEFT JOIN`` the sort needs (or empty), the ``ORDER BY`` clause, and the join's parameters."""
+@dataclass(frozen=True)
+class Segment:
+    """Part of a sorted list of runs: the runs ``source`` and ``condition`` select, in ``order``. A sort by a
+    config value or a metric is two or three segments one after the other (numbers, then text, then runs
+    without the key), each read in the order of its index, so that the first page of 100,000 runs sorted
+    by a validation loss reads a hundred index entries instead of sorting 100,000 runs."""
+
+    source: str  # what to select from, joined to runs and projects
+    condition: str  # more of the WHERE clause, or ""
+    order: str
+    params: tuple = ()  # the condition's
+
+
+def segments(query: RunQuery) -> list[Segment]:
+    """The segments that make up ``query``'s order, first to last."""
     column = query.sort
     direction = "DESC" if query.descending else "ASC"
     tie = "runs.started DESC, runs.rowid DESC"
+    runs = "runs JOIN projects ON projects.id = runs.project_id"
     if column.kind == "run":
-        return "", f"ORDER BY {_RUN_SORT[column.name]} {direction}, {tie}", []
+        return [Segment(runs, "", f"ORDER BY {_RUN_SORT[column.name]} {direction}, {tie}")]
     if column.kind == "config":
-        join = "LEFT JOIN config sort_by ON sort_by.run_id = runs.id AND sort_by.key = ?"
-        # Numbers first, then text, then runs without the key.
-        rank = "CASE WHEN sort_by.num IS NOT NULL THEN 0 WHEN sort_by.value IS NOT NULL THEN 1 ELSE 2 END"
-        return join, f"ORDER BY {rank}, sort_by.num {direction}, sort_by.value {direction}, {tie}", [column.name]
-    join = "LEFT JOIN series sort_by ON sort_by.run_id = runs.id AND sort_by.key = ?"
+        source = f"config sort_by JOIN {runs.replace('runs JOIN', 'runs ON runs.id = sort_by.run_id JOIN', 1)}"
+        return [
+            Segment(source, "sort_by.key = ? AND sort_by.num IS NOT NULL", f"ORDER BY sort_by.num {direction}, {tie}",
+                    (column.name,)),
+            Segment(source, "sort_by.key = ? AND sort_by.num IS NULL", f"ORDER BY sort_by.value {direction}, {tie}",
+                    (column.name,)),
+            Segment(runs, "runs.id NOT IN (SELECT run_id FROM config WHERE key = ?)", f"ORDER BY {tie}", (column.name,)),
+        ]
+    source = f"series sort_by JOIN {runs.replace('runs JOIN', 'runs ON runs.id = sort_by.run_id JOIN', 1)}"
     value = _metric_column(column, "sort_by")
     # NaN is stored as NULL in SQLite's REAL columns: such runs sort with those that lack the key.
-    return join, f"ORDER BY ({value} IS NULL), {value} {direction}, {tie}", [column.name]
+    return [
+        Segment(source, f"sort_by.key = ? AND {value} IS NOT NULL", f"ORDER BY {value} {direction}, {tie}",
+                (column.name,)),
+        Segment(runs, f"runs.id NOT IN (SELECT run_id FROM series s WHERE s.key = ? AND {_metric_column(column, 's')} "
+                      "IS NOT NULL)", f"ORDER BY {tie}", (column.name,)),
+    ]
