@@ -41,6 +41,10 @@ class Backend(ABC):
         """One page of the runs ``query`` selects, in its order, and how many it selects in all."""
 
     @abstractmethod
+    def runs_made(self, project: str) -> int:
+        """How many runs were ever created in ``project`` (deleted ones too): the next one's number, less one."""
+
+    @abstractmethod
     def count_runs(self, project: str | None = None) -> int:
         """How many runs (of ``project``) the store holds, without reading them."""
 

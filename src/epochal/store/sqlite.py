@@ -41,7 +41,8 @@ SCHEMA_VERSION = 6
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
+    name TEXT NOT NULL UNIQUE,
+    runs_made INTEGER NOT NULL DEFAULT 0  -- schema 6: runs ever created in it, for the next run's name
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -204,6 +205,8 @@ class SQLiteBackend(Backend):
                     "c.run_id = checkpoints.run_id AND c.rowid <= checkpoints.rowid) WHERE seq = 0"
                 )
                 _add_column(conn, "runs", "ranks", "TEXT NOT NULL DEFAULT '[]'")  # schema 5
+                if _add_column(conn, "projects", "runs_made", "INTEGER NOT NULL DEFAULT 0"):  # schema 6
+                    conn.execute("UPDATE projects SET runs_made = (SELECT count(*) FROM runs WHERE project_id = projects.id)")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -258,6 +261,7 @@ class SQLiteBackend(Backend):
             raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
+        conn.execute("UPDATE projects SET runs_made = runs_made + 1 WHERE id = ?", (project_id,))
         stored = {name: getattr(r, name) for name in _STORED}
         stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()),
                       ranks=_ranks_text(r.ranks))
@@ -430,6 +434,10 @@ class SQLiteBackend(Backend):
                                                              tuple(part), order=""))
         return [records[run_id] for run_id in ids if run_id in records], total
 
+    def runs_made(self, project: str) -> int:
+        row = self._conn().execute("SELECT runs_made FROM projects WHERE name = ?", (project,)).fetchone()
+        return 0 if row is None else row[0]
+
     def count_runs(self, project: str | None = None) -> int:
         if project is None:
             return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
@@ -579,6 +587,9 @@ def _ranks_text(ranks: Any) -> str:
     return json.dumps([list(pair) for pair in checked_ranks(ranks)])
 
 
-def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
-    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> bool:
+    """Add ``column`` to ``table`` unless it is there; whether it was added."""
+    if column in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        return False
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return True

@@ -124,6 +124,11 @@ class Store:
         end = None if query.limit is None else query.offset + query.limit
         return live[query.offset:end], len(live)
 
+    def runs_made(self, project: str) -> int:
+        """How many runs were ever created in ``project``, deleted ones included, in one read: the number
+        in the next run's made-up name is one more."""
+        return self._backend.runs_made(project)
+
     def count_runs(self, project: str | None = None) -> int:
         """How many runs the store (or ``project``) holds, without reading them."""
         return self._backend.count_runs(project)
