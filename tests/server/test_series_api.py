@@ -268,3 +268,18 @@ def test_the_smoothing_parameters_are_documented(client):
     assert "time_ema" in described["smoothing_method"]["description"]
     assert "ema" in described["smoothing_method"]["schema"]["enum"]
     assert described["smoothing"]["schema"]["anyOf"][0] == {"type": "number", "minimum": 0, "exclusiveMaximum": 1}
+
+
+def test_a_live_runs_smoothed_curve_takes_in_new_points(client, store):
+    run = epochal.start("live", "smoothed", store=store)
+    try:
+        ask = {"key": "loss", "smoothing": 0.5}
+        run.log({"loss": 1.0}, step=0)
+        run.flush()
+        first = client.get(f"/api/runs/{run.id}/series", params=ask).json()
+        run.log({"loss": 3.0}, step=1)
+        run.flush()
+        second = client.get(f"/api/runs/{run.id}/series", params=ask).json()
+        assert first["smoothed"] == [1.0] and second["smoothed"] == pytest.approx([1.0, (0.25 + 1.5) / 0.75])
+    finally:
+        run.finish()

@@ -51,7 +51,7 @@ class HistoryCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self.views: dict[tuple, Series] = {}
-        self._smoothed: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._smoothed: OrderedDict[tuple[str, str, float, str], tuple[int | None, np.ndarray]] = OrderedDict()
         self._smoothed_bytes = 0
 
     def get(self, store: Store, run_id: str, key: str, version: int | None) -> History:
@@ -77,19 +77,22 @@ class HistoryCache:
 
     def smoothed(self, run_id: str, history: History, version: int | None, weight: float, method: str) -> np.ndarray:
         """``history``'s values smoothed over every point (see :mod:`epochal.smoothing`), once per version."""
-        item = (run_id, history.key, version, weight, method)
+        item = (run_id, history.key, weight, method)
         with self._lock:
             hit = self._smoothed.get(item)
-            if hit is not None:
+            if hit is not None and hit[0] == version:
                 self._smoothed.move_to_end(item)
-                return hit
+                return hit[1]
         curve = smoothing_ops.smooth(history.steps, history.values, weight, method)  # type: ignore[arg-type]
         with self._lock:
-            if item not in self._smoothed and curve.nbytes <= SMOOTHED_BYTES // 4:
-                self._smoothed[item] = curve
+            old = self._smoothed.pop(item, None)
+            if old is not None:
+                self._smoothed_bytes -= old[1].nbytes
+            if curve.nbytes <= SMOOTHED_BYTES // 4:
+                self._smoothed[item] = (version, curve)
                 self._smoothed_bytes += curve.nbytes
                 while self._smoothed_bytes > SMOOTHED_BYTES:
-                    _, dropped = self._smoothed.popitem(last=False)
+                    _, (_, dropped) = self._smoothed.popitem(last=False)
                     self._smoothed_bytes -= dropped.nbytes
         return curve
 
