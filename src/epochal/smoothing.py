@@ -27,6 +27,12 @@ Methods:
   methods give the same curve. Equivalently, the smoothed value at ``x`` is the average of the
   values before it weighted by ``(1 - d_j) * w ** ((x - x_j) / g)``. Values logged at the same step
   count as one value, their mean, and every point at that step gets the same smoothed value.
+
+The x of ``time_ema`` is the step whatever a chart's x axis shows: steps order the stored series, an
+epoch holds many points, and wall time would count a pause or a resume as a long gap. The
+time-weighted recurrence has a coefficient per point, which ``scipy.signal.lfilter`` cannot take;
+it runs as a prefix scan of log2(n) vectorised passes (about 0.2 s for 1,000,000 unevenly spaced
+points), and as ``lfilter`` where the steps are evenly spaced.
 """
 
 from __future__ import annotations
