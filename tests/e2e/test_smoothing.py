@@ -70,11 +70,14 @@ def test_the_smoothed_curve_stays_put_across_sizes_zoom_and_reloads(page, uneven
     assert _smoothed_last(page) == pytest.approx(wide, rel=1e-12)
 
     # Zoomed into the last 40%: finer points, the same smoothed value at the last step.
-    box = page.locator(f"{CHART} .u-over").bounding_box()
+    over = page.locator(f"{CHART} .u-over")
+    box = over.bounding_box()
     before = _draws(page)
-    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    # Positions in the plot, taken when the mouse moves: the page may still be laying out around it.
+    over.hover(position={"x": box["width"] * 0.6, "y": box["height"] / 2})
     page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] - 1, box["y"] + box["height"] / 2, steps=5)
+    over.hover(position={"x": box["width"] * 0.8, "y": box["height"] / 2})
+    over.hover(position={"x": box["width"] - 1, "y": box["height"] / 2})
     page.mouse.up()
     page.wait_for_selector(f"{CHART}[data-zoomed]", timeout=TIMEOUT_MS)
     _next_draw(page, before)
