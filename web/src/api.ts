@@ -108,6 +108,8 @@ export interface Series {
   x: number[];
   y: (number | null)[];
   nonfinite: number;
+  /** With `smoothing`: the value smoothed over every stored point, at each point sent; null where y is. */
+  smoothed: (number | null)[] | null;
 }
 
 export interface ProjectionInfo {
@@ -304,7 +306,13 @@ export interface SeriesQuery {
   min?: number;
   max?: number;
   points?: number;
+  /** A weight in [0, 1); 0 or absent: no `smoothed` in the answer. */
+  smoothing?: number;
+  smoothingMethod?: SmoothingMethod;
 }
+
+/** How the server smooths: time-weighted EMA (by the gap in steps) or TensorBoard's EMA per point. */
+export type SmoothingMethod = "time_ema" | "ema";
 
 export const api = {
   store: (signal?: AbortSignal) => request<StoreInfo>("GET", "/store", { signal }),
@@ -323,7 +331,10 @@ export const api = {
       // A page left while this waited in the queue: don't start the request at all.
       if (signal?.aborted) return Promise.reject(new DOMException("aborted", "AbortError"));
       return request<Series>("GET", `/runs/${encodeURIComponent(run)}/series`, {
-        query: { key: q.key, x: q.x, min: q.min, max: q.max, points: q.points ?? 2000 },
+        query: {
+          key: q.key, x: q.x, min: q.min, max: q.max, points: q.points ?? 2000,
+          ...(q.smoothing ? { smoothing: q.smoothing, smoothing_method: q.smoothingMethod } : {}),
+        },
         signal,
       });
     }),

@@ -171,6 +171,11 @@ class Series(BaseModel):
     x: list[float]
     y: list[float | None] = Field(description="null where the value is NaN or infinite")
     nonfinite: int = Field(description="NaN and infinite values among the points sent")
+    smoothed: list[float | None] | None = Field(
+        default=None,
+        description="with `smoothing`: the smoothed value at each point sent (smoothed over every stored point, so "
+                    "it does not depend on `points`, `min` or `max`); null where the point's value is not finite",
+    )
 
 
 def finite_or_none(value: float | None) -> float | None:
