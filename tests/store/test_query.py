@@ -106,3 +106,14 @@ def test_a_page_can_span_the_runs_with_a_value_and_those_without(sweep):
     by_name = parse_column("optim.name")  # text values sort after numbers, runs without the key last
     names, total = _names(store, sort=by_name, descending=False)
     assert total == 13 and names[-1] == "plain" and names[:6] == [f"trial-{i:02d}" for i in (11, 9, 7, 5, 3, 1)]
+
+
+def test_the_keys_and_config_keys_listed_follow_the_store(sweep):
+    store, made, _ = sweep
+    assert store.key_counts() == {"valid/accuracy": 12, "valid/loss": 13}
+    assert store.key_counts("other") == {"valid/loss": 1} and store.config_keys() == ["lr", "optim.name", "seed"]
+    with epochal.start("other", store=store, config={"wd": 0.1}, system_metrics=False) as run:
+        run.log({"train/loss": 1.0})
+    assert store.key_counts()["train/loss"] == 1 and "wd" in store.config_keys()
+    store.delete(run.id)
+    assert "train/loss" not in store.key_counts() and "wd" not in store.config_keys()

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -158,6 +158,7 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._kept: dict[str, tuple[tuple, Any]] = {}  # name -> (the store's fingerprint, a value computed then)
         if not create and not self.db_path.is_file():
             raise StoreNotFoundError(f"no store in '{self.directory}' (it has no {DB_NAME})")
         try:
@@ -406,7 +407,8 @@ class SQLiteBackend(Backend):
     def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
         conn = self._conn()
         where, params = sqlite_query.where(query)
-        (total,) = conn.execute(f"SELECT count(*) FROM {_RUN_FROM} {where}", params).fetchone()
+        counted = _RUN_FROM if "projects." in where else "runs"  # the join only where the filters need it
+        (total,) = conn.execute(f"SELECT count(*) FROM {counted} {where}", params).fetchone()
         # The page's runs are picked by narrow queries (ids, not whole records with their config), one
         # segment of the order after the other, each read in its index's order; a segment is counted
         # only when the page starts past its end.
@@ -443,7 +445,25 @@ class SQLiteBackend(Backend):
             return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
         return self._conn().execute(f"SELECT count(*) FROM {_RUN_FROM} WHERE projects.name = ?", (project,)).fetchone()[0]
 
+    def _fingerprint(self) -> tuple:
+        """Changes whenever a run, a key or a config value is added or replaced (or a run deleted): one read."""
+        return self._conn().execute(
+            "SELECT (SELECT max(rowid) FROM runs), (SELECT max(rowid) FROM series), (SELECT max(rowid) FROM config), "
+            "(SELECT count(*) FROM runs)").fetchone()
+
+    def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept until the store's fingerprint changes: the runs page asks for every key of
+        100,000 runs on each request, and they rarely change between two."""
+        fingerprint = self._fingerprint()
+        kept = self._kept.get(name)
+        if kept is None or kept[0] != fingerprint:
+            kept = self._kept[name] = (fingerprint, compute())
+        return kept[1]
+
     def key_counts(self, project: str | None = None) -> dict[str, int]:
+        return dict(self._cached(f"key_counts:{project}", lambda: self._key_counts(project)))
+
+    def _key_counts(self, project: str | None) -> dict[str, int]:
         if project is None:
             rows = self._conn().execute("SELECT key, count(*) FROM series GROUP BY key ORDER BY key")
         else:
@@ -454,7 +474,8 @@ class SQLiteBackend(Backend):
         return dict(rows)
 
     def config_keys(self) -> list[str]:
-        return [key for (key,) in self._conn().execute("SELECT DISTINCT key FROM config ORDER BY key")]
+        return list(self._cached("config_keys", lambda: [
+            key for (key,) in self._conn().execute("SELECT DISTINCT key FROM config ORDER BY key")]))
 
     def overview(self) -> tuple[int, list[str], list[str]]:
         conn = self._conn()

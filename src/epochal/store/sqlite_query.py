@@ -49,8 +49,8 @@ def where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.text:
         pattern = _like(query.text)
         clauses.append("(runs.name LIKE ? ESCAPE '\\' OR runs.id LIKE ? ESCAPE '\\' OR runs.description LIKE ? "
-                       "ESCAPE '\\' OR projects.name LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM run_tags t "
-                       "WHERE t.run_id = runs.id AND t.tag LIKE ? ESCAPE '\\'))")
+                       "ESCAPE '\\' OR projects.name LIKE ? ESCAPE '\\' OR +runs.id IN (SELECT run_id FROM run_tags "
+                       "WHERE tag LIKE ? ESCAPE '\\'))")
         params += [pattern] * 5
     if query.started_before is not None:
         clauses.append("runs.started <= ?")
