@@ -405,31 +405,7 @@ class SQLiteBackend(Backend):
         return self._run_rows(where, tuple(params))
 
     def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
-        conn = self._conn()
-        where, params = sqlite_query.where(query)
-        counted = _RUN_FROM if "projects." in where else "runs"  # the join only where the filters need it
-        (total,) = conn.execute(f"SELECT count(*) FROM {counted} {where}", params).fetchone()
-        # The page's runs are picked by narrow queries (ids, not whole records with their config), one
-        # segment of the order after the other, each read in its index's order; a segment is counted
-        # only when the page starts past its end.
-        ids: list[str] = []
-        skip, wanted = query.offset, query.limit
-        for segment in sqlite_query.segments(query):
-            if wanted is not None and wanted <= 0:
-                break
-            both = " AND ".join(c for c in (where.removeprefix("WHERE "), segment.condition) if c)
-            clause = f"WHERE {both}" if both else ""
-            arguments = (*params, *segment.params)  # the WHERE clause first, then the segment's condition
-            found = [run_id for (run_id,) in conn.execute(
-                f"SELECT runs.id FROM {segment.source} {clause} {segment.order} "
-                f"LIMIT {-1 if wanted is None else int(wanted)} OFFSET {int(skip)}", arguments)]
-            if not found and skip:
-                (count,) = conn.execute(f"SELECT count(*) FROM {segment.source} {clause}", arguments).fetchone()
-                skip = max(skip - count, 0)
-                continue
-            ids += found
-            skip = 0
-            wanted = None if wanted is None else wanted - len(found)
+        ids, total = sqlite_query.page(self._conn(), query, _RUN_FROM)
         records: dict[str, RunRecord] = {}
         for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH)):
             records.update((r.id, r) for r in self._run_rows(f"WHERE runs.id IN ({','.join('?' * len(part))})",

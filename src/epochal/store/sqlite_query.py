@@ -113,3 +113,35 @@ def segments(query: RunQuery) -> list[Segment]:
         Segment(runs, f"runs.id NOT IN (SELECT run_id FROM series s WHERE s.key = ? AND {_metric_column(column, 's')} "
                       "IS NOT NULL)", f"ORDER BY {tie}", (column.name,)),
     ]
+
+
+def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
+    """The ids of ``query``'s page, in order, and how many runs it selects. ``runs``: the runs table
+    joined to its projects.
+
+    The page is picked by narrow queries (ids, not whole records with their config), one segment of the
+    order after the other, each read in its index's order; a segment is counted only when the page
+    starts past its end.
+    """
+    where_clause, params = where(query)
+    counted = runs if "projects." in where_clause else "runs"  # the join only where the filters need it
+    (total,) = conn.execute(f"SELECT count(*) FROM {counted} {where_clause}", params).fetchone()
+    ids: list[str] = []
+    skip, wanted = query.offset, query.limit
+    for segment in segments(query):
+        if wanted is not None and wanted <= 0:
+            break
+        both = " AND ".join(c for c in (where_clause.removeprefix("WHERE "), segment.condition) if c)
+        clause = f"WHERE {both}" if both else ""
+        arguments = (*params, *segment.params)  # the WHERE clause first, then the segment's condition
+        found = [run_id for (run_id,) in conn.execute(
+            f"SELECT runs.id FROM {segment.source} {clause} {segment.order} "
+            f"LIMIT {-1 if wanted is None else int(wanted)} OFFSET {int(skip)}", arguments)]
+        if not found and skip:
+            (count,) = conn.execute(f"SELECT count(*) FROM {segment.source} {clause}", arguments).fetchone()
+            skip = max(skip - count, 0)
+            continue
+        ids += found
+        skip = 0
+        wanted = None if wanted is None else wanted - len(found)
+    return ids, total
