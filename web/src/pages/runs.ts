@@ -470,6 +470,8 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
   // Every 2 s while a run in view is running; otherwise now and then, to count runs started meanwhile.
   let idleTicks = 0;
   poll(async () => {
+    // A server that failed (restarting, say) is asked again; a query it refused (422) waits for an edit.
+    if (failure && !(failure instanceof ApiError && failure.status === 422)) return (reload(true), true);
     const [start, end] = windowRange();
     const running = rows.slice(start, end).some((r) => r?.status === "running");
     if (running || ++idleTicks >= IDLE_TICKS) {
