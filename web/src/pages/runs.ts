@@ -134,9 +134,11 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
   const note = h("div", { class: "table-note" }, h("div", { class: "loading-note" }, "Loading runs…"));
   const scroller = h("div", { class: "table-wrap runs-scroll" }, table, note);
   let frame = 0;
-  scroller.addEventListener("scroll", () => {
+  const onScroll = () => {
     if (!frame) frame = requestAnimationFrame(() => ((frame = 0), renderRows(), fetchVisible()));
-  });
+  };
+  scroller.addEventListener("scroll", onScroll);
+  window.addEventListener("resize", onScroll, { signal: ctx.signal });
 
   replace(root,
     h("div", { class: "page-head" }, h("h1", null, "Runs"), count, newRuns),
@@ -230,7 +232,8 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
   /** The positions in view, with the margin. */
   function windowRange(): [number, number] {
     const first = Math.floor(scroller.scrollTop / ROW_HEIGHT);
-    const shown = Math.ceil(scroller.clientHeight / ROW_HEIGHT) + 1;
+    // Before the rows are in, the scroll area is only as tall as its note: count on the window's height.
+    const shown = Math.ceil(Math.max(scroller.clientHeight, window.innerHeight) / ROW_HEIGHT) + 1;
     return [Math.max(0, first - MARGIN), Math.min(total ?? 0, first + shown + MARGIN)];
   }
 
