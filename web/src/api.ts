@@ -43,11 +43,46 @@ export interface RunRow {
 }
 
 export interface RunList {
+  /** One page of the matching runs, in the asked order. */
   runs: RunRow[];
+  /** Runs matching the filters (started at `as_of` or earlier). */
+  total: number;
+  offset: number;
+  limit: number;
+  /** Matching runs started after `as_of`: new since the list was first loaded. */
+  newer: number;
   metric_keys: string[];
   /** The main metrics of the listed runs together: the default metric columns (as `epochal ls` shows). */
   main_metrics: string[];
   config_keys: string[];
+}
+
+/** Which runs /runs and /run-ids select, in what order; every field may be left out. */
+export interface RunFilter {
+  /** text in the name, id, project, tags or notes */
+  q?: string;
+  project?: string;
+  tag?: string;
+  status?: string;
+  /** conditions such as `lr<0.01`, `valid/loss:best<=0.3` */
+  where?: string[];
+  /** seconds since the epoch: only runs started then or earlier */
+  as_of?: number;
+}
+
+export interface RunPageQuery extends RunFilter {
+  /** a run column, `config.<key>`, or `<metric>:last` / `<metric>:best` */
+  sort?: string;
+  order?: "asc" | "desc";
+  limit?: number;
+  offset?: number;
+  /** keys whose last and best each row carries */
+  metric?: string[];
+}
+
+export interface RunIds {
+  ids: string[];
+  total: number;
 }
 
 export interface SummaryRow {
@@ -317,7 +352,11 @@ export type SmoothingMethod = "time_ema" | "ema";
 export const api = {
   store: (signal?: AbortSignal) => request<StoreInfo>("GET", "/store", { signal }),
 
-  runs: (metrics: string[], signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { metric: metrics }, signal }),
+  /** A page of runs, filtered and sorted by the server. */
+  runs: (query: RunPageQuery, signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { ...query }, signal }),
+
+  /** The ids of every run the filter selects ("select all matching"). */
+  runIds: (filter: RunFilter, signal?: AbortSignal) => request<RunIds>("GET", "/run-ids", { query: { ...filter }, signal }),
 
   run: (id: string, signal?: AbortSignal) => request<RunDetail>("GET", `/runs/${encodeURIComponent(id)}`, { signal }),
 
