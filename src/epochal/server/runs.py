@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Request
 from epochal.keys import main_metrics
 from epochal.server import folders, models
 from epochal.server.models import Deleted, Problem, RunDetail, RunIds, RunList, RunPatch, Status
-from epochal.store.query import MAX_LIMIT, RunQuery, parse_column, parse_condition
+from epochal.store.query import MAX_LIMIT, Column, RunQuery, parse_column, parse_condition
 from epochal.store.records import RunRecord
 from epochal.store.store import Store
 
@@ -54,7 +54,8 @@ def list_runs(
                      sort=_known(store, (parse_column(sort),))[0], descending=order == "desc", limit=limit,
                      offset=offset, started_before=as_of)
     records, total = store.query_runs(query)
-    newer = 0 if as_of is None else store.query_runs(replace(query, started_before=None, limit=1, offset=0))[1] - total
+    newer = 0 if as_of is None else store.query_runs(
+        replace(query, started_before=None, started_after=as_of, sort=Column("run", "started"), limit=0, offset=0))[1]
     summaries = store.key_summaries(metric, [r.id for r in records]) if metric else {}
     logged = store.keys_by_run([r.id for r in records])
     counts = store.key_counts(project)

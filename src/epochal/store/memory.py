@@ -178,6 +178,7 @@ class MemoryBackend(Backend):
             and (query.tag is None or query.tag in r.tags)
             and (not text or any(text in _ascii_lower(part) for part in (r.name, r.id, r.project, r.description, *r.tags)))
             and (query.started_before is None or r.started <= query.started_before)
+            and (query.started_after is None or r.started > query.started_after)
             and all(matches(r, c, summaries.get(r.id, {})) for c in query.conditions)
         ]
         if query.sort != Column("run", "started"):

@@ -73,6 +73,7 @@ class RunQuery:
     tag: str | None = None
     text: str | None = None  # in the name, id, project, tags or notes; ASCII letters in either case
     started_before: float | None = None  # runs started at this time or earlier: a list that new runs don't shift
+    started_after: float | None = None  # runs started after this time: how many are new since a list was made
     conditions: tuple[Condition, ...] = ()
     sort: Column = Column("run", "started")
     descending: bool = True

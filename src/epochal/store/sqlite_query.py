@@ -55,6 +55,9 @@ def where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.started_before is not None:
         clauses.append("runs.started <= ?")
         params.append(query.started_before)
+    if query.started_after is not None:
+        clauses.append("runs.started > ?")
+        params.append(query.started_after)
     for condition in query.conditions:
         column, op, value = condition.column, condition.op, condition.value
         if column.kind == "config":
