@@ -110,7 +110,7 @@ def api_ms(store_dir: Path, reads: int) -> dict[str, tuple[float, float, int]]:
 
 
 def first_rows_ms(url: str) -> float | None:
-    """Milliseconds from navigation until the runs table shows its newest run, in headless Chromium."""
+    """Milliseconds from navigation until the runs table shows its first row, in headless Chromium."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -120,13 +120,13 @@ def first_rows_ms(url: str) -> float | None:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
         page = browser.new_page()
         page.goto(url)  # warm: the script and styles cached, as for a user who has opened it before
-        page.wait_for_selector(f"text=trial-{ARGS.runs - 1}", timeout=120_000)
+        page.wait_for_selector("table tr[data-id]", timeout=120_000)
         taken = []
         for _ in range(3):
             started = time.perf_counter()
             page.goto("about:blank")
             page.goto(url)
-            page.wait_for_selector(f"text=trial-{ARGS.runs - 1}", timeout=120_000)
+            page.wait_for_selector("table tr[data-id]", timeout=120_000)
             taken.append(time.perf_counter() - started)
         browser.close()
     return statistics.median(taken) * 1e3
@@ -158,7 +158,7 @@ def main() -> int:
                   [[name, f"{first:.0f}", f"{warm:.0f}", f"{total:,}"] for name, (first, warm, total) in figures.items()])
     print(f"\nstart() + finish(): {full_ms:.1f} ms with {ARGS.runs:,} runs, {empty_ms:.1f} ms in an empty store (medians of 20)")
     if browser is not None:
-        print(f"runs page, navigation until its newest run shows: {browser:.0f} ms (median of 3, Chromium)")
+        print(f"runs page, navigation until its first row shows: {browser:.0f} ms (median of 3, Chromium)")
     slowest = max(warm for _, warm, _ in figures.values())
     print_targets([
         Target(f"a sort or filter of {ARGS.runs:,} runs (slowest warm query)", f"{slowest:.0f} ms", slowest <= 200),
