@@ -18,7 +18,10 @@ against ``epochal ui`` serving the store in a subprocess, it measures over loopb
 2. ``GET /api/runs/<big>/series?key=train/loss&points=2000`` (1M points down to about 2,000): the
    first call in a fresh server process, which decodes the series from SQLite (the database file
    is in the OS page cache), the median of 10 warm calls (the server keeps decoded series), and the
-   median of 10 zoomed calls (``min``/``max`` over 10% of the steps);
+   median of 10 zoomed calls (``min``/``max`` over 10% of the steps); then the same with
+   ``smoothing=0.9`` (smoothed on the server over every point, then downsampled): the first call,
+   which decodes every point, the median of 10 repeated calls, and the median of 10 calls each with
+   another weight (the decoded series kept, the smoothing done again);
 3. from a fresh server process's start until all 20 keys of the big run have been served, one
    request after the other: the figure to put beside TensorBoard's loading time;
 4. in headless Chromium (Debian's ``/usr/bin/chromium`` driven by Playwright; never a downloaded
@@ -79,6 +82,7 @@ import epochal
 MILLION = 1_000_000
 RUNS_QUERY = [("metric", "valid/loss"), ("metric", "valid/accuracy")]
 SERIES_POINTS = 2000  # what the dashboard asks for per chart
+SMOOTHING = 0.9  # the smoothing weight of the smoothed series' figures
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -194,6 +198,9 @@ class ApiFigures:
     zoom_ms: float = 0.0
     zoom_points: int = 0
     zoom_in_range: int = 0
+    smooth_first_ms: float = 0.0
+    smooth_ms: float = 0.0
+    smooth_other_weight_ms: float = 0.0
 
 
 def measure_api(store: Path, logs: Path, big_id: str, points: int, reads: int) -> ApiFigures:
@@ -222,6 +229,14 @@ def measure_api(store: Path, logs: Path, big_id: str, points: int, reads: int) -
         figures.series_first_ms, figures.series_points = first * 1e3, len(body["x"])
         figures.series_total, figures.series_bytes = body["total"], len(response.content)
         figures.series_ms = 1e3 * statistics.median(timed_get(client, series_path, query)[0] for _ in range(reads))
+
+        # Smoothed: over every point, so the first call decodes them all (the plain one read overviews).
+        smoothed = {**query, "smoothing": SMOOTHING}
+        figures.smooth_first_ms = 1e3 * timed_get(client, series_path, smoothed)[0]
+        figures.smooth_ms = 1e3 * statistics.median(timed_get(client, series_path, smoothed)[0] for _ in range(reads))
+        figures.smooth_other_weight_ms = 1e3 * statistics.median(
+            timed_get(client, series_path, {**query, "smoothing": 0.5 + i / 100})[0] for i in range(reads)
+        )
 
         low = int(0.45 * points)
         zoom = {**query, "min": low, "max": low + points // 10}
@@ -574,6 +589,9 @@ def report(args: argparse.Namespace, built: Built, api: ApiFigures, browser: Bro
         (f"series of {pts} points: median warm", ms(api.series_ms / 1e3),
          tb(lambda b: f"{ms(b.tag_ms / 1e3)} ({b.tag_points:,} pts)", default)),
         (f"zoom to 10% ({api.zoom_in_range:,} -> {api.zoom_points:,} points)", ms(api.zoom_ms / 1e3), "n/a"),
+        (f"smoothed series, smoothing={SMOOTHING}: first call", ms(api.smooth_first_ms / 1e3), "n/a"),
+        ("smoothed series: median warm", ms(api.smooth_ms / 1e3), "n/a"),
+        ("smoothed series: another weight each call, median", ms(api.smooth_other_weight_ms / 1e3), "n/a"),
         ("server start until it answers", ms(api.startup_s), tb(lambda b: ms(b.startup_s), default)),
         (f"server start until all {len(BIG_KEYS)} keys served", ms(api.all_keys_s), tb(loaded, default)),
         ("  same, TensorBoard keeping every point", "", tb(loaded, every)),
@@ -590,6 +608,9 @@ def report(args: argparse.Namespace, built: Built, api: ApiFigures, browser: Bro
          f"({api.series_bytes / 1e3:,.0f} kB of JSON); the big run's {SERIES_KEY} is stored in {built.chunks_per_key} "
          f"chunk{'s' if built.chunks_per_key != 1 else ''}"),
         f"runs API: GET /api/runs?metric=valid/loss&metric=valid/accuracy ({api.runs_bytes / 1e3:,.0f} kB of JSON)",
+        (f"smoothed series: the same with smoothing={SMOOTHING} (time-weighted EMA over all {pts} points, then "
+         "downsampled); its first call decodes every point, a warm one is an answer kept, another weight is smoothed "
+         "again from the decoded points"),
         "first call: the first of its kind in a fresh `epochal ui` process (the database file in the OS page cache)",
         (f"all keys served: from starting `epochal ui` until GET .../series?points={SERIES_POINTS} has answered for "
          "each key, one after the other"),

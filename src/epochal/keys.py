@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 #: How many main metrics a run has at most (the metric columns of ``epochal ls`` and of the dashboard).
 MAIN_METRICS = 3
@@ -71,7 +71,7 @@ def best_first(value: float, mode: str) -> float:
     return value if mode == "min" else -value
 
 
-def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS) -> list[str]:
+def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS, counts: Mapping[str, int] | None = None) -> list[str]:
     """The main metrics among ``keys``: the ``limit`` keys one usually compares runs by.
 
     The rule: evaluation keys (``valid/``, ``val/``, ``eval/``, ``test/``) before training keys
@@ -80,7 +80,8 @@ def main_metrics(keys: Iterable[str], limit: int = MAIN_METRICS) -> list[str]:
     then the keys that occur most often in ``keys`` (give the keys of several runs together, and a
     key most runs have comes first); then by name. Case does not matter.
     """
-    counts = Counter(key for key in keys)  # not Counter(keys): a mapping (a run's summary) would give counts
+    if counts is None:  # ``counts``: how many runs logged each key, when the caller has them already
+        counts = Counter(key for key in keys)  # not Counter(keys): a mapping (a run's summary) would give counts
 
     def rank(key: str) -> tuple:
         lower = key.lower()

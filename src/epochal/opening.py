@@ -115,7 +115,7 @@ def _create(store: str | Path | Store | None, project: str, name: str | None, de
             ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord]:
     """Write a new run's record in the store; the store and the record as stored."""
     the_store = store if isinstance(store, Store) else Store(store)
-    existing = len(the_store.runs(project))
+    existing = the_store.runs_made(project)
     now = time.time()
     record = RunRecord(
         id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,

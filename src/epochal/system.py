@@ -8,6 +8,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,8 +39,24 @@ def torch_version() -> str | None:
     return getattr(torch, "__version__", None)
 
 
+#: Seconds a directory's commit is remembered: a sweep starting many runs asks git once, not for each run.
+GIT_COMMIT_TTL_S = 10.0
+_commits: dict[str, tuple[float, str | None]] = {}
+
+
 def git_commit(directory: str | Path = ".") -> str | None:
-    """The commit checked out in ``directory``'s repository, with '-dirty' if files changed."""
+    """The commit checked out in ``directory``'s repository, with '-dirty' if files changed (as git said
+    it at most ``GIT_COMMIT_TTL_S`` seconds ago)."""
+    where = os.path.abspath(directory)
+    known = _commits.get(where)
+    if known is not None and time.monotonic() - known[0] < GIT_COMMIT_TTL_S:
+        return known[1]
+    commit = _ask_git(where)
+    _commits[where] = (time.monotonic(), commit)
+    return commit
+
+
+def _ask_git(directory: str) -> str | None:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5

@@ -114,6 +114,21 @@ def serve():
         served.stop()
 
 
+@pytest.fixture(scope="module")
+def serve_for_module():
+    """``serve_for_module(store_dir)``: as ``serve``, for a store a module's fixture made once."""
+    started: list[Dashboard] = []
+
+    def start(store_dir: Path) -> Dashboard:
+        _require_browser_and_ui()
+        started.append(Dashboard(store_dir))
+        return started[-1]
+
+    yield start
+    for served in started:
+        served.stop()
+
+
 @pytest.fixture(scope="session")
 def dashboard(e2e_store):
     _require_browser_and_ui()
@@ -133,11 +148,14 @@ def browser():
         launched.close()
 
 
-def _asked_for_dynamics(msg) -> bool:
-    """The run page asks every run for its training dynamics; a 404 means it recorded none, and
-    Chromium logs the 404 as an error."""
+def _expected_error(msg) -> bool:
+    """Answers the pages show as they are, which Chromium logs as errors: the run page asks every run
+    for its training dynamics (a 404 means it recorded none); the runs page sends the conditions a user
+    typed (a 422 names what is wrong, shown under them)."""
     url = msg.location.get("url", "")
-    return "status of 404" in msg.text and re.search(r"/api/runs/[^/]+/dynamics$", url) is not None
+    if "status of 404" in msg.text and re.search(r"/api/runs/[^/]+/dynamics$", url):
+        return True
+    return "status of 422" in msg.text and re.search(r"/api/run(s|-ids)\?", url) is not None
 
 
 @pytest.fixture
@@ -147,7 +165,7 @@ def page(browser):
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
     opened.on("console", lambda msg: errors.append(msg.text)
-              if msg.type == "error" and not _asked_for_dynamics(msg) else None)
+              if msg.type == "error" and not _expected_error(msg) else None)
     yield opened
     context.close()
     assert not errors, f"the page logged errors: {errors}"

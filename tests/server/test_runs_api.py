@@ -159,3 +159,74 @@ def test_a_ddp_run_shows_its_world_size_and_each_ranks_process(client, ids, stor
     assert alone["world_size"] == 1 and alone["ranks"] == []
     listed = {r["name"]: r["world_size"] for r in client.get("/api/runs").json()["runs"]}
     assert listed == {"alpha": 1, "beta": 2, "gamma": 1}
+
+
+@pytest.fixture(scope="module")
+def sweep_client(tmp_path_factory):
+    """A store of 250 runs of a sweep (lr, seed) with a validation loss each, served (the last test adds one)."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    from fastapi.testclient import TestClient
+
+    from epochal.server import create_app
+
+    with epochal.Store(tmp_path / "sweep") as store:
+        for i in range(250):
+            with epochal.start("sweep", f"t{i:03d}", config={"lr": 10 ** -(1 + i % 4), "seed": i}, store=store,
+                               system_metrics=False) as run:
+                run.log({"valid/loss": 1 + (i * 37 % 250) / 250})
+        with TestClient(create_app(store, static_dir=None)) as client:
+            yield client, store
+
+
+def test_runs_come_a_page_at_a_time_with_the_total(sweep_client):
+    client, _ = sweep_client
+    first = client.get("/api/runs", params={"limit": 100}).json()
+    assert first["total"] == 250 and len(first["runs"]) == 100 and first["runs"][0]["name"] == "t249"
+    last = client.get("/api/runs", params={"limit": 100, "offset": 200}).json()
+    assert [r["name"] for r in last["runs"]][-1] == "t000" and len(last["runs"]) == 50
+    past = client.get("/api/runs", params={"limit": 100, "offset": 1000}).json()
+    assert past["runs"] == [] and past["total"] == 250
+    assert client.get("/api/runs").json()["limit"] == 100  # a page by default, never the whole store
+
+
+def test_runs_sort_by_a_metric_or_a_config_value_and_filter_by_conditions(sweep_client):
+    client, _ = sweep_client
+    body = client.get("/api/runs", params={"sort": "valid/loss:best", "order": "asc", "limit": 3,
+                                           "metric": "valid/loss"}).json()
+    losses = [r["metrics"]["valid/loss"]["best"] for r in body["runs"]]
+    assert losses == sorted(losses) and losses[0] == 1.0
+    body = client.get("/api/runs", params={"where": ["lr<0.005", "valid/loss:last>=1.9"], "sort": "lr",
+                                           "order": "asc", "limit": 500}).json()
+    assert body["total"] == len(body["runs"]) > 0
+    assert all(r["config"]["lr"] < 0.005 for r in body["runs"])
+    assert [r["config"]["lr"] for r in body["runs"]] == sorted(r["config"]["lr"] for r in body["runs"])
+    ids = client.get("/api/run-ids", params={"where": ["lr<0.005", "valid/loss:last>=1.9"]}).json()
+    assert ids["total"] == body["total"] and set(ids["ids"]) == {r["id"] for r in body["runs"]}
+
+
+@pytest.mark.parametrize("params, named", [
+    ({"sort": "lrr"}, "no run has the config key 'lrr'; the config keys are: lr, seed"),
+    ({"sort": "valid/los:best"}, "no run has the logged key 'valid/los'"),
+    ({"where": "lr<<1"}, "a condition is a column, an operator"),
+    ({"where": "valid/loss:best<high"}, "not a number"),
+    ({"sort": "valid/loss:median"}, "':last' or ':best'"),
+    ({"order": "up"}, "order"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 5000}, "limit"),
+])
+def test_an_unknown_column_or_a_malformed_condition_is_422_naming_what_is_accepted(sweep_client, params, named):
+    client, _ = sweep_client
+    answer = client.get("/api/runs", params=params)
+    assert answer.status_code == 422 and named in answer.text
+
+
+def test_a_list_as_of_its_first_load_is_not_shifted_by_new_runs(sweep_client):
+    client, store = sweep_client
+    first = client.get("/api/runs", params={"limit": 10}).json()
+    as_of = first["runs"][0]["started"]
+    with epochal.start("sweep", "newcomer", store=store, system_metrics=False):
+        pass
+    again = client.get("/api/runs", params={"limit": 10, "as_of": as_of}).json()
+    assert [r["id"] for r in again["runs"]] == [r["id"] for r in first["runs"]]
+    assert again["total"] == 250 and again["newer"] == 1
+    assert client.get("/api/runs", params={"limit": 10}).json()["runs"][0]["name"] == "newcomer"

@@ -66,7 +66,7 @@ def test_a_schema_4_store_gains_the_ranks_column_and_reads_its_runs_as_single_pr
         conn.execute("ALTER TABLE runs DROP COLUMN ranks")
         conn.execute("PRAGMA user_version = 4")
     with epochal.Store(store_dir) as store:
-        assert store._backend._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store._backend._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         record = store.run("old")
         assert record.ranks == () and record.world_size == 1 and record.status == "finished"
         set_ranks(store, run.id, (("h", 1), ("h", 2)))

@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -53,10 +54,11 @@ def every_4_batches(monkeypatch):
 
 
 def test_a_slow_loader_reads_as_waiting_for_data_and_a_slow_model_does_not(store_dir, every_4_batches):
-    _, waiting, _ = _fit(store_dir / "a", data_delay=0.005, model_delay=0.0)
-    assert min(waiting.values) > 0.7
-    _, waiting, _ = _fit(store_dir / "b", data_delay=0.0, model_delay=0.02)
-    assert max(waiting.values) < 0.3
+    # Sleeps take no CPU, so a busy machine stretches the work around them but not the sleeps themselves.
+    _, waiting, _ = _fit(store_dir / "a", data_delay=0.02, model_delay=0.0)
+    assert np.median(waiting.values) > 0.7
+    _, waiting, _ = _fit(store_dir / "b", data_delay=0.0, model_delay=0.08)
+    assert np.median(waiting.values) < 0.3
 
 
 def test_throughput_is_logged_every_n_batches_and_at_each_epochs_end(store_dir, every_4_batches):
@@ -64,6 +66,6 @@ def test_throughput_is_logged_every_n_batches_and_at_each_epochs_end(store_dir, 
     # 10 batches an epoch: points after batches 4 and 8, then the epoch's last 2, at each window's last step.
     assert rate.steps.tolist() == waiting.steps.tolist() == [3, 7, 9, 13, 17, 19]
     assert rate.epochs.tolist() == [0, 0, 0, 1, 1, 1]
-    # Each batch takes a little over 10 ms, so a little under 400 samples/s, never more.
-    assert all(150 < value < 400 for value in rate.values), rate.values
-    assert 80 / seconds < max(rate.values)
+    # Each batch of 4 sleeps 10 ms in the model, so never more than 400 samples/s; a busy machine only slows it.
+    assert all(0 < value < 400 for value in rate.values), rate.values
+    assert 80 / seconds < max(rate.values)  # the fit as a whole, with its set-up, is slower than its windows

@@ -43,11 +43,46 @@ export interface RunRow {
 }
 
 export interface RunList {
+  /** One page of the matching runs, in the asked order. */
   runs: RunRow[];
+  /** Runs matching the filters (started at `as_of` or earlier). */
+  total: number;
+  offset: number;
+  limit: number;
+  /** Matching runs started after `as_of`: new since the list was first loaded. */
+  newer: number;
   metric_keys: string[];
   /** The main metrics of the listed runs together: the default metric columns (as `epochal ls` shows). */
   main_metrics: string[];
   config_keys: string[];
+}
+
+/** Which runs /runs and /run-ids select, in what order; every field may be left out. */
+export interface RunFilter {
+  /** text in the name, id, project, tags or notes */
+  q?: string;
+  project?: string;
+  tag?: string;
+  status?: string;
+  /** conditions such as `lr<0.01`, `valid/loss:best<=0.3` */
+  where?: string[];
+  /** seconds since the epoch: only runs started then or earlier */
+  as_of?: number;
+}
+
+export interface RunPageQuery extends RunFilter {
+  /** a run column, `config.<key>`, or `<metric>:last` / `<metric>:best` */
+  sort?: string;
+  order?: "asc" | "desc";
+  limit?: number;
+  offset?: number;
+  /** keys whose last and best each row carries */
+  metric?: string[];
+}
+
+export interface RunIds {
+  ids: string[];
+  total: number;
 }
 
 export interface SummaryRow {
@@ -110,6 +145,8 @@ export interface Series {
   x: number[];
   y: (number | null)[];
   nonfinite: number;
+  /** With `smoothing`: the value smoothed over every stored point, at each point sent; null where y is. */
+  smoothed: (number | null)[] | null;
 }
 
 export interface ProjectionInfo {
@@ -306,12 +343,22 @@ export interface SeriesQuery {
   min?: number;
   max?: number;
   points?: number;
+  /** A weight in [0, 1); 0 or absent: no `smoothed` in the answer. */
+  smoothing?: number;
+  smoothingMethod?: SmoothingMethod;
 }
+
+/** How the server smooths: time-weighted EMA (by the gap in steps) or TensorBoard's EMA per point. */
+export type SmoothingMethod = "time_ema" | "ema";
 
 export const api = {
   store: (signal?: AbortSignal) => request<StoreInfo>("GET", "/store", { signal }),
 
-  runs: (metrics: string[], signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { metric: metrics }, signal }),
+  /** A page of runs, filtered and sorted by the server. */
+  runs: (query: RunPageQuery, signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { ...query }, signal }),
+
+  /** The ids of every run the filter selects ("select all matching"). */
+  runIds: (filter: RunFilter, signal?: AbortSignal) => request<RunIds>("GET", "/run-ids", { query: { ...filter }, signal }),
 
   run: (id: string, signal?: AbortSignal) => request<RunDetail>("GET", `/runs/${encodeURIComponent(id)}`, { signal }),
 
@@ -325,7 +372,10 @@ export const api = {
       // A page left while this waited in the queue: don't start the request at all.
       if (signal?.aborted) return Promise.reject(new DOMException("aborted", "AbortError"));
       return request<Series>("GET", `/runs/${encodeURIComponent(run)}/series`, {
-        query: { key: q.key, x: q.x, min: q.min, max: q.max, points: q.points ?? 2000 },
+        query: {
+          key: q.key, x: q.x, min: q.min, max: q.max, points: q.points ?? 2000,
+          ...(q.smoothing ? { smoothing: q.smoothing, smoothing_method: q.smoothingMethod } : {}),
+        },
         signal,
       });
     }),

@@ -1,15 +1,16 @@
 // One chart: a key's curve for one or more runs, drawn with uPlot.
 // The server sends at most ~2000 points per series (each bucket's min and max); zooming fetches the
-// visible range again so finer points appear, and resetting fetches the full range.
+// visible range again so finer points appear, and resetting fetches the full range. Smoothing is done
+// by the server over every stored point and sent beside the points, so the smoothed curve is the same
+// at any zoom and chart size; a new weight or method is a new fetch.
 
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { api, ApiError, errorMessage, isAbort, type Series } from "./api";
+import { api, ApiError, errorMessage, isAbort, type Series, type SeriesQuery } from "./api";
 import type { ChartView, XMode } from "./chartview";
 import { withAlpha } from "./colors";
 import { debounce, h, replace } from "./dom";
 import { fmtDateTime, fmtInt, fmtNum, fmtRelTick, fmtTick } from "./format";
-import { smooth } from "./smoothing";
 import { zoomPlugin } from "./zoomplugin";
 
 /** One line of a chart: a run's series of the chart's key, or of `key` where a chart overlays keys. */
@@ -30,6 +31,7 @@ interface Drawn {
   run: ChartRun;
   xs: number[];
   ys: (number | null)[];
+  /** The server's smoothed values at xs, when smoothing is on. */
   smoothed: (number | null)[] | null;
 }
 
@@ -58,6 +60,7 @@ export class Chart {
   private draws = 0;
   private pendingDraw = false;
   private points = 0;
+  private smoothedLast = "";
   private readonly refetchSoon = debounce(() => void this.load(), 200);
   private readonly unlisten: () => void;
   private readonly resize: ResizeObserver;
@@ -95,6 +98,8 @@ export class Chart {
         this.zoom = null;
         this.full = null;
         void this.load();
+      } else if ((changed.includes("smoothing") || changed.includes("smoothingMethod")) && this.view.state.smoothing > 0) {
+        this.refetchSoon();
       } else if (changed.some((c) => c !== "overlay")) this.render(); // overlaying is the grid's business
     });
     this.resize = new ResizeObserver(() => {
@@ -108,7 +113,7 @@ export class Chart {
   /** Fetches every run's series for the current x axis and zoom, then draws. Also the live refresh. */
   async load(): Promise<void> {
     const seq = ++this.seq;
-    const mode = this.view.state.x;
+    const { x: mode, smoothing, smoothingMethod } = this.view.state;
     const zoom = this.zoom;
     const points = this.pointsWanted();
     const results = await Promise.allSettled(
@@ -116,7 +121,8 @@ export class Chart {
         // The server adds one point beyond each end of a range, so lines reach the plot's edges.
         const offset = mode === "rel" ? run.started : 0;
         const [min, max] = zoom ? [zoom[0] + offset, zoom[1] + offset] : [undefined, undefined];
-        return api.series(run.id, { key: run.key ?? this.key, x: mode === "rel" ? "time" : mode, min, max, points }, this.signal);
+        const q: SeriesQuery = { key: run.key ?? this.key, x: mode === "rel" ? "time" : mode, min, max, points, smoothing, smoothingMethod };
+        return api.series(run.id, q, this.signal);
       }),
     );
     // A newer load (another zoom, another axis) started meanwhile: its answer wins.
@@ -152,7 +158,7 @@ export class Chart {
     return 2 * perPixel * px + 2;
   }
 
-  /** Redraws from the loaded data (smoothing, log scale and axis changes need no fetch). */
+  /** Redraws from the loaded data (log scale and turning smoothing off need no fetch). */
   private render(): void {
     const { x: mode, logY, smoothing } = this.view.state;
     let hiddenNonPositive = 0;
@@ -162,27 +168,34 @@ export class Chart {
       const offset = mode === "rel" ? run.started : 0;
       const xs = offset ? s.x.map((v) => v - offset) : s.x;
       let ys = s.y;
+      let smoothed = smoothing > 0 ? s.smoothed : null;
       if (logY) {
         // A log axis cannot show zero or negative values: leave them out, and say so.
         ys = s.y.map((v) => (v !== null && v <= 0 ? (hiddenNonPositive++, null) : v));
+        smoothed = smoothed && smoothed.map((v) => (v !== null && v <= 0 ? null : v));
       }
-      return [{ run, xs, ys, smoothed: smoothing > 0 ? smooth(ys, smoothing) : null }];
+      return [{ run, xs, ys, smoothed }];
     });
     this.renderNotes(hiddenNonPositive);
+    const smoothed = this.drawn.some((d) => d.smoothed !== null);
+    this.smoothedLast = this.drawn.flatMap((d) => {
+      const i = d.smoothed ? lastFinite(d.smoothed) : -1;
+      return i < 0 ? [] : [`${d.xs[i]},${d.smoothed![i]}`];
+    }).join(";");
 
     const points = this.drawn.reduce((n, d) => n + d.xs.length, 0);
     this.plotEl.classList.remove("loading");
     this.plotEl.classList.toggle("empty", points === 0);
     this.plotEl.dataset.message = points === 0 ? (this.errors.size ? "No data" : "No points in this range") : "";
 
-    const structure = [mode, logY, smoothing > 0, this.drawn.map((d) => lineId(d.run)).join(",")].join("|");
+    const structure = [mode, logY, smoothed, this.drawn.map((d) => lineId(d.run)).join(",")].join("|");
     const data = alignedData(this.drawn);
     if (this.plot && structure === this.structure) {
       this.plot.setData(data, !this.zoom);
     } else {
       this.plot?.destroy();
       this.structure = structure;
-      this.plot = new uPlot(this.options(mode, logY, smoothing > 0), data, this.plotEl);
+      this.plot = new uPlot(this.options(mode, logY, smoothed), data, this.plotEl);
     }
     if (this.zoom) this.plot.setScale("x", { min: this.zoom[0], max: this.zoom[1] });
     this.points = points;
@@ -252,6 +265,8 @@ export class Chart {
             if (!this.pendingDraw) return;
             this.pendingDraw = false;
             this.el.dataset.points = String(this.points);
+            if (this.smoothedLast) this.el.dataset.smoothedLast = this.smoothedLast;
+            else delete this.el.dataset.smoothedLast;
             this.el.dataset.draws = String(++this.draws);
           },
         ],

@@ -1,6 +1,7 @@
 // The chart settings a page shares across its charts (x axis, log scale, smoothing, overlaid splits) and their toolbar.
 // They persist in localStorage: someone who likes 0.6 smoothing wants it on the next run too.
 
+import type { SmoothingMethod } from "./api";
 import { h } from "./dom";
 
 export type XMode = "step" | "epoch" | "time" | "rel";
@@ -8,13 +9,15 @@ export type XMode = "step" | "epoch" | "time" | "rel";
 export interface ViewState {
   x: XMode;
   logY: boolean;
+  /** The weight in [0, 1); 0: none. The server smooths over every stored point (see chart.ts). */
   smoothing: number;
+  smoothingMethod: SmoothingMethod;
   /** One chart for a metric on several splits (train/loss with valid/loss), or a chart per key. */
   overlay: boolean;
 }
 
 const STORAGE_KEY = "epochal.chartView";
-const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0, overlay: true };
+const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0, smoothingMethod: "time_ema", overlay: true };
 
 export class ChartView {
   state: ViewState;
@@ -47,6 +50,7 @@ function load(): Partial<ViewState> {
     if (typeof saved.logY === "boolean") out.logY = saved.logY;
     if (typeof saved.overlay === "boolean") out.overlay = saved.overlay;
     if (typeof saved.smoothing === "number" && saved.smoothing >= 0 && saved.smoothing < 1) out.smoothing = saved.smoothing;
+    if (saved.smoothingMethod && SMOOTHING_METHODS.some(([m]) => m === saved.smoothingMethod)) out.smoothingMethod = saved.smoothingMethod;
     return out;
   } catch {
     return {};
@@ -58,6 +62,12 @@ const X_LABELS: [XMode, string][] = [
   ["epoch", "Epoch"],
   ["rel", "Relative time"],
   ["time", "Wall time"],
+];
+
+const SMOOTHING_METHODS: [SmoothingMethod, string, string][] = [
+  ["time_ema", "time-weighted EMA",
+    "Exponential moving average whose decay follows the gap in steps between points: points logged more often in one place do not pull the curve. The same as TensorBoard's where steps are evenly spaced."],
+  ["ema", "TensorBoard EMA", "TensorBoard's debiased exponential moving average, point by point."],
 ];
 
 /** The toolbar above a page's charts. `extra` holds page-specific controls (the compare key selector). */
@@ -85,6 +95,13 @@ export function chartToolbar(view: ChartView, ...extra: HTMLElement[]): HTMLElem
     },
   });
   slider.value = String(view.state.smoothing);
+  const method = h("select", {
+    class: "smoothing-method",
+    "aria-label": "Smoothing method",
+    title: SMOOTHING_METHODS.map(([, label, help]) => `${label}: ${help}`).join("\n"),
+    onchange: () => view.set({ smoothingMethod: method.value as SmoothingMethod }),
+  }, SMOOTHING_METHODS.map(([value, label]) => h("option", { value }, label)));
+  method.value = view.state.smoothingMethod;
   view.onChange(() => {
     xButtons.forEach((b) => b.classList.toggle("active", b.dataset.mode === view.state.x));
   });
@@ -93,8 +110,9 @@ export function chartToolbar(view: ChartView, ...extra: HTMLElement[]): HTMLElem
     h("div", { class: "tool" }, h("span", { class: "tool-label" }, "X axis"), h("div", { class: "segmented" }, xButtons)),
     h("label", { class: "tool" }, log, "Log y"),
     h("label", { class: "tool", title: "One chart for a metric on several splits: train/loss with valid/loss, train/accuracy with eval/accuracy" }, overlay, "Overlay splits"),
-    h("label", { class: "tool smoothing", title: "Exponential moving average, debiased (as TensorBoard). The raw curve stays faint behind." },
+    h("label", { class: "tool smoothing", title: "Smoothed over every logged point on the server, so zooming does not change the curve. The raw curve stays faint behind." },
       h("span", { class: "tool-label" }, "Smoothing"), slider, smoothValue),
+    h("div", { class: "tool" }, method),
     extra,
     h("span", { class: "tool-hint" }, "drag: zoom · double-click: reset · shift-drag: pan · ctrl+wheel: zoom"),
   );

@@ -67,10 +67,19 @@ class RunRow(BaseModel):
 
 
 class RunList(BaseModel):
-    runs: list[RunRow]
-    metric_keys: list[str] = Field(description="every key a listed run has logged")
-    main_metrics: list[str] = Field(description="the main metrics of the listed runs together, as `epochal ls` shows")
-    config_keys: list[str] = Field(description="every dotted config key of the listed runs")
+    runs: list[RunRow] = Field(description="one page of the runs selected, in the order asked for")
+    total: int = Field(description="how many runs the filters select, on every page")
+    offset: int
+    limit: int
+    newer: int = Field(description="runs that match but started after `as_of` (0 without it)")
+    metric_keys: list[str] = Field(description="every key a run (of the project) has logged")
+    main_metrics: list[str] = Field(description="the main metrics of those runs together, as `epochal ls` shows")
+    config_keys: list[str] = Field(description="every dotted config key of any run")
+
+
+class RunIds(BaseModel):
+    ids: list[str] = Field(description="every run the filters select, newest first")
+    total: int
 
 
 class SummaryRow(BaseModel):
@@ -164,6 +173,11 @@ class Series(BaseModel):
     x: list[float]
     y: list[float | None] = Field(description="null where the value is NaN or infinite")
     nonfinite: int = Field(description="NaN and infinite values among the points sent")
+    smoothed: list[float | None] | None = Field(
+        default=None,
+        description="with `smoothing`: the smoothed value at each point sent (smoothed over every stored point, so "
+                    "it does not depend on `points`, `min` or `max`); null where the point's value is not finite",
+    )
 
 
 def finite_or_none(value: float | None) -> float | None:

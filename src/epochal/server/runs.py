@@ -5,13 +5,15 @@ Who may make a change is decided before the request's body is read (:mod:`epocha
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
 from epochal.keys import main_metrics
 from epochal.server import folders, models
-from epochal.server.models import Deleted, Problem, RunDetail, RunList, RunPatch, Status
+from epochal.server.models import Deleted, Problem, RunDetail, RunIds, RunList, RunPatch, Status
+from epochal.store.query import MAX_LIMIT, Column, RunQuery, parse_column, parse_condition
 from epochal.store.records import RunRecord
 from epochal.store.store import Store
 
@@ -27,27 +29,81 @@ def store_of(request: Request) -> Store:
 @router.get("/runs", response_model=RunList, responses={422: {"model": Problem}})
 def list_runs(
     request: Request,
-    q: Annotated[str | None, Query(max_length=200, description="text in the name, id, tags or notes")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in the name, id, project, tags or notes")] = None,
     project: Annotated[str | None, Query(max_length=200)] = None,
     tag: Annotated[str | None, Query(max_length=200)] = None,
     status: Status | None = None,
+    where: Annotated[list[str], Query(max_length=20, description=(
+        "conditions every run meets: a config key or a metric's `:last` / `:best`, an operator "
+        "(< <= > >= = !=) and a value, such as `lr<0.01`, `optim.name=adam`, `valid/loss:best<=0.3`"))] = [],  # noqa: B006
+    sort: Annotated[str, Query(max_length=300, description=(
+        "a run's column (started, name, project, status, duration, steps, epochs, id), a config key "
+        "(`lr`, or `config.name` for a key named like a column) or a metric (`valid/loss:best`, "
+        "`train/loss:last`); runs without a value come last"))] = "started",
+    order: Literal["asc", "desc"] = "desc",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="runs in the page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    as_of: Annotated[float | None, Query(description=(
+        "only runs started at this time (seconds since the epoch) or earlier: a list that new runs do not "
+        "shift; `newer` counts those left out"))] = None,
     metric: Annotated[list[str], Query(max_length=50, description="keys whose last and best to include")] = [],  # noqa: B006
 ) -> RunList:
     store = store_of(request)
-    records = store.runs(project, status=status, tag=tag)
-    if q:
-        records = [r for r in records if _matches(r, q)]
-    summaries = store.key_summaries(metric) if metric else {}
-    logged = store.keys_by_run([r.id for r in records] if len(records) < 500 else None)  # one read either way
-    keys = {r.id: logged.get(r.id, []) for r in records}
-    rows = [models.run_row(r, summaries.get(r.id), keys[r.id]) for r in records]
-    filtered = any(f is not None for f in (q, project, tag, status))
+    query = RunQuery(project=project, status=status, tag=tag, text=q or None,
+                     conditions=_known(store, tuple(map(parse_condition, where))),
+                     sort=_known(store, (parse_column(sort),))[0], descending=order == "desc", limit=limit,
+                     offset=offset, started_before=as_of)
+    records, total = store.query_runs(query)
+    newer = 0 if as_of is None else store.query_runs(
+        replace(query, started_before=None, started_after=as_of, sort=Column("run", "started"), limit=0, offset=0))[1]
+    summaries = store.key_summaries(metric, [r.id for r in records]) if metric else {}
+    logged = store.keys_by_run([r.id for r in records])
+    counts = store.key_counts(project)
     return models.json_response({  # type: ignore[return-value]
-        "runs": rows,
-        "metric_keys": _keys_of(store, records) if filtered else store.all_keys(),
-        "main_metrics": main_metrics(key for run_keys in keys.values() for key in run_keys),
-        "config_keys": sorted({key for row in rows for key in row["config"]}),
+        "runs": [models.run_row(r, summaries.get(r.id), logged.get(r.id, [])) for r in records],
+        "total": total, "offset": offset, "limit": limit, "newer": newer,
+        "metric_keys": list(counts),
+        "main_metrics": main_metrics(counts, counts=counts),
+        "config_keys": store.config_keys(),
     })
+
+
+def _known(store: Store, columns: tuple) -> tuple:
+    """``columns`` (or conditions), each naming a config key or a metric some run has: else a ValueError (422)."""
+    config_keys = metric_keys = None
+    for item in columns:
+        column = getattr(item, "column", item)
+        if column.kind == "config":
+            config_keys = store.config_keys() if config_keys is None else config_keys
+            known = config_keys
+        elif column.kind == "metric":
+            metric_keys = store.key_counts() if metric_keys is None else metric_keys
+            known = metric_keys
+        else:
+            continue
+        if column.name not in known:
+            what = "config key" if column.kind == "config" else "logged key"
+            sample = ", ".join(list(known)[:20]) + (f", ... ({len(known)} in all)" if len(known) > 20 else "")
+            raise ValueError(f"no run has the {what} {column.name!r}; the {what}s are: {sample or 'none'}")
+    return columns
+
+
+@router.get("/run-ids", response_model=RunIds, responses={422: {"model": Problem}})
+def list_run_ids(
+    request: Request,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    project: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    status: Status | None = None,
+    where: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    as_of: float | None = None,
+) -> RunIds:
+    """The ids of every run the same filters as ``/runs`` select, newest first: "select all matching"."""
+    store = store_of(request)
+    query = RunQuery(project=project, status=status, tag=tag, text=q or None, started_before=as_of,
+                     conditions=_known(store, tuple(map(parse_condition, where))))
+    records, total = store.query_runs(query)
+    return RunIds(ids=[r.id for r in records], total=total)
 
 
 @router.get("/runs/{run}", response_model=RunDetail, responses={404: {"model": Problem}, 422: {"model": Problem}})
@@ -82,13 +138,3 @@ def delete_run(request: Request, run: RunRef) -> Deleted:
 
 def _detail(store: Store, record: RunRecord) -> RunDetail:
     return models.run_detail(record, store.summary(record), store.checkpoints(record))
-
-
-def _matches(record: RunRecord, text: str) -> bool:
-    needle = text.lower()
-    haystack = (record.name, record.id, record.project, record.description, *record.tags)
-    return any(needle in part.lower() for part in haystack)
-
-
-def _keys_of(store: Store, records: list[RunRecord]) -> list[str]:
-    return store.keys_of(r.id for r in records)

@@ -1,4 +1,5 @@
-"""Series: a key's points for a chart (downsampled, optionally within an x range) and as CSV."""
+"""Series: a key's points for a chart (downsampled, optionally within an x range, optionally
+smoothed over every stored point) and as CSV."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, WithJsonSchema
 
+from epochal import smoothing as smoothing_ops
 from epochal.server.models import Problem, Series, XAxis
 from epochal.server.runs import RunRef, store_of
 from epochal.store import series as series_ops
@@ -23,6 +26,20 @@ router = APIRouter()
 CACHE_BYTES = 512 * 2**20
 #: Answers kept for repeated requests (every chart's full view, polled while a run is live).
 VIEWS = 512
+#: Smoothed series kept for zooming a smoothed chart, up to this many bytes in all.
+SMOOTHED_BYTES = 128 * 2**20
+
+
+def _weight(value: float) -> float:
+    if not 0 <= value < 1:  # NaN too
+        raise ValueError("the smoothing weight is a number in [0, 1): 0 for none, nearer to 1 for smoother")
+    return value
+
+
+#: A smoothing weight; the message of a bad one names the range (pydantic's would name one bound).
+Weight = Annotated[
+    float, AfterValidator(_weight), WithJsonSchema({"type": "number", "minimum": 0, "exclusiveMaximum": 1})
+]
 
 
 class HistoryCache:
@@ -34,6 +51,8 @@ class HistoryCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self.views: dict[tuple, Series] = {}
+        self._smoothed: OrderedDict[tuple[str, str, float, str], tuple[int | None, np.ndarray]] = OrderedDict()
+        self._smoothed_bytes = 0
 
     def get(self, store: Store, run_id: str, key: str, version: int | None) -> History:
         """The key's history as of ``version`` (from ``series_state``), decoded once per version."""
@@ -56,6 +75,26 @@ class HistoryCache:
                     self._bytes -= _nbytes(dropped)
         return history
 
+    def smoothed(self, run_id: str, history: History, version: int | None, weight: float, method: str) -> np.ndarray:
+        """``history``'s values smoothed over every point (see :mod:`epochal.smoothing`), once per version."""
+        item = (run_id, history.key, weight, method)
+        with self._lock:
+            hit = self._smoothed.get(item)
+            if hit is not None and hit[0] == version:
+                self._smoothed.move_to_end(item)
+                return hit[1]
+        curve = smoothing_ops.smooth(history.steps, history.values, weight, method)  # type: ignore[arg-type]
+        with self._lock:
+            old = self._smoothed.pop(item, None)
+            if old is not None:
+                self._smoothed_bytes -= old[1].nbytes
+            if curve.nbytes <= SMOOTHED_BYTES // 4:
+                self._smoothed[item] = (version, curve)
+                self._smoothed_bytes += curve.nbytes
+                while self._smoothed_bytes > SMOOTHED_BYTES:
+                    _, (_, dropped) = self._smoothed.popitem(last=False)
+                    self._smoothed_bytes -= dropped.nbytes
+        return curve
 
     def remember(self, view: tuple, answer: Series) -> None:
         with self._lock:
@@ -81,38 +120,64 @@ def get_series(
     min: Annotated[float | None, Query(description="lowest x to include", allow_inf_nan=False)] = None,
     max: Annotated[float | None, Query(description="highest x to include", allow_inf_nan=False)] = None,
     points: Annotated[int, Query(ge=2, le=100_000, description="about how many points to send")] = 2000,
+    smoothing: Annotated[
+        Weight | None,
+        Query(description="also send `smoothed`: the values smoothed with this weight in [0, 1) over every stored "
+                          "point in step order, then taken at the points sent (0: none; nearer to 1: smoother)"),
+    ] = None,
+    smoothing_method: Annotated[
+        smoothing_ops.Method,
+        Query(description="`time_ema`: an exponential moving average whose decay follows the gap in steps between "
+                          "points (the weight applies per typical gap), so that points logged more often in one place "
+                          "do not pull the curve; the same as `ema` where steps are evenly spaced. `ema`: "
+                          "TensorBoard's debiased exponential moving average, per point"),
+    ] = "time_ema",
 ) -> Series:
     store = store_of(request)
     record = store.run(run)
     cache: HistoryCache = request.app.state.histories
     state = store.series_state(record.id, key)
-    view = (record.id, key, state, x, min, max, points)
+    method = None if smoothing is None else smoothing_method
+    view = (record.id, key, state, x, min, max, points, smoothing, method)
     answer = cache.views.get(view)
     if answer is not None:
         return answer
-    if min is None and max is None and state is not None and state[1] > points:
+    if smoothing is None and min is None and max is None and state is not None and state[1] > points:
         # The whole of a long series: from the store's chunk overviews, not every point decoded.
         shown = store.history(record.id, key, max_points=points)
-        answer = _answer(shown, key, x, total=state[1], in_range=state[1])
+        answer = _answer(shown, None, key, x, total=state[1], in_range=state[1])
     else:
-        history = cache.get(store, record.id, key, None if state is None else state[0])
-        within = _within(history, x, min, max)
-        shown = series_ops.downsample(within, points) if len(within) > points else within
-        answer = _answer(shown, key, x, total=len(history), in_range=len(within))
+        version = None if state is None else state[0]
+        history = cache.get(store, record.id, key, version)
+        first, end = _within(history, x, min, max)
+        keep = np.arange(first, end)
+        if len(keep) > points:
+            keep = first + series_ops.extremes(history.values[first:end], points)
+        shown = _take(history, keep)
+        # Smoothed over every point, then taken at the points sent: the same curve at any zoom and size.
+        smoothed = None
+        if smoothing is not None:
+            smoothed = cache.smoothed(record.id, history, version, smoothing, smoothing_method)[keep]
+        answer = _answer(shown, smoothed, key, x, total=len(history), in_range=end - first)
     cache.remember(view, answer)
     return answer
 
 
-def _answer(shown: History, key: str, x: str, *, total: int, in_range: int) -> Series:
-    values = shown.values
-    finite = np.isfinite(values)
-    y: list[float | None] = values.tolist()
-    for i in np.flatnonzero(~finite):
-        y[i] = None
+def _answer(shown: History, smoothed: np.ndarray | None, key: str, x: str, *, total: int, in_range: int) -> Series:
+    finite = np.isfinite(shown.values)
     return Series(
         key=key, x_axis=x, total=total, in_range=in_range, downsampled=len(shown) < in_range,
-        x=_axis(shown, x).tolist(), y=y, nonfinite=int(len(values) - finite.sum()),
+        x=_axis(shown, x).tolist(), y=_nulls(shown.values), nonfinite=int(len(finite) - finite.sum()),
+        smoothed=None if smoothed is None else _nulls(smoothed),
     )
+
+
+def _nulls(values: np.ndarray) -> list[float | None]:
+    """``values`` as a list, with None for NaN and ±inf (JSON has neither)."""
+    out: list[float | None] = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)):
+        out[i] = None
+    return out
 
 
 @router.get(
@@ -169,10 +234,11 @@ def _axis(history: History, x: str) -> np.ndarray:
     return history.steps
 
 
-def _within(history: History, x: str, low: float | None, high: float | None) -> History:
-    """The points with low <= x <= high, plus one on each side so the line reaches the edges."""
+def _within(history: History, x: str, low: float | None, high: float | None) -> tuple[int, int]:
+    """``(first, end)``: the indices of the points with low <= x <= high, plus one on each side so
+    the line reaches the edges."""
     if low is None and high is None:
-        return history
+        return 0, len(history)
     axis = _axis(history, x)
     inside = np.ones(len(axis), dtype=bool)
     if low is not None:
@@ -181,8 +247,11 @@ def _within(history: History, x: str, low: float | None, high: float | None) -> 
         inside &= axis <= high
     hits = np.flatnonzero(inside)
     if not len(hits):
-        return History(history.key, *(a[:0] for a in (history.steps, history.epochs, history.values, history.times)))
-    first, last = max(hits[0] - 1, 0), min(hits[-1] + 1, len(axis) - 1)
-    part = slice(first, last + 1)
-    return History(history.key, history.steps[part], history.epochs[part], history.values[part], history.times[part])
+        return 0, 0
+    return int(max(hits[0] - 1, 0)), int(min(hits[-1] + 1, len(axis) - 1)) + 1
+
+
+def _take(history: History, index: np.ndarray) -> History:
+    h = history
+    return History(h.key, h.steps[index], h.epochs[index], h.values[index], h.times[index])
 

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from epochal.store.query import RunQuery
 from epochal.store.records import Checkpoint, KeySummary, RunRecord, WriteBatch
 
 
@@ -34,6 +35,26 @@ class Backend(ABC):
         config: Mapping[str, Any] | None = None,
     ) -> list[RunRecord]:
         """Runs matching every filter given, newest first. ``status`` is the stored one."""
+
+    @abstractmethod
+    def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        """One page of the runs ``query`` selects, in its order, and how many it selects in all."""
+
+    @abstractmethod
+    def runs_made(self, project: str) -> int:
+        """How many runs were ever created in ``project`` (deleted ones too): the next one's number, less one."""
+
+    @abstractmethod
+    def count_runs(self, project: str | None = None) -> int:
+        """How many runs (of ``project``) the store holds, without reading them."""
+
+    @abstractmethod
+    def key_counts(self, project: str | None = None) -> dict[str, int]:
+        """Every key logged (in ``project``), sorted, with how many runs logged it."""
+
+    @abstractmethod
+    def config_keys(self) -> list[str]:
+        """Every dotted config key of any run, sorted."""
 
     @abstractmethod
     def overview(self) -> tuple[int, list[str], list[str]]:
@@ -72,8 +93,9 @@ class Backend(ABC):
         """Per key its summary and whether it is exact (False after a resume rewound steps)."""
 
     @abstractmethod
-    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
-        """For every run that has any of ``keys``: per key its summary and whether it is exact."""
+    def summaries_of_keys(self, keys: Sequence[str], run_ids: Sequence[str] | None = None,
+                          ) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+        """For every run (of ``run_ids``, or any) that has any of ``keys``: per key its summary and whether it is exact."""
 
     @abstractmethod
     def all_keys(self) -> list[str]:

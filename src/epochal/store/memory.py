@@ -25,6 +25,7 @@ from typing import Any
 from epochal.errors import RunStateError, StoreError, StoreNotFoundError
 from epochal.store import series
 from epochal.store.backend import Backend
+from epochal.store.query import Column, RunQuery, cell, matches, sort_key
 from epochal.store.records import (
     Checkpoint,
     KeySummary,
@@ -161,6 +162,52 @@ class MemoryBackend(Backend):
             and (tag is None or tag in r.tags) and all(_config_matches(r, k, v) for k, v in wanted)
         )
 
+    def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        state = self._state()
+        needed = {c.column.name for c in query.conditions if c.column.kind == "metric"}
+        if query.sort.kind == "metric":
+            needed.add(query.sort.name)
+        summaries: dict[str, dict] = {}
+        for (run_id, key), found in state.series.items():
+            if key in needed:
+                summaries.setdefault(run_id, {})[key] = found.summary.key_summary(key)[0]
+        text = _ascii_lower(query.text or "")  # as SQLite's LIKE: ASCII letters match either case
+        chosen = [
+            r for r in self._newest_first(state.runs.values())
+            if (query.project is None or r.project == query.project) and (query.status is None or r.status == query.status)
+            and (query.tag is None or query.tag in r.tags)
+            and (not text or any(text in _ascii_lower(part) for part in (r.name, r.id, r.project, r.description, *r.tags)))
+            and (query.started_before is None or r.started <= query.started_before)
+            and (query.started_after is None or r.started > query.started_after)
+            and all(matches(r, c, summaries.get(r.id, {})) for c in query.conditions)
+        ]
+        if query.sort != Column("run", "started"):
+            cells = {r.id: cell(r, query.sort, summaries.get(r.id, {})) for r in chosen}
+            present = [r for r in chosen if sort_key(cells[r.id])[0] < 2]
+            present.sort(key=lambda r: sort_key(cells[r.id]), reverse=query.descending)
+            chosen = present + [r for r in chosen if sort_key(cells[r.id])[0] == 2]
+        elif not query.descending:
+            chosen.reverse()
+        end = None if query.limit is None else query.offset + query.limit
+        return chosen[query.offset:end], len(chosen)
+
+    def key_counts(self, project: str | None = None) -> dict[str, int]:
+        state = self._state()
+        counts: dict[str, int] = {}
+        for run_id, key in sorted(state.series):
+            if project is None or state.runs[run_id].project == project:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def runs_made(self, project: str) -> int:
+        return self.count_runs(project)  # a store for tests: its runs are never many
+
+    def count_runs(self, project: str | None = None) -> int:
+        return sum(1 for r in self._state().runs.values() if project is None or r.project == project)
+
+    def config_keys(self) -> list[str]:
+        return sorted({key for r in self._state().runs.values() for key in r.config.flat()})
+
     def overview(self) -> tuple[int, list[str], list[str]]:
         runs = self._state().runs.values()
         return len(runs), sorted({r.project for r in runs}), sorted({t for r in runs for t in r.tags})
@@ -204,11 +251,12 @@ class MemoryBackend(Backend):
         state = self._state()
         return {key: state.series[run_id, key].summary.key_summary(key) for key in self.keys(run_id)}
 
-    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
-        wanted = set(keys)
+    def summaries_of_keys(self, keys: Sequence[str], run_ids: Sequence[str] | None = None,
+                          ) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+        wanted, runs = set(keys), None if run_ids is None else set(run_ids)
         out: dict[str, dict[str, tuple[KeySummary, bool]]] = {}
         for (run_id, key), found in self._state().series.items():
-            if key in wanted:
+            if key in wanted and (runs is None or run_id in runs):
                 out.setdefault(run_id, {})[key] = found.summary.key_summary(key)
         return out
 

@@ -12,14 +12,15 @@ import os
 import sqlite3
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
-from epochal.store import series
+from epochal.store import series, sqlite_query
 from epochal.store.backend import Backend
+from epochal.store.query import RunQuery
 from epochal.store.records import (
     Checkpoint,
     Config,
@@ -35,12 +36,13 @@ from epochal.store.records import (
 from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
 
 DB_NAME = "epochal.db"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE
+    name TEXT NOT NULL UNIQUE,
+    runs_made INTEGER NOT NULL DEFAULT 0  -- schema 6: runs ever created in it, for the next run's name
 );
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
@@ -94,6 +96,13 @@ CREATE TABLE IF NOT EXISTS series (
     exact INTEGER NOT NULL DEFAULT 1,
     UNIQUE (run_id, key)
 );
+-- Schema 6: the runs table sorts and filters by a key's values across runs, and lists every key.
+-- Each a covering index that a sort or a condition on a metric or a config value reads in order.
+CREATE INDEX IF NOT EXISTS series_by_key_last ON series(key, last, run_id);
+CREATE INDEX IF NOT EXISTS series_by_key_min ON series(key, min, run_id);
+CREATE INDEX IF NOT EXISTS series_by_key_max ON series(key, max, run_id);
+CREATE INDEX IF NOT EXISTS config_by_key ON config(key, num, run_id);
+CREATE INDEX IF NOT EXISTS runs_by_started ON runs(started);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL REFERENCES series(id) ON DELETE CASCADE,
@@ -127,7 +136,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 # tags, config and ranks are JSON text.
 _STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
 _COLUMNS = tuple("project_id" if name == "project" else name for name in _STORED)
-_RUN_COLUMNS = ", ".join({"id": "runs.id", "name": "runs.name", "project": "projects.name"}.get(n, n) for n in _STORED)
+_RUN_COLUMNS = ", ".join("projects.name" if n == "project" else f"runs.{n}" for n in _STORED)
 _RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
 _UPDATABLE = (
@@ -149,6 +158,7 @@ class SQLiteBackend(Backend):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._kept: dict[str, tuple[tuple, Any]] = {}  # name -> (the store's fingerprint, a value computed then)
         if not create and not self.db_path.is_file():
             raise StoreNotFoundError(f"no store in '{self.directory}' (it has no {DB_NAME})")
         try:
@@ -196,6 +206,8 @@ class SQLiteBackend(Backend):
                     "c.run_id = checkpoints.run_id AND c.rowid <= checkpoints.rowid) WHERE seq = 0"
                 )
                 _add_column(conn, "runs", "ranks", "TEXT NOT NULL DEFAULT '[]'")  # schema 5
+                if _add_column(conn, "projects", "runs_made", "INTEGER NOT NULL DEFAULT 0"):  # schema 6
+                    conn.execute("UPDATE projects SET runs_made = (SELECT count(*) FROM runs WHERE project_id = projects.id)")
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -250,6 +262,7 @@ class SQLiteBackend(Backend):
             raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         conn.execute("INSERT OR IGNORE INTO projects(name) VALUES (?)", (r.project,))
         (project_id,) = conn.execute("SELECT id FROM projects WHERE name = ?", (r.project,)).fetchone()
+        conn.execute("UPDATE projects SET runs_made = runs_made + 1 WHERE id = ?", (project_id,))
         stored = {name: getattr(r, name) for name in _STORED}
         stored.update(project=project_id, tags=json.dumps(list(r.tags)), config=json.dumps(r.config.to_dict()),
                       ranks=_ranks_text(r.ranks))
@@ -340,10 +353,9 @@ class SQLiteBackend(Backend):
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _run_rows(self, where: str = "", params: tuple = ()) -> list[RunRecord]:
-        rows = self._conn().execute(
-            f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} ORDER BY started DESC, runs.rowid DESC", params
-        ).fetchall()
+    def _run_rows(self, where: str = "", params: tuple = (), *,
+                  order: str = "ORDER BY started DESC, runs.rowid DESC") -> list[RunRecord]:
+        rows = self._conn().execute(f"SELECT {_RUN_COLUMNS} FROM {_RUN_FROM} {where} {order}", params).fetchall()
         # A row whose id could not name a folder inside the store (a crafted or damaged store) is
         # left out: nothing may read or delete files through it. So is one whose record is damaged.
         records = []
@@ -391,6 +403,55 @@ class SQLiteBackend(Backend):
                 params += [key, json.dumps(value)]
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
         return self._run_rows(where, tuple(params))
+
+    def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        ids, total = sqlite_query.page(self._conn(), query, _RUN_FROM)
+        records: dict[str, RunRecord] = {}
+        for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH)):
+            records.update((r.id, r) for r in self._run_rows(f"WHERE runs.id IN ({','.join('?' * len(part))})",
+                                                             tuple(part), order=""))
+        return [records[run_id] for run_id in ids if run_id in records], total
+
+    def runs_made(self, project: str) -> int:
+        row = self._conn().execute("SELECT runs_made FROM projects WHERE name = ?", (project,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def count_runs(self, project: str | None = None) -> int:
+        if project is None:
+            return self._conn().execute("SELECT count(*) FROM runs").fetchone()[0]
+        return self._conn().execute(f"SELECT count(*) FROM {_RUN_FROM} WHERE projects.name = ?", (project,)).fetchone()[0]
+
+    def _fingerprint(self) -> tuple:
+        """Changes whenever a run, a key or a config value is added or replaced (or a run deleted): one read."""
+        return self._conn().execute(
+            "SELECT (SELECT max(rowid) FROM runs), (SELECT max(rowid) FROM series), (SELECT max(rowid) FROM config), "
+            "(SELECT count(*) FROM runs)").fetchone()
+
+    def _cached(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept until the store's fingerprint changes: the runs page asks for every key of
+        100,000 runs on each request, and they rarely change between two."""
+        fingerprint = self._fingerprint()
+        kept = self._kept.get(name)
+        if kept is None or kept[0] != fingerprint:
+            kept = self._kept[name] = (fingerprint, compute())
+        return kept[1]
+
+    def key_counts(self, project: str | None = None) -> dict[str, int]:
+        return dict(self._cached(f"key_counts:{project}", lambda: self._key_counts(project)))
+
+    def _key_counts(self, project: str | None) -> dict[str, int]:
+        if project is None:
+            rows = self._conn().execute("SELECT key, count(*) FROM series GROUP BY key ORDER BY key")
+        else:
+            rows = self._conn().execute(
+                "SELECT series.key, count(*) FROM series JOIN runs ON runs.id = series.run_id JOIN projects ON "
+                "projects.id = runs.project_id WHERE projects.name = ? GROUP BY series.key ORDER BY series.key",
+                (project,))
+        return dict(rows)
+
+    def config_keys(self) -> list[str]:
+        return list(self._cached("config_keys", lambda: [
+            key for (key,) in self._conn().execute("SELECT DISTINCT key FROM config ORDER BY key")]))
 
     def overview(self) -> tuple[int, list[str], list[str]]:
         conn = self._conn()
@@ -469,16 +530,22 @@ class SQLiteBackend(Backend):
         )
         return {key: _summary_of(key, *rest) for key, *rest in rows}
 
-    def summaries_of_keys(self, keys: Sequence[str]) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
+    def summaries_of_keys(self, keys: Sequence[str], run_ids: Sequence[str] | None = None,
+                          ) -> dict[str, dict[str, tuple[KeySummary, bool]]]:
         out: dict[str, dict[str, tuple[KeySummary, bool]]] = {}
         if not keys:
             return out
-        # One query for all runs: the runs page asks for a few keys of every run at once.
+        # One query for all runs (or a page of them): the runs page asks for a few keys of each at once.
         marks = ",".join("?" * len(keys))
-        rows = self._conn().execute(
-            f"SELECT run_id, key, count, last, last_step, min, max, exact FROM series WHERE key IN ({marks})",
-            tuple(keys),
-        )
+        select = f"SELECT run_id, key, count, last, last_step, min, max, exact FROM series WHERE key IN ({marks})"
+        if run_ids is None:
+            rows = self._conn().execute(select, tuple(keys))
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            rows = itertools.chain.from_iterable(
+                self._conn().execute(f"{select} AND run_id IN ({','.join('?' * len(part))})", (*keys, *part))
+                for part in (ids[i:i + _IN_BATCH] for i in range(0, len(ids), _IN_BATCH))
+            )
         for run_id, key, *rest in rows:
             out.setdefault(run_id, {})[key] = _summary_of(key, *rest)
         return out
@@ -517,6 +584,9 @@ def _ranks_text(ranks: Any) -> str:
     return json.dumps([list(pair) for pair in checked_ranks(ranks)])
 
 
-def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> None:
-    if column not in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
-        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+def _add_column(conn: sqlite3.Connection, table: str, column: str, declaration: str) -> bool:
+    """Add ``column`` to ``table`` unless it is there; whether it was added."""
+    if column in {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}:
+        return False
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+    return True

@@ -26,6 +26,7 @@ from epochal.keys import best_mode
 from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.memory import MemoryBackend
+from epochal.store.query import RunQuery
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.sqlite import SQLiteBackend
 
@@ -110,6 +111,35 @@ class Store:
         stored = None if status in (None, "crashed", "running") else status
         found = [_with_live_status(r) for r in self._backend.find_runs(project=project, status=stored, tag=tag, config=config)]
         return [r for r in found if status is None or r.status == status]
+
+    def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
+        """One page of the runs ``query`` selects (see :mod:`epochal.store.query`), with their status as of
+        now, and how many it selects in all. ``query.status`` is the live status: 'running' and
+        'crashed' are told apart by looking at each stored 'running' run's process."""
+        if query.status not in ("running", "crashed"):
+            records, total = self._backend.query_runs(query)
+            return [_with_live_status(r) for r in records], total
+        every = replace(query, status="running", limit=None, offset=0)
+        live = [r for r in map(_with_live_status, self._backend.query_runs(every)[0]) if r.status == query.status]
+        end = None if query.limit is None else query.offset + query.limit
+        return live[query.offset:end], len(live)
+
+    def runs_made(self, project: str) -> int:
+        """How many runs were ever created in ``project``, deleted ones included, in one read: the number
+        in the next run's made-up name is one more."""
+        return self._backend.runs_made(project)
+
+    def count_runs(self, project: str | None = None) -> int:
+        """How many runs the store (or ``project``) holds, without reading them."""
+        return self._backend.count_runs(project)
+
+    def key_counts(self, project: str | None = None) -> dict[str, int]:
+        """Every key logged by a run (of ``project``), sorted, with how many runs logged it: one read."""
+        return self._backend.key_counts(project)
+
+    def config_keys(self) -> list[str]:
+        """Every dotted config key of any run, sorted."""
+        return self._backend.config_keys()
 
     def overview(self) -> tuple[int, list[str], list[str]]:
         """How many runs, and the sorted names of their projects and tags."""
@@ -245,10 +275,13 @@ class Store:
             out[key] = summary if exact else _summarize(self.history(record, key))
         return out
 
-    def key_summaries(self, keys: Sequence[str]) -> dict[str, dict[str, KeySummary]]:
-        """For every run that logged any of ``keys``: run id -> key -> summary, in one read."""
+    def key_summaries(self, keys: Sequence[str], run_ids: Iterable[str] | None = None,
+                      ) -> dict[str, dict[str, KeySummary]]:
+        """For every run (of ``run_ids``, by full id, or any) that logged any of ``keys``: run id -> key ->
+        summary, in one read."""
         out: dict[str, dict[str, KeySummary]] = {}
-        for run_id, per_key in self._backend.summaries_of_keys(list(keys)).items():
+        ids = None if run_ids is None else list(run_ids)
+        for run_id, per_key in self._backend.summaries_of_keys(list(keys), ids).items():
             out[run_id] = {
                 key: summary if exact else _summarize(self.history(run_id, key))
                 for key, (summary, exact) in per_key.items()
