@@ -117,3 +117,30 @@ def test_the_keys_and_config_keys_listed_follow_the_store(sweep):
     assert store.key_counts()["train/loss"] == 1 and "wd" in store.config_keys()
     store.delete(run.id)
     assert "train/loss" not in store.key_counts() and "wd" not in store.config_keys()
+
+
+def test_a_schema_5_store_gains_its_indexes_and_the_projects_run_counter(tmp_path):
+    import sqlite3
+
+    from epochal.store.sqlite import DB_NAME, SCHEMA_VERSION
+
+    folder = tmp_path / "old"
+    for _ in range(3):
+        with epochal.start("p", store=folder, config={"lr": 0.1}, system_metrics=False) as run:
+            run.log({"valid/loss": 0.5})
+    with sqlite3.connect(folder / DB_NAME) as conn:  # as epochal with schema 5 wrote it
+        for index in ("series_by_key_last", "series_by_key_min", "series_by_key_max", "config_by_key",
+                      "runs_by_started"):
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute("ALTER TABLE projects DROP COLUMN runs_made")
+        conn.execute("PRAGMA user_version = 5")
+    with epochal.Store(folder) as store:
+        conn = store._backend._conn()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"series_by_key_min", "config_by_key", "runs_by_started"} <= indexes
+        assert store.runs_made("p") == 3
+        with epochal.start("p", store=store, system_metrics=False) as fourth:
+            pass
+        assert fourth.name.endswith("-4") and store.runs_made("p") == 4
+        assert _names(store, sort=parse_column("valid/loss:best"))[1] == 4
