@@ -99,9 +99,8 @@ def dynamics_dashboard(dynamics_store):
     served.stop()
 
 
-@pytest.fixture
-def serve():
-    """``serve(store_dir)``: `epochal ui` over a store a test made; stopped when the test ends."""
+def _serving():
+    """A function that serves a store with `epochal ui`, and the servers it started, to stop."""
     started: list[Dashboard] = []
 
     def start(store_dir: Path) -> Dashboard:
@@ -109,6 +108,13 @@ def serve():
         started.append(Dashboard(store_dir))
         return started[-1]
 
+    return start, started
+
+
+@pytest.fixture
+def serve():
+    """``serve(store_dir)``: `epochal ui` over a store a test made; stopped when the test ends."""
+    start, started = _serving()
     yield start
     for served in started:
         served.stop()
@@ -117,13 +123,7 @@ def serve():
 @pytest.fixture(scope="module")
 def serve_for_module():
     """``serve_for_module(store_dir)``: as ``serve``, for a store a module's fixture made once."""
-    started: list[Dashboard] = []
-
-    def start(store_dir: Path) -> Dashboard:
-        _require_browser_and_ui()
-        started.append(Dashboard(store_dir))
-        return started[-1]
-
+    start, started = _serving()
     yield start
     for served in started:
         served.stop()
