@@ -24,6 +24,11 @@ export interface ChartRun {
   key?: string;
   /** The line's dash pattern (canvas setLineDash), telling splits apart in a run's colour. */
   dash?: number[];
+  /**
+   * Where the line is a group's: its runs. The line is their mean at each x, with a band (min-max or
+   * ±1 std, the view's `band`) around it; `id` then names the group.
+   */
+  members?: { id: string; started: number }[];
 }
 
 /** One run's series as drawn: x in display units (relative time already subtracted). */
@@ -33,6 +38,8 @@ interface Drawn {
   ys: (number | null)[];
   /** The server's smoothed values at xs, when smoothing is on. */
   smoothed: (number | null)[] | null;
+  /** A group's band at xs: lower and upper bounds. */
+  band: { lo: (number | null)[]; hi: (number | null)[] } | null;
 }
 
 const HEIGHT = 210;
@@ -61,6 +68,7 @@ export class Chart {
   private pendingDraw = false;
   private points = 0;
   private smoothedLast = "";
+  private groupsJson = "";
   private readonly refetchSoon = debounce(() => void this.load(), 200);
   private readonly unlisten: () => void;
   private readonly resize: ResizeObserver;
@@ -78,7 +86,7 @@ export class Chart {
     const keys = [...new Set(runs.map((r) => r.key ?? key))];
     const csvLink = (k: string, text: string, cls: string) => h("a", {
       class: cls,
-      href: api.seriesCsvUrl(k, runs.filter((r) => (r.key ?? key) === k).map((r) => r.id)),
+      href: api.seriesCsvUrl(k, runs.filter((r) => (r.key ?? key) === k).flatMap((r) => r.members?.map((m) => m.id) ?? [r.id])),
       download: "",
       title: `All points of ${k}, full resolution`,
     }, text);
@@ -116,13 +124,15 @@ export class Chart {
     const { x: mode, smoothing, smoothingMethod } = this.view.state;
     const zoom = this.zoom;
     const points = this.pointsWanted();
+    // A group's line fetches each of its runs' series; render() takes their mean.
+    const fetches = this.runs.flatMap((run) => (run.members ?? [run]).map((m, j) => ({ run, m, id: run.members ? memberId(run, j) : lineId(run) })));
     const results = await Promise.allSettled(
-      this.runs.map((run) => {
+      fetches.map(({ run, m }) => {
         // The server adds one point beyond each end of a range, so lines reach the plot's edges.
-        const offset = mode === "rel" ? run.started : 0;
+        const offset = mode === "rel" ? m.started : 0;
         const [min, max] = zoom ? [zoom[0] + offset, zoom[1] + offset] : [undefined, undefined];
         const q: SeriesQuery = { key: run.key ?? this.key, x: mode === "rel" ? "time" : mode, min, max, points, smoothing, smoothingMethod };
-        return api.series(run.id, q, this.signal);
+        return api.series(m.id, q, this.signal);
       }),
     );
     // A newer load (another zoom, another axis) started meanwhile: its answer wins.
@@ -130,8 +140,8 @@ export class Chart {
     this.loaded = new Map();
     this.errors = new Map();
     results.forEach((res, i) => {
-      const run = this.runs[i];
-      if (res.status === "fulfilled") this.loaded.set(lineId(run), res.value);
+      const { run, id } = fetches[i];
+      if (res.status === "fulfilled") this.loaded.set(id, res.value);
       else if (!isAbort(res.reason)) {
         const msg = res.reason instanceof ApiError && res.reason.status === 404 ? "no such key" : errorMessage(res.reason);
         this.errors.set(lineId(run), msg);
@@ -162,7 +172,25 @@ export class Chart {
   private render(): void {
     const { x: mode, logY, smoothing } = this.view.state;
     let hiddenNonPositive = 0;
-    this.drawn = this.runs.flatMap((run) => {
+    const positive = (v: number | null) => (v !== null && v <= 0 ? null : v);
+    this.drawn = this.runs.flatMap((run): Drawn[] => {
+      if (run.members) {
+        const parts = run.members.flatMap((m, j) => {
+          const s = this.loaded.get(memberId(run, j));
+          if (!s) return [];
+          const offset = mode === "rel" ? m.started : 0;
+          return [{ xs: offset ? s.x.map((v) => v - offset) : s.x, ys: s.y, smoothed: smoothing > 0 ? s.smoothed : null }];
+        });
+        if (!parts.length) return [];
+        const g = groupStats(parts, this.view.state.band);
+        let { ys, smoothed, lo, hi } = g;
+        if (logY) {
+          ys = ys.map((v) => (v !== null && v <= 0 ? (hiddenNonPositive++, null) : v));
+          smoothed = smoothed && smoothed.map(positive);
+          [lo, hi] = [lo.map(positive), hi.map(positive)];
+        }
+        return [{ run, xs: g.xs, ys, smoothed, band: { lo, hi } }];
+      }
       const s = this.loaded.get(lineId(run));
       if (!s) return [];
       const offset = mode === "rel" ? run.started : 0;
@@ -172,10 +200,13 @@ export class Chart {
       if (logY) {
         // A log axis cannot show zero or negative values: leave them out, and say so.
         ys = s.y.map((v) => (v !== null && v <= 0 ? (hiddenNonPositive++, null) : v));
-        smoothed = smoothed && smoothed.map((v) => (v !== null && v <= 0 ? null : v));
+        smoothed = smoothed && smoothed.map(positive);
       }
-      return [{ run, xs, ys, smoothed }];
+      return [{ run, xs, ys, smoothed, band: null }];
     });
+    this.groupsJson = this.drawn.some((d) => d.band)
+      ? JSON.stringify(this.drawn.filter((d) => d.band).map((d) => ({ name: d.run.name, runs: d.run.members!.length, x: d.xs, mean: d.ys, lo: d.band!.lo, hi: d.band!.hi })))
+      : "";
     this.renderNotes(hiddenNonPositive);
     const smoothed = this.drawn.some((d) => d.smoothed !== null);
     this.smoothedLast = this.drawn.flatMap((d) => {
@@ -188,7 +219,7 @@ export class Chart {
     this.plotEl.classList.toggle("empty", points === 0);
     this.plotEl.dataset.message = points === 0 ? (this.errors.size ? "No data" : "No points in this range") : "";
 
-    const structure = [mode, logY, smoothed, this.drawn.map((d) => lineId(d.run)).join(",")].join("|");
+    const structure = [mode, logY, smoothed, this.drawn.map((d) => lineId(d.run) + (d.band ? "+band" : "")).join(",")].join("|");
     const data = alignedData(this.drawn);
     if (this.plot && structure === this.structure) {
       this.plot.setData(data, !this.zoom);
@@ -204,6 +235,7 @@ export class Chart {
 
   private options(mode: XMode, logY: boolean, smoothed: boolean): uPlot.Options {
     const series: uPlot.Series[] = [{ label: mode }];
+    const bands: uPlot.Band[] = [];
     for (const d of this.drawn) {
       series.push({
         label: d.run.name,
@@ -214,6 +246,12 @@ export class Chart {
         ...(smoothed ? { points: { show: false } } : {}),
       });
       if (smoothed) series.push({ label: `${d.run.name} (smoothed)`, stroke: d.run.color, width: 1.75, dash: d.run.dash, spanGaps: false, points: { show: false } });
+      if (d.band) {
+        // The band's edges, faint, and the fill between them (uPlot fills from the upper series down to the lower).
+        const edge = { stroke: withAlpha(d.run.color, 0.3), width: 0.5, spanGaps: false, points: { show: false } };
+        series.push({ label: `${d.run.name} (low)`, ...edge }, { label: `${d.run.name} (high)`, ...edge });
+        bands.push({ series: [series.length - 1, series.length - 2], fill: withAlpha(d.run.color, 0.15) });
+      }
     }
     const axisStyle = { stroke: "#5b6472", font: "11px system-ui, sans-serif", grid: { stroke: "#eceef2", width: 1 }, ticks: { stroke: "#dfe2e7", width: 1, size: 4 } };
     const xAxis: uPlot.Axis = { ...axisStyle };
@@ -248,6 +286,7 @@ export class Chart {
       },
       axes: [xAxis, yAxis],
       series,
+      bands,
       hooks: {
         setScale: [(u, key) => void (key === "x" && (this.el.dataset.xRange = `${u.scales.x.min},${u.scales.x.max}`))],
         setSelect: [
@@ -267,6 +306,8 @@ export class Chart {
             this.el.dataset.points = String(this.points);
             if (this.smoothedLast) this.el.dataset.smoothedLast = this.smoothedLast;
             else delete this.el.dataset.smoothedLast;
+            if (this.groupsJson) this.el.dataset.groups = this.groupsJson;
+            else delete this.el.dataset.groups;
             this.el.dataset.draws = String(++this.draws);
           },
         ],
@@ -323,7 +364,7 @@ export class Chart {
       const value = d.smoothed ? fmtValue(sm) : fmtValue(raw);
       return h("span", { class: "legend-item" },
         h("i", { class: d.run.dash ? "swatch line" : "swatch", style: { background: swatchOf(d.run) } }),
-        this.runs.length > 1 ? h("span", { class: "legend-name" }, d.run.name) : null,
+        this.runs.length > 1 || d.band ? h("span", { class: "legend-name" }, d.run.name) : null,
         h("b", { class: "num" }, value),
         d.smoothed ? h("span", { class: "muted num at", title: "raw value" }, `(${fmtValue(raw)})`) : null,
         x === null && i >= 0 ? h("span", { class: "muted at" }, `@ ${fmtX(d.xs[i], mode)}`) : null,
@@ -353,7 +394,7 @@ export class Chart {
     let x = 16 * ratio + ctx.measureText(this.key).width;
     ctx.font = `${11 * ratio}px system-ui, sans-serif`;
     for (const d of this.drawn) {
-      if (this.runs.length < 2) break;
+      if (this.runs.length < 2 && !d.band) break;
       ctx.fillStyle = d.run.color;
       ctx.fillRect(x, head / 2 - 4 * ratio, 8 * ratio, 8 * ratio);
       ctx.fillStyle = "#1f2933";
@@ -383,6 +424,61 @@ function lineId(line: ChartRun): string {
   return line.key ? `${line.id}\n${line.key}` : line.id;
 }
 
+/** Where a group's line keeps its `j`th run's series. */
+function memberId(line: ChartRun, j: number): string {
+  return `${lineId(line)}\n#${j}`;
+}
+
+interface Part {
+  xs: number[];
+  ys: (number | null)[];
+  smoothed: (number | null)[] | null;
+}
+
+/**
+ * A group's line: at each x any of its runs logged (the union; a sweep's runs log the same steps), the
+ * mean of the runs with a finite value there, nothing interpolated; the band is their minimum to
+ * maximum, or the mean ± the sample standard deviation (0 for one run). A run's repeated x counts once
+ * per point. Smoothed curves are averaged the same way.
+ */
+export function groupStats(parts: Part[], band: "minmax" | "std") {
+  const at = new Map<number, { ys: number[]; sm: number[] }>();
+  for (const p of parts) {
+    p.xs.forEach((x, i) => {
+      let cell = at.get(x);
+      if (!cell) at.set(x, (cell = { ys: [], sm: [] }));
+      const y = p.ys[i];
+      if (y !== null && Number.isFinite(y)) cell.ys.push(y);
+      const s = p.smoothed?.[i];
+      if (s !== null && s !== undefined && Number.isFinite(s)) cell.sm.push(s);
+    });
+  }
+  const xs = [...at.keys()].sort((a, b) => a - b);
+  const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : null);
+  const ys: (number | null)[] = [];
+  const lo: (number | null)[] = [];
+  const hi: (number | null)[] = [];
+  const smoothed: (number | null)[] | null = parts.some((p) => p.smoothed) ? [] : null;
+  for (const x of xs) {
+    const { ys: v, sm } = at.get(x)!;
+    const m = mean(v);
+    ys.push(m);
+    smoothed?.push(mean(sm));
+    if (m === null) {
+      lo.push(null);
+      hi.push(null);
+    } else if (band === "minmax") {
+      lo.push(Math.min(...v));
+      hi.push(Math.max(...v));
+    } else {
+      const sd = v.length > 1 ? Math.sqrt(v.reduce((a, y) => a + (y - m) ** 2, 0) / (v.length - 1)) : 0;
+      lo.push(m - sd);
+      hi.push(m + sd);
+    }
+  }
+  return { xs, ys, smoothed, lo, hi };
+}
+
 /** A legend swatch: the line's colour, in dashes where the line is dashed. */
 function swatchOf(line: ChartRun): string {
   if (!line.dash?.length) return line.color;
@@ -405,7 +501,7 @@ function aroundSingleX(u: uPlot, mode: XMode): uPlot.Range.MinMax | null {
 
 /** uPlot's data: one x array, then each run's raw (and smoothed) y. Runs' x values are merged. */
 function alignedData(drawn: Drawn[]): uPlot.AlignedData {
-  const tables = drawn.map((d) => (d.smoothed ? [d.xs, d.ys, d.smoothed] : [d.xs, d.ys]) as uPlot.AlignedData);
+  const tables = drawn.map((d) => [d.xs, d.ys, ...(d.smoothed ? [d.smoothed] : []), ...(d.band ? [d.band.lo, d.band.hi] : [])] as uPlot.AlignedData);
   if (tables.length === 0) return [[]];
   if (tables.length === 1) return tables[0];
   // uPlot.join keys rows by x value; it needs each run's x strictly increasing (an epoch axis of

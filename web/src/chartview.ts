@@ -2,6 +2,7 @@
 // They persist in localStorage: someone who likes 0.6 smoothing wants it on the next run too.
 
 import type { SmoothingMethod } from "./api";
+import type { Band } from "./router";
 import { h } from "./dom";
 
 export type XMode = "step" | "epoch" | "time" | "rel";
@@ -14,10 +15,12 @@ export interface ViewState {
   smoothingMethod: SmoothingMethod;
   /** One chart for a metric on several splits (train/loss with valid/loss), or a chart per key. */
   overlay: boolean;
+  /** What a group's band spans (compare page, runs grouped): min to max of its runs, or mean ± 1 std. */
+  band: Band;
 }
 
 const STORAGE_KEY = "epochal.chartView";
-const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0, smoothingMethod: "time_ema", overlay: true };
+const DEFAULTS: ViewState = { x: "step", logY: false, smoothing: 0, smoothingMethod: "time_ema", overlay: true, band: "minmax" };
 
 export class ChartView {
   state: ViewState;
@@ -49,6 +52,7 @@ function load(): Partial<ViewState> {
     if (saved.x && ["step", "epoch", "time", "rel"].includes(saved.x)) out.x = saved.x;
     if (typeof saved.logY === "boolean") out.logY = saved.logY;
     if (typeof saved.overlay === "boolean") out.overlay = saved.overlay;
+    if (saved.band === "minmax" || saved.band === "std") out.band = saved.band;
     if (typeof saved.smoothing === "number" && saved.smoothing >= 0 && saved.smoothing < 1) out.smoothing = saved.smoothing;
     if (saved.smoothingMethod && SMOOTHING_METHODS.some(([m]) => m === saved.smoothingMethod)) out.smoothingMethod = saved.smoothingMethod;
     return out;

@@ -59,7 +59,7 @@ function render(route: Route): void {
       );
       break;
     case "compare":
-      mountCompare(app, ctx, route.runs, route.key, route.filter ?? "");
+      mountCompare(app, ctx, route.runs, route.key, route.filter ?? "", { keys: route.group ?? [], band: route.band ?? "minmax" });
       break;
     case "missing":
       setCrumbs("not found");

@@ -1,13 +1,17 @@
 // Hash routes: #/ (runs), #/run/<id>, #/run/<id>/dynamics, #/compare?runs=<id>,<id>&key=<key>; the run
-// and compare pages keep their key filter as &filter=<text>.
+// and compare pages keep their key filter as &filter=<text>; the compare page its grouping as
+// &group=<key>,<key>&band=std.
 // Hash routing needs nothing from the server: any static file server can serve the built UI.
 
 export type Route =
   | { page: "runs" }
   | { page: "run"; id: string; filter?: string | null }
   | { page: "dynamics"; id: string }
-  | { page: "compare"; runs: string[]; key: string | null; filter?: string | null }
+  | { page: "compare"; runs: string[]; key: string | null; filter?: string | null; group?: string[]; band?: Band }
   | { page: "missing"; hash: string };
+
+/** What a group's band spans around its mean line: its runs' minimum to maximum, or one standard deviation. */
+export type Band = "minmax" | "std";
 
 export function parseHash(hash: string): Route {
   const raw = hash.replace(/^#/, "") || "/";
@@ -19,7 +23,9 @@ export function parseHash(hash: string): Route {
   if (parts[0] === "run" && parts.length === 3 && parts[2] === "dynamics") return { page: "dynamics", id: parts[1] };
   if (parts[0] === "compare" && parts.length === 1) {
     const runs = (params.get("runs") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-    return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null, filter: params.get("filter") || null };
+    const group = (params.get("group") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+    const band: Band = params.get("band") === "std" ? "std" : "minmax";
+    return { page: "compare", runs: [...new Set(runs)], key: params.get("key") || null, filter: params.get("filter") || null, group, band };
   }
   return { page: "missing", hash: raw };
 }
@@ -37,6 +43,8 @@ export function href(route: Route): string {
       let h = `#/compare?runs=${route.runs.map(encodeURIComponent).join(",")}`;
       if (route.key) h += `&key=${encodeURIComponent(route.key)}`;
       if (route.filter) h += `&filter=${encodeURIComponent(route.filter)}`;
+      if (route.group?.length) h += `&group=${route.group.map(encodeURIComponent).join(",")}`;
+      if (route.group?.length && route.band === "std") h += "&band=std";
       return h;
     }
     case "missing":

@@ -82,6 +82,24 @@ class RunIds(BaseModel):
     total: int
 
 
+class GroupStat(BaseModel):
+    count: int = Field(description="the group's runs that have a value")
+    mean: float | None
+    std: float | None = Field(description="sample standard deviation; 0 for one value")
+
+
+class RunGroup(BaseModel):
+    values: list[Any] = Field(description="the group's value of each group_by key, in order; null where its runs lack the key")
+    count: int
+    stats: dict[str, GroupStat] = Field(description="per metric column asked for")
+
+
+class RunGroups(BaseModel):
+    group_by: list[str]
+    metrics: list[str]
+    groups: list[RunGroup] = Field(description="largest first")
+
+
 class SummaryRow(BaseModel):
     key: str
     count: int

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from epochal.keys import main_metrics
 from epochal.server import folders, models
-from epochal.server.models import Deleted, Problem, RunDetail, RunIds, RunList, RunPatch, Status
+from epochal.server.models import Deleted, Problem, RunDetail, RunGroups, RunIds, RunList, RunPatch, Status
 from epochal.store.query import MAX_LIMIT, Column, RunQuery, parse_column, parse_condition
 from epochal.store.records import RunRecord
 from epochal.store.store import Store
@@ -104,6 +104,39 @@ def list_run_ids(
                      conditions=_known(store, tuple(map(parse_condition, where))))
     records, total = store.query_runs(query)
     return RunIds(ids=[r.id for r in records], total=total)
+
+
+@router.get("/run-groups", response_model=RunGroups, responses={422: {"model": Problem}})
+def list_run_groups(
+    request: Request,
+    group_by: Annotated[list[str], Query(min_length=1, max_length=20, description="config keys whose equal values make a group")],
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    project: Annotated[str | None, Query(max_length=200)] = None,
+    tag: Annotated[str | None, Query(max_length=200)] = None,
+    status: Status | None = None,
+    where: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
+    as_of: float | None = None,
+    metric: Annotated[list[str], Query(max_length=50, description=(
+        "metric columns (`valid/loss:best`, `train/loss:last`) whose mean and standard deviation each group gets"))] = [],  # noqa: B006
+) -> RunGroups:
+    """The runs the same filters as ``/runs`` select, in groups of equal values of ``group_by``, largest
+    first: each group's values, its count, and per metric column the mean and sample standard deviation."""
+    store = store_of(request)
+    keys = [parse_column(k) for k in group_by]
+    if any(k.kind != "config" for k in keys):
+        raise ValueError(f"group_by takes config keys, got {group_by!r}; the config keys are: "
+                         f"{', '.join(store.config_keys()) or 'none'}")
+    _known(store, tuple(keys))
+    columns = [parse_column(m) for m in metric]
+    if any(c.kind != "metric" for c in columns):
+        raise ValueError(f"metric takes a logged key and ':last' or ':best', such as 'valid/loss:best'; got {metric!r}")
+    query = RunQuery(project=project, status=status, tag=tag, text=q or None, started_before=as_of,
+                     conditions=_known(store, tuple(map(parse_condition, where))))
+    groups = store.group_runs(query, [k.name for k in keys], _known(store, tuple(columns)))
+    return RunGroups(group_by=[k.name for k in keys], metrics=[c.text for c in columns], groups=[
+        {"values": list(g.values), "count": g.count,
+         "stats": {name: {"count": s.count, "mean": s.mean, "std": s.std} for name, s in g.stats.items()}}
+        for g in groups])
 
 
 @router.get("/runs/{run}", response_model=RunDetail, responses={404: {"model": Problem}, 422: {"model": Problem}})

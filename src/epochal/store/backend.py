@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from epochal.store.query import RunQuery
+from epochal.store.query import Column, RunGroup, RunQuery
 from epochal.store.records import Checkpoint, KeySummary, RunRecord, WriteBatch
 
 
@@ -39,6 +39,11 @@ class Backend(ABC):
     @abstractmethod
     def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
         """One page of the runs ``query`` selects, in its order, and how many it selects in all."""
+
+    @abstractmethod
+    def group_runs(self, query: RunQuery, group_by: Sequence[str], metrics: Sequence[Column]) -> list[RunGroup]:
+        """The runs ``query`` selects (its sort and page aside) in groups of equal values of the config keys
+        ``group_by``, largest first, each with its count and each metric's mean and standard deviation."""
 
     @abstractmethod
     def runs_made(self, project: str) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 from epochal.errors import RunStateError, StoreError, StoreNotFoundError
 from epochal.store import series
 from epochal.store.backend import Backend
-from epochal.store.query import Column, RunQuery, cell, matches, sort_key
+from epochal.store.query import Column, RunGroup, RunQuery, cell, group_records, matches, sort_key
 from epochal.store.records import (
     Checkpoint,
     KeySummary,
@@ -190,6 +190,13 @@ class MemoryBackend(Backend):
             chosen.reverse()
         end = None if query.limit is None else query.offset + query.limit
         return chosen[query.offset:end], len(chosen)
+
+    def group_runs(self, query: RunQuery, group_by: Sequence[str], metrics: Sequence[Column]) -> list[RunGroup]:
+        records, _ = self.query_runs(replace(query, limit=None, offset=0))
+        keys = list({c.name for c in metrics})
+        summaries = {run_id: {k: s for k, (s, _) in per_key.items()}
+                     for run_id, per_key in self.summaries_of_keys(keys, [r.id for r in records]).items()}
+        return group_records(records, group_by, metrics, summaries)
 
     def key_counts(self, project: str | None = None) -> dict[str, int]:
         state = self._state()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,3 +177,55 @@ def sort_key(value: Any) -> tuple:
     if isinstance(value, (int, float)):
         return (0, float(value), "")
     return (1, 0.0, str(value))
+
+
+# -- groups of runs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A metric column over a group's runs: how many have a value, their mean and sample standard
+    deviation (None without values; 0 for one)."""
+
+    count: int
+    mean: float | None
+    std: float | None
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """Runs with equal values of the grouping keys: the values (None where the runs lack the key), how
+    many runs, and a :class:`Stat` per metric column (by its ``Column.text``)."""
+
+    values: tuple[Any, ...]
+    count: int
+    stats: dict[str, Stat]
+
+
+def stat(count: int, total: float, squares: float) -> Stat:
+    """A :class:`Stat` from a count, a sum and a sum of squares: the form SQL aggregates give."""
+    if not count:
+        return Stat(0, None, None)
+    mean = total / count
+    var = max(0.0, (squares - count * mean * mean) / (count - 1)) if count > 1 else 0.0
+    return Stat(count, mean, math.sqrt(var))
+
+
+def group_records(records: Iterable[Any], group_by: Sequence[str], metrics: Sequence[Column],
+                  summaries: dict[str, dict[str, Any]]) -> list[RunGroup]:
+    """The groups of ``records`` by the config keys ``group_by``, largest first (then by values).
+    ``summaries``: run id -> key -> KeySummary. The in-memory answer the SQL one matches."""
+    found: dict[tuple, list[Any]] = {}
+    for r in records:
+        flat = r.config.flat()
+        key = tuple(json.dumps(flat[k]) if k in flat else None for k in group_by)
+        found.setdefault(key, []).append(r)
+    groups = []
+    for key, runs in found.items():
+        stats = {}
+        for column in metrics:
+            values = [v for v in (cell(r, column, summaries.get(r.id, {})) for r in runs)
+                      if isinstance(v, float) and not math.isnan(v)]
+            stats[column.text] = stat(len(values), sum(values), sum(v * v for v in values))
+        groups.append(RunGroup(tuple(None if v is None else json.loads(v) for v in key), len(runs), stats))
+    return sorted(groups, key=lambda g: (-g.count, json.dumps(g.values)))

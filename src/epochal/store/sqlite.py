@@ -20,7 +20,7 @@ from typing import Any
 from epochal.errors import EpochalWarning, RunStateError, StoreError, StoreNotFoundError
 from epochal.store import series, sqlite_query
 from epochal.store.backend import Backend
-from epochal.store.query import RunQuery
+from epochal.store.query import Column, RunGroup, RunQuery
 from epochal.store.records import (
     Checkpoint,
     Config,
@@ -411,6 +411,9 @@ class SQLiteBackend(Backend):
             records.update((r.id, r) for r in self._run_rows(f"WHERE runs.id IN ({','.join('?' * len(part))})",
                                                              tuple(part), order=""))
         return [records[run_id] for run_id in ids if run_id in records], total
+
+    def group_runs(self, query: RunQuery, group_by: Sequence[str], metrics: Sequence[Column]) -> list[RunGroup]:
+        return sqlite_query.groups(self._conn(), query, _RUN_FROM, group_by, metrics)
 
     def runs_made(self, project: str) -> int:
         row = self._conn().execute("SELECT runs_made FROM projects WHERE name = ?", (project,)).fetchone()

@@ -14,7 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from epochal.store.query import Column, RunQuery
+from collections.abc import Sequence
+
+from epochal.store.query import Column, RunGroup, RunQuery, stat
 
 _RUN_SORT = {
     "started": "runs.started", "name": "runs.name", "project": "projects.name", "status": "runs.status",
@@ -148,3 +150,30 @@ def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
         skip = 0
         wanted = None if wanted is None else wanted - len(found)
     return ids, total
+
+
+def groups(conn: Any, query: RunQuery, runs: str, group_by: Sequence[str], metrics: Sequence[Column]) -> list[RunGroup]:
+    """The runs ``query`` selects grouped by their config values of ``group_by``, in one statement: each
+    grouping key and each metric a LEFT JOIN on its covering index, then count, sum and sum of squares
+    per group. ``runs``: the runs table joined to its projects."""
+    where_clause, where_params = where(query)
+    joins, params, columns = [], [], []
+    for i, key in enumerate(group_by):
+        joins.append(f"LEFT JOIN config g{i} ON g{i}.run_id = runs.id AND g{i}.key = ?")
+        params.append(key)
+    for i, column in enumerate(metrics):
+        joins.append(f"LEFT JOIN series m{i} ON m{i}.run_id = runs.id AND m{i}.key = ?")
+        params.append(column.name)
+        value = _metric_column(column, f"m{i}")
+        columns += [f"count({value})", f"sum({value})", f"sum({value} * {value})"]
+    keys = [f"g{i}.value" for i in range(len(group_by))]
+    rows = conn.execute(
+        f"SELECT {', '.join([*keys, 'count(*)', *columns])} FROM {runs} {' '.join(joins)} {where_clause} "
+        f"GROUP BY {', '.join(keys)}", [*params, *where_params]).fetchall()
+    out = []
+    for row in rows:
+        values, rest = row[:len(group_by)], row[len(group_by):]
+        stats = {column.text: stat(rest[1 + 3 * i] or 0, rest[2 + 3 * i] or 0.0, rest[3 + 3 * i] or 0.0)
+                 for i, column in enumerate(metrics)}
+        out.append(RunGroup(tuple(None if v is None else json.loads(v) for v in values), rest[0], stats))
+    return sorted(out, key=lambda g: (-g.count, json.dumps(g.values)))

@@ -26,7 +26,7 @@ from epochal.keys import best_mode
 from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.memory import MemoryBackend
-from epochal.store.query import RunQuery
+from epochal.store.query import Column, RunGroup, RunQuery, group_records
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch
 from epochal.store.sqlite import SQLiteBackend
 
@@ -111,6 +111,16 @@ class Store:
         stored = None if status in (None, "crashed", "running") else status
         found = [_with_live_status(r) for r in self._backend.find_runs(project=project, status=stored, tag=tag, config=config)]
         return [r for r in found if status is None or r.status == status]
+
+    def group_runs(self, query: RunQuery, group_by: Sequence[str], metrics: Sequence[Column] = ()) -> list[RunGroup]:
+        """The runs ``query`` selects, grouped by their values of the config keys ``group_by`` (see
+        :class:`~epochal.store.query.RunGroup`), largest group first. A live status ('running',
+        'crashed') is told by looking at processes, so those groups are made here from the records."""
+        if query.status not in ("running", "crashed"):
+            return self._backend.group_runs(query, group_by, metrics)
+        records, _ = self.query_runs(replace(query, limit=None, offset=0))
+        summaries = self.key_summaries({c.name for c in metrics}, [r.id for r in records])
+        return group_records(records, group_by, metrics, summaries)
 
     def query_runs(self, query: RunQuery) -> tuple[list[RunRecord], int]:
         """One page of the runs ``query`` selects (see :mod:`epochal.store.query`), with their status as of

@@ -11,13 +11,19 @@ import { fmtConfig, fmtConfigShort } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
 import { parallelCoords, varyingKeys, type AxisScales } from "../parallel";
-import { href, replaceRoute } from "../router";
+import { href, replaceRoute, type Band } from "../router";
 import { errorBox, showBanner, statusBadge } from "../ui";
 
 const SHARED = "";
 const ALL = "*";
 
-export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[], key: string | null, filter = ""): void {
+/** The compare page's grouping: the config keys whose values make a group (none: a line per run), and the band. */
+export interface Grouping {
+  keys: string[];
+  band: Band;
+}
+
+export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[], key: string | null, filter = "", grouping: Grouping = { keys: [], band: "minmax" }): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], "compare");
   if (!ids.length) {
     replace(root, errorBox(new Error("No runs chosen. Select two or more runs on the runs page and press Compare."), "Nothing to compare"));
@@ -33,7 +39,7 @@ export function mountCompare(root: HTMLElement, ctx: PageContext, ids: string[],
       return;
     }
     if (failed.length) showBanner(`Left out of the comparison: ${failed.join("; ")}`, "error");
-    new ComparePage(root, ctx, runs, key, filter);
+    new ComparePage(root, ctx, runs, key, filter, grouping);
   });
 }
 
@@ -42,6 +48,8 @@ class ComparePage {
   private readonly grid: ChartGrid;
   private readonly head = h("div", { class: "compare-head" });
   private readonly keySelect = h("select", { class: "key-select", title: "Which keys to chart" });
+  private readonly groupTool = h("details", { class: "tool group-by" });
+  private readonly bandTool = h("label", { class: "tool band-tool" });
   private readonly parallel = h("div", { class: "card" });
   private readonly configCard = h("div", { class: "card" });
   private onlyDiff = false;
@@ -56,7 +64,9 @@ class ComparePage {
     private runs: RunDetail[],
     private key: string | null,
     private filter: string,
+    private grouping: Grouping,
   ) {
+    this.view.set({ band: grouping.band });
     ctx.setCrumbs(["runs", href({ page: "runs" })], `compare ${runs.length} runs`);
     this.grid = new ChartGrid(this.view, ctx.signal, "compare", {
       colorBy: "run",
@@ -74,7 +84,7 @@ class ComparePage {
       this.head,
       h("section", { class: "charts-section" },
         h("h2", null, "Charts"),
-        chartToolbar(this.view, h("label", { class: "tool" }, h("span", { class: "tool-label" }, "Keys"), this.keySelect), this.grid.filterEl),
+        chartToolbar(this.view, h("label", { class: "tool" }, h("span", { class: "tool-label" }, "Keys"), this.keySelect), this.groupTool, this.bandTool, this.grid.filterEl),
         this.grid.el,
       ),
       this.parallel,
@@ -82,6 +92,7 @@ class ComparePage {
     );
     this.renderHead();
     this.renderKeySelect();
+    this.renderGroupBy();
     this.showCharts();
     this.renderParallel();
     this.renderConfig();
@@ -93,11 +104,74 @@ class ComparePage {
   }
 
   private keepRoute(): void {
-    replaceRoute({ page: "compare", runs: this.runs.map((r) => r.id), key: this.key, filter: this.filter });
+    replaceRoute({ page: "compare", runs: this.runs.map((r) => r.id), key: this.key, filter: this.filter, group: this.grouping.keys, band: this.grouping.band });
   }
 
+  /** A line per run; grouped, a line per group of runs with equal values of the chosen keys, named by them. */
   private chartRuns(): ChartRun[] {
-    return this.runs.map((r, i) => ({ id: r.id, name: r.name, color: runColor(i), started: r.started }));
+    const keys = this.grouping.keys.filter((k) => this.differingKeys().includes(k));
+    if (!keys.length) return this.runs.map((r, i) => ({ id: r.id, name: r.name, color: runColor(i), started: r.started }));
+    const groups = new Map<string, RunDetail[]>();
+    for (const r of this.runs) {
+      const id = JSON.stringify(keys.map((k) => r.config[k] ?? null));
+      if (!groups.has(id)) groups.set(id, []);
+      groups.get(id)!.push(r);
+    }
+    return [...groups].map(([id, runs], i) => ({
+      id: `group:${id}`,
+      name: `${keys.map((k) => `${k}=${k in runs[0].config ? fmtConfigShort(runs[0].config[k]) : "—"}`).join(", ")} (${runs.length} run${runs.length === 1 ? "" : "s"})`,
+      color: runColor(i),
+      started: runs[0].started,
+      members: runs.map((r) => ({ id: r.id, started: r.started })),
+    }));
+  }
+
+  /** The config keys whose values differ among the runs: the ones worth grouping by. */
+  private differingKeys(): string[] {
+    const keys = [...new Set(this.runs.flatMap((r) => Object.keys(r.config)))].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    return keys.filter((k) => new Set(this.runs.map((r) => JSON.stringify(r.config[k] ?? null))).size > 1);
+  }
+
+  /** The "Group by" menu: a box per differing config key, and "all but seed"; the band's choice beside it. */
+  private renderGroupBy(): void {
+    const differing = this.differingKeys();
+    const chosen = new Set(this.grouping.keys.filter((k) => differing.includes(k)));
+    const set = (keys: string[]) => {
+      this.grouping = { ...this.grouping, keys };
+      this.keepRoute();
+      this.renderGroupBy();
+      this.showCharts();
+    };
+    const boxes = differing.map((k) => {
+      const box = h("input", { type: "checkbox", value: k, checked: chosen.has(k) });
+      box.addEventListener("change", () => set(differing.filter((x) => (x === k ? box.checked : chosen.has(x)))));
+      return h("label", { class: "group-key" }, box, h("code", null, k));
+    });
+    const isSeed = (k: string) => /(^|[._/])seed$/i.test(k);
+    const allBut = h("button", { type: "button", class: "mini-btn group-all-but", title: "Every config key that differs, except seeds: runs that differ only by seed become one line" }, "all but seed");
+    allBut.addEventListener("click", () => set(differing.filter((k) => !isSeed(k))));
+    const none = h("button", { type: "button", class: "mini-btn group-none" }, "none");
+    none.addEventListener("click", () => set([]));
+    const wasOpen = this.groupTool.open;
+    replace(this.groupTool,
+      h("summary", { class: "tool-label", title: "One line per group of runs with equal values of these config keys: their mean, and a band" },
+        "Group by ", h("b", null, chosen.size ? [...chosen].join(", ") : "none")),
+      h("div", { class: "group-menu" },
+        differing.length ? boxes : h("p", { class: "muted" }, "These runs have the same config."),
+        h("div", null, allBut, none)),
+    );
+    this.groupTool.open = wasOpen;
+
+    const band = h("select", { class: "band-select", "aria-label": "Band around a group's mean" },
+      h("option", { value: "minmax" }, "min–max"), h("option", { value: "std" }, "± 1 std"));
+    band.value = this.grouping.band;
+    band.addEventListener("change", () => {
+      this.grouping = { ...this.grouping, band: band.value as Band };
+      this.view.set({ band: this.grouping.band });
+      this.keepRoute();
+    });
+    replace(this.bandTool, h("span", { class: "tool-label" }, "Band"), band);
+    this.bandTool.hidden = !chosen.size;
   }
 
   private allKeys(): string[] {
@@ -122,10 +196,15 @@ class ComparePage {
   private showCharts(): void {
     const runs = this.chartRuns();
     const keys = this.key === null ? this.sharedKeys() : this.key === ALL ? this.allKeys() : [this.key];
-    // A chart draws the runs that have its key, in the page's colours.
+    const has = (id: string, key: string) => this.runs.some((r) => r.id === id && r.summary.some((s) => s.key === key && s.count > 0));
+    // A chart draws the runs (or groups, with the runs of theirs) that have its key, in the page's colours.
     this.grid.show(keys.map((key) => ({
       key,
-      runs: runs.filter((_, i) => this.runs[i].summary.some((s) => s.key === key && s.count > 0)),
+      runs: runs.flatMap((line) => {
+        if (!line.members) return has(line.id, key) ? [line] : [];
+        const members = line.members.filter((m) => has(m.id, key));
+        return members.length ? [{ ...line, members }] : [];
+      }),
       split: this.runs.flatMap((r) => r.summary).find((s) => s.key === key)?.split ?? null,
     })).filter((spec) => spec.runs.length > 0), this.key && this.key !== ALL ? `No run here has logged ${this.key}.` : "These runs share no key: pick one above.");
   }
@@ -142,7 +221,7 @@ class ComparePage {
           this.runs.length > 1 ? h("a", {
             class: "chip-x",
             title: "Leave out of the comparison",
-            href: href({ page: "compare", runs: ids.filter((x) => x !== r.id), key: this.key, filter: this.filter }),
+            href: href({ page: "compare", runs: ids.filter((x) => x !== r.id), key: this.key, filter: this.filter, group: this.grouping.keys, band: this.grouping.band }),
           }, "×") : null,
         ),
       )),
