@@ -160,3 +160,21 @@ def test_a_run_started_while_the_page_is_open_is_announced_then_shown(page, big_
     _first_name_is(page, f"r{RUNS:04d}")
     assert page.locator(".count-note").inner_text() == "3,001 runs"
     assert announced.is_hidden()
+
+
+def test_grouping_by_a_config_key_shows_each_groups_count_and_mean_and_std(page, big_dashboard):
+    page.goto(big_dashboard.url)
+    page.wait_for_selector(ROWS, timeout=TIMEOUT_MS)
+    page.locator("details.picker summary", has_text="Group by").click()
+    page.locator("details.picker[open] label.picker-item", has_text="lr").locator("input").check()
+    page.wait_for_function("document.querySelectorAll('table.groups-table tbody tr').length === 3", timeout=TIMEOUT_MS)
+    header = page.locator("table.groups-table thead th").all_inner_texts()
+    column = next(i for i, text in enumerate(header) if text.startswith("valid/loss"))
+    for row in page.locator("table.groups-table tbody tr").all():
+        cells = row.locator("td").all_inner_texts()
+        lr = float(cells[0])
+        members = [_loss(i) for i in range(RUNS) if 10.0 ** -(1 + i % 3) == lr]
+        assert cells[1] == "1,000" and len(members) == 1000
+        mean, std = cells[column].split(" ± ")
+        assert float(mean) == pytest.approx(np.mean(members), rel=1e-3)  # shown to 4 significant digits
+        assert float(std) == pytest.approx(np.std(members, ddof=1), rel=1e-3)

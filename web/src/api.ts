@@ -58,6 +58,19 @@ export interface RunList {
 }
 
 /** Which runs /runs and /run-ids select, in what order; every field may be left out. */
+export interface RunGroupQuery extends RunFilter {
+  /** config keys whose equal values make a group */
+  group_by: string[];
+  /** metric columns such as `valid/loss:best` */
+  metric?: string[];
+}
+
+export interface RunGroups {
+  group_by: string[];
+  metrics: string[];
+  groups: { values: ConfigValue[]; count: number; stats: Record<string, { count: number; mean: number | null; std: number | null }> }[];
+}
+
 export interface RunFilter {
   /** text in the name, id, project, tags or notes */
   q?: string;
@@ -356,6 +369,10 @@ export const api = {
 
   /** A page of runs, filtered and sorted by the server. */
   runs: (query: RunPageQuery, signal?: AbortSignal) => request<RunList>("GET", "/runs", { query: { ...query }, signal }),
+
+  /** The runs the filter selects, in groups of equal values of config keys, with each metric's mean and std. */
+  runGroups: (query: RunGroupQuery, signal?: AbortSignal) =>
+    request<RunGroups>("GET", "/run-groups", { query: { ...query }, signal }),
 
   /** The ids of every run the filter selects ("select all matching"). */
   runIds: (filter: RunFilter, signal?: AbortSignal) => request<RunIds>("GET", "/run-ids", { query: { ...filter }, signal }),

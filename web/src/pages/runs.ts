@@ -3,9 +3,9 @@
 // matching runs, and fetches pages of rows as they come into view. The list is of the runs started
 // before the page was loaded (`as_of`): runs started since are announced, not slipped in.
 
-import { api, ApiError, errorMessage, isAbort, type RunList, type RunPageQuery, type RunRow, type Status } from "../api";
+import { api, ApiError, errorMessage, isAbort, type RunGroups, type RunList, type RunPageQuery, type RunRow, type Status } from "../api";
 import { h, replace } from "../dom";
-import { fmtConfig, fmtDateTime, fmtDuration, fmtInt, fmtNum } from "../format";
+import { fmtConfig, fmtDateTime, fmtDuration, fmtInt, fmtNum, fullNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
 import { picker } from "../picker";
@@ -24,6 +24,8 @@ interface Prefs {
   /** null until the user picks: then defaults follow the store's keys. */
   configCols: string[] | null;
   metricCols: string[] | null;
+  /** config keys whose equal values group the runs in the groups table; empty for none */
+  groupBy: string[];
 }
 
 type Keys = Pick<RunList, "metric_keys" | "main_metrics" | "config_keys">;
@@ -47,12 +49,13 @@ const IDLE_TICKS = 3;
 const selection = new Set<string>();
 
 function loadPrefs(): Prefs {
-  const defaults: Prefs = { q: "", project: "", tag: "", status: "", where: "", sort: { col: "started", order: "desc" }, configCols: null, metricCols: null };
+  const defaults: Prefs = { q: "", project: "", tag: "", status: "", where: "", sort: { col: "started", order: "desc" }, configCols: null, metricCols: null, groupBy: [] };
   try {
     const saved = { ...defaults, ...(JSON.parse(localStorage.getItem(PREFS_KEY) ?? "{}") as Partial<Prefs>) };
     // Sorts saved by an older page (`{col: "c:lr", dir: 1}`) are not the server's: start over.
     if (saved.sort?.order !== "asc" && saved.sort?.order !== "desc") saved.sort = defaults.sort;
     if (typeof saved.where !== "string") saved.where = "";
+    if (!Array.isArray(saved.groupBy)) saved.groupBy = [];
     return saved;
   } catch {
     return defaults;
@@ -140,13 +143,52 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
   scroller.addEventListener("scroll", onScroll);
   window.addEventListener("resize", onScroll, { signal: ctx.signal });
 
+  // The groups table: the matching runs in groups of equal values of the chosen config keys.
+  const groupsPanel = h("div", { class: "groups-panel table-wrap", hidden: true });
+  let groupsQuery = new AbortController();
+  ctx.signal.addEventListener("abort", () => groupsQuery.abort(), { once: true });
+
   replace(root,
     h("div", { class: "page-head" }, h("h1", null, "Runs"), count, newRuns),
     h("div", { class: "filters" }, search, projectSel, tagSel, statusSel, pickers, h("span", { class: "spacer" }), selectionNote, compareBtn),
     h("div", { class: "filters" }, where),
     queryError,
+    groupsPanel,
     scroller,
   );
+
+  /** Fetches and shows the groups table (or hides it when no key groups the runs). */
+  async function loadGroups(): Promise<void> {
+    groupsQuery.abort();
+    groupsQuery = new AbortController();
+    const chosen = prefs.groupBy.filter((k) => !keys || keys.config_keys.includes(k));
+    groupsPanel.hidden = chosen.length === 0;
+    if (!chosen.length) return;
+    const metrics = metricCols().map((k) => `${k}:best`);
+    try {
+      const found = await api.runGroups({ ...filter(), group_by: chosen, metric: metrics }, groupsQuery.signal);
+      renderGroups(found);
+    } catch (e) {
+      if (!isAbort(e)) replace(groupsPanel, errorBox(errorMessage(e)));
+    }
+  }
+
+  function renderGroups(found: RunGroups): void {
+    const stat = (s: { mean: number | null; std: number | null } | undefined) =>
+      s?.mean == null ? "—" : `${fmtNum(s.mean)} ± ${fmtNum(s.std ?? 0)}`;
+    replace(groupsPanel, h("table", { class: "groups-table" },
+      h("thead", null, h("tr", null,
+        found.group_by.map((k) => h("th", null, shortKey(k))),
+        h("th", { class: "num" }, "runs"),
+        found.metrics.map((m) => h("th", { class: "num", title: `${m}: mean ± standard deviation over the group's runs` }, `${shortKey(m.replace(/:best$/, ""))} (mean ± std)`)),
+      )),
+      h("tbody", null, found.groups.map((g) => h("tr", { dataset: { group: JSON.stringify(g.values) } },
+        g.values.map((v) => h("td", null, fmtConfig(v ?? undefined))),
+        h("td", { class: "num" }, fmtInt(g.count)),
+        found.metrics.map((m) => h("td", { class: "num", title: fullNum(g.stats[m]?.mean) }, stat(g.stats[m]))),
+      ))),
+    ));
+  }
 
   function fillSelect(sel: HTMLSelectElement, anyLabel: string, values: string[], current: string): void {
     const all = [...new Set([...values, ...(current ? [current] : [])])].sort();
@@ -165,6 +207,7 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
     replace(pickers,
       picker({ label: "Config columns", options: keys.config_keys, selected: configCols(), onChange: (cols) => ((prefs.configCols = cols), save(), renderHead(), renderRows()) }),
       picker({ label: "Metric columns", options: keys.metric_keys, selected: metricCols(), onChange: (cols) => ((prefs.metricCols = cols), save(), reload(true)) }),
+      picker({ label: "Group by", options: keys.config_keys, selected: prefs.groupBy, onChange: (cols) => ((prefs.groupBy = cols), save(), void loadGroups()) }),
     );
   }
 
@@ -194,6 +237,7 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
       scroller.scrollTop = 0;
     }
     void fetchRows(0, FIRST_PAGE, query.signal);
+    void loadGroups();
     renderHead();
     renderRows();
   }
