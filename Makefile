@@ -59,6 +59,7 @@ bench: setup browser
 	$(PY) bench/gpu_overhead.py
 	$(PY) bench/system_metrics.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/runs_at_scale.py
 	$(PY) bench/dynamics.py
 	$(PY) bench/faults.py
 

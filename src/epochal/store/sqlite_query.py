@@ -35,8 +35,9 @@ def _metric_column(column: Column, alias: str) -> str:
     return f"{alias}.min" if column.best_is_lowest else f"{alias}.max"
 
 
-def where(query: RunQuery) -> tuple[str, list[Any]]:
-    """The ``WHERE`` clause (with its leading keyword, or empty) and its parameters."""
+def where(query: RunQuery, *, counting: bool = False) -> tuple[str, list[Any]]:
+    """The ``WHERE`` clause (with its leading keyword, or empty) and its parameters. ``counting``: for a
+    count, which has no order to keep, the first condition's list of runs drives the query."""
     clauses: list[str] = []
     params: list[Any] = []
     if query.project is not None:
@@ -60,20 +61,21 @@ def where(query: RunQuery) -> tuple[str, list[Any]]:
     if query.started_after is not None:
         clauses.append("runs.started > ?")
         params.append(query.started_after)
-    for condition in query.conditions:
+    for index, condition in enumerate(query.conditions):
         column, op, value = condition.column, condition.op, condition.value
+        probe = "runs.id" if counting and index == 0 else "+runs.id"
         if column.kind == "config":
             # Each condition's runs are one range scan of a covering index, probed as a list (`+runs.id`
             # keeps SQLite from driving the query by the list: the runs are read in the sort's order and
             # the page ends after `limit` matches). A run without the key matches no condition on it.
             if isinstance(value, str):
-                clauses.append(f"+runs.id IN (SELECT run_id FROM config WHERE key = ? AND value {op} ?)")
+                clauses.append(f"{probe} IN (SELECT run_id FROM config WHERE key = ? AND value {op} ?)")
                 params += [column.name, json.dumps(value)]
             else:
-                clauses.append(f"+runs.id IN (SELECT run_id FROM config WHERE key = ? AND num {op} ?)")
+                clauses.append(f"{probe} IN (SELECT run_id FROM config WHERE key = ? AND num {op} ?)")
                 params += [column.name, value]
         else:
-            clauses.append(f"+runs.id IN (SELECT run_id FROM series s WHERE s.key = ? "
+            clauses.append(f"{probe} IN (SELECT run_id FROM series s WHERE s.key = ? "
                            f"AND {_metric_column(column, 's')} {op} ?)")
             params += [column.name, value]
     return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
@@ -129,8 +131,9 @@ def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
     starts past its end.
     """
     where_clause, params = where(query)
+    counting, _ = where(query, counting=True)
     counted = runs if "projects." in where_clause else "runs"  # the join only where the filters need it
-    (total,) = conn.execute(f"SELECT count(*) FROM {counted} {where_clause}", params).fetchone()
+    (total,) = conn.execute(f"SELECT count(*) FROM {counted} {counting}", params).fetchone()
     ids: list[str] = []
     skip, wanted = query.offset, query.limit
     for segment in segments(query):
