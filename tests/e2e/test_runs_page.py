@@ -178,3 +178,14 @@ def test_grouping_by_a_config_key_shows_each_groups_count_and_mean_and_std(page,
         mean, std = cells[column].split(" ± ")
         assert float(mean) == pytest.approx(np.mean(members), rel=1e-3)  # shown to 4 significant digits
         assert float(std) == pytest.approx(np.std(members, ddof=1), rel=1e-3)
+
+
+def test_config_values_in_the_table_read_for_people_and_exactly_on_hover(page, tmp_path, serve):
+    folder = tmp_path / "epochal-runs"
+    for lr in (0.07495866834877081, 0.003):
+        with epochal.start("p", store=folder, config={"lr": lr, "seed": 1234567}, system_metrics=False) as run:
+            run.log({"valid/loss": lr})
+    page.goto(serve(folder).url)
+    cell = page.locator(f"{ROWS} td.cfg", has_text="0.07496").first
+    cell.wait_for(timeout=TIMEOUT_MS)
+    assert cell.inner_text() == "0.07496" and cell.get_attribute("title") == "lr = 0.07495866834877081"

@@ -5,7 +5,7 @@
 
 import { api, ApiError, errorMessage, isAbort, type RunGroups, type RunList, type RunPageQuery, type RunRow, type Status } from "../api";
 import { h, replace } from "../dom";
-import { fmtConfig, fmtDateTime, fmtDuration, fmtInt, fmtNum, fullNum } from "../format";
+import { fmtConfig, fmtConfigShort, fmtDateTime, fmtDuration, fmtInt, fmtNum, fullNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
 import { picker } from "../picker";
@@ -183,7 +183,7 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
         found.metrics.map((m) => h("th", { class: "num", title: `${m}: mean ± standard deviation over the group's runs` }, `${shortKey(m.replace(/:best$/, ""))} (mean ± std)`)),
       )),
       h("tbody", null, found.groups.map((g) => h("tr", { dataset: { group: JSON.stringify(g.values) } },
-        g.values.map((v) => h("td", null, fmtConfig(v ?? undefined))),
+        g.values.map((v) => h("td", { title: fmtConfig(v ?? undefined) }, fmtConfigShort(v ?? undefined))),
         h("td", { class: "num" }, fmtInt(g.count)),
         found.metrics.map((m) => h("td", { class: "num", title: fullNum(g.stats[m]?.mean) }, stat(g.stats[m]))),
       ))),
@@ -438,7 +438,7 @@ export function mountRuns(root: HTMLElement, ctx: PageContext): void {
       h("td", { class: "nowrap" }, fmtDateTime(r.started)),
       h("td", { class: "num" }, fmtDuration(r.duration)),
       h("td", { class: "num" }, fmtInt(r.steps)),
-      cfg.map((k) => h("td", { class: "num cfg", title: `${k} = ${fmtConfig(r.config[k])}` }, fmtConfig(r.config[k]))),
+      cfg.map((k) => h("td", { class: "num cfg", title: `${k} = ${fmtConfig(r.config[k])}` }, fmtConfigShort(r.config[k]))),
       met.map((k) => {
         const m = r.metrics[k];
         return [h("td", { class: "num metric" }, fmtNum(m?.last)), h("td", { class: "num metric" + (m?.best != null ? " best" : ""), title: m ? `best (${m.mode}) of ${fmtInt(m.count)} values` : "" }, fmtNum(m?.best))];
