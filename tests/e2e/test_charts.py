@@ -99,8 +99,8 @@ def test_splits_share_a_chart_until_separated(page, chart_store, serve):
     page.wait_for_selector('.chart[data-key="train/lr"][data-points]', timeout=TIMEOUT_MS)
     with epochal.Store(folder) as store:
         keys = set(store.keys(ids["splits"]))
-    page.wait_for_function(f"document.querySelectorAll('.chart[data-points]').length === "
-                           f"document.querySelectorAll('.chart').length", timeout=TIMEOUT_MS)
+    page.wait_for_function("document.querySelectorAll('.chart[data-points]').length === "
+                           "document.querySelectorAll('.chart').length", timeout=TIMEOUT_MS)
     assert drawn_keys(page) == keys  # every key somewhere
     groups = page.eval_on_selector_all("details.chart-group", "els => els.map(e => e.dataset.group)")
     assert groups == ["splits", "train", "valid", "test"]

@@ -5,8 +5,8 @@ import tempfile
 
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 from sample_runs import make_runs
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 import epochal
 from epochal.server import create_app

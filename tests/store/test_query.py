@@ -109,7 +109,7 @@ def test_a_page_can_span_the_runs_with_a_value_and_those_without(sweep):
 
 
 def test_the_keys_and_config_keys_listed_follow_the_store(sweep):
-    store, made, _ = sweep
+    store, _, _ = sweep
     assert store.key_counts() == {"valid/accuracy": 12, "valid/loss": 13}
     assert store.key_counts("other") == {"valid/loss": 1} and store.config_keys() == ["lr", "optim.name", "seed"]
     with epochal.start("other", store=store, config={"wd": 0.1}, system_metrics=False) as run:

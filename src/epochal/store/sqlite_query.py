@@ -11,10 +11,9 @@ newest first.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from collections.abc import Sequence
 
 from epochal.store.query import Column, RunGroup, RunQuery, stat
 
