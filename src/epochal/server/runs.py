@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from epochal.keys import main_metrics
 from epochal.server import folders, models
@@ -26,8 +26,7 @@ def store_of(request: Request) -> Store:
     return request.app.state.store
 
 
-@router.get("/runs", response_model=RunList, responses={422: {"model": Problem}})
-def list_runs(
+def run_filter(
     request: Request,
     q: Annotated[str | None, Query(max_length=200, description="text in the name, id, project, tags or notes")] = None,
     project: Annotated[str | None, Query(max_length=200)] = None,
@@ -36,6 +35,22 @@ def list_runs(
     where: Annotated[list[str], Query(max_length=20, description=(
         "conditions every run meets: a config key or a metric's `:last` / `:best`, an operator "
         "(< <= > >= = !=) and a value, such as `lr<0.01`, `optim.name=adam`, `valid/loss:best<=0.3`"))] = [],  # noqa: B006
+    as_of: Annotated[float | None, Query(description=(
+        "only runs started at this time (seconds since the epoch) or earlier: a list that new runs do not "
+        "shift"))] = None,
+) -> RunQuery:
+    """The filters ``/runs``, ``/run-ids`` and ``/run-groups`` share, as a query (its conditions checked)."""
+    return RunQuery(project=project, status=status, tag=tag, text=q or None, started_before=as_of,
+                    conditions=_known(store_of(request), tuple(map(parse_condition, where))))
+
+
+RunFilter = Annotated[RunQuery, Depends(run_filter)]
+
+
+@router.get("/runs", response_model=RunList, responses={422: {"model": Problem}})
+def list_runs(
+    request: Request,
+    chosen: RunFilter,
     sort: Annotated[str, Query(max_length=300, description=(
         "a run's column (started, name, project, status, duration, steps, epochs, id), a config key "
         "(`lr`, or `config.name` for a key named like a column) or a metric (`valid/loss:best`, "
@@ -43,22 +58,19 @@ def list_runs(
     order: Literal["asc", "desc"] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="runs in the page")] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-    as_of: Annotated[float | None, Query(description=(
-        "only runs started at this time (seconds since the epoch) or earlier: a list that new runs do not "
-        "shift; `newer` counts those left out"))] = None,
     metric: Annotated[list[str], Query(max_length=50, description="keys whose last and best to include")] = [],  # noqa: B006
 ) -> RunList:
+    """A page of the runs the filters select, in the order asked for; ``newer`` counts those started after ``as_of``."""
     store = store_of(request)
-    query = RunQuery(project=project, status=status, tag=tag, text=q or None,
-                     conditions=_known(store, tuple(map(parse_condition, where))),
-                     sort=_known(store, (parse_column(sort),))[0], descending=order == "desc", limit=limit,
-                     offset=offset, started_before=as_of)
+    query = replace(chosen, sort=_known(store, (parse_column(sort),))[0], descending=order == "desc", limit=limit,
+                    offset=offset)
     records, total = store.query_runs(query)
+    as_of = query.started_before
     newer = 0 if as_of is None else store.query_runs(
         replace(query, started_before=None, started_after=as_of, sort=Column("run", "started"), limit=0, offset=0))[1]
     summaries = store.key_summaries(metric, [r.id for r in records]) if metric else {}
     logged = store.keys_by_run([r.id for r in records])
-    counts = store.key_counts(project)
+    counts = store.key_counts(query.project)
     return models.json_response({  # type: ignore[return-value]
         "runs": [models.run_row(r, summaries.get(r.id), logged.get(r.id, [])) for r in records],
         "total": total, "offset": offset, "limit": limit, "newer": newer,
@@ -89,20 +101,9 @@ def _known(store: Store, columns: tuple) -> tuple:
 
 
 @router.get("/run-ids", response_model=RunIds, responses={422: {"model": Problem}})
-def list_run_ids(
-    request: Request,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    project: Annotated[str | None, Query(max_length=200)] = None,
-    tag: Annotated[str | None, Query(max_length=200)] = None,
-    status: Status | None = None,
-    where: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
-    as_of: float | None = None,
-) -> RunIds:
+def list_run_ids(request: Request, chosen: RunFilter) -> RunIds:
     """The ids of every run the same filters as ``/runs`` select, newest first: "select all matching"."""
-    store = store_of(request)
-    query = RunQuery(project=project, status=status, tag=tag, text=q or None, started_before=as_of,
-                     conditions=_known(store, tuple(map(parse_condition, where))))
-    records, total = store.query_runs(query)
+    records, total = store_of(request).query_runs(chosen)
     return RunIds(ids=[r.id for r in records], total=total)
 
 
@@ -110,12 +111,7 @@ def list_run_ids(
 def list_run_groups(
     request: Request,
     group_by: Annotated[list[str], Query(min_length=1, max_length=20, description="config keys whose equal values make a group")],
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    project: Annotated[str | None, Query(max_length=200)] = None,
-    tag: Annotated[str | None, Query(max_length=200)] = None,
-    status: Status | None = None,
-    where: Annotated[list[str], Query(max_length=20)] = [],  # noqa: B006
-    as_of: float | None = None,
+    chosen: RunFilter,
     metric: Annotated[list[str], Query(max_length=50, description=(
         "metric columns (`valid/loss:best`, `train/loss:last`) whose mean and standard deviation each group gets"))] = [],  # noqa: B006
 ) -> RunGroups:
@@ -130,9 +126,7 @@ def list_run_groups(
     columns = [parse_column(m) for m in metric]
     if any(c.kind != "metric" for c in columns):
         raise ValueError(f"metric takes a logged key and ':last' or ':best', such as 'valid/loss:best'; got {metric!r}")
-    query = RunQuery(project=project, status=status, tag=tag, text=q or None, started_before=as_of,
-                     conditions=_known(store, tuple(map(parse_condition, where))))
-    groups = store.group_runs(query, [k.name for k in keys], _known(store, tuple(columns)))
+    groups = store.group_runs(chosen, [k.name for k in keys], _known(store, tuple(columns)))
     return RunGroups(group_by=[k.name for k in keys], metrics=[c.text for c in columns], groups=[
         {"values": list(g.values), "count": g.count,
          "stats": {name: {"count": s.count, "mean": s.mean, "std": s.std} for name, s in g.stats.items()}}

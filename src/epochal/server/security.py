@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from dataclasses import dataclass
-from typing import get_origin
+from typing import Any, get_origin
 
 from fastapi import HTTPException, Request
 
@@ -82,9 +82,14 @@ def reject_repeated_parameters(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    many = {f.alias for f in dependant.query_params if get_origin(f.field_info.annotation) is list}
+    many = {f.alias for f in _query_params(dependant) if get_origin(f.field_info.annotation) is list}
     seen: set[str] = set()
     for name, _ in request.query_params.multi_items():
         if name in seen and name not in many:
             raise HTTPException(422, f"query parameter {name!r} takes one value, and was given several")
         seen.add(name)
+
+
+def _query_params(dependant: Any) -> list[Any]:
+    """The route's own query parameters and those of the dependencies it shares with others (the runs filter)."""
+    return [*dependant.query_params, *(p for sub in dependant.dependencies for p in _query_params(sub))]
