@@ -7,7 +7,7 @@ import pytest
 
 import epochal
 from epochal.errors import EpochalError, StoreError
-from epochal.store import sqlite
+from epochal.store import sql
 
 
 def finished_run(store, name):
@@ -36,7 +36,7 @@ def victim(tmp_path):
 @pytest.mark.parametrize("crafted", ["../../victim", "../victim", "x/../../victim", "..", ".", "../runs"])
 def test_a_crafted_id_never_deletes_outside_runs(store_dir, victim, crafted, backend_checks_ids, monkeypatch):
     if not backend_checks_ids:  # the backend leaves such rows out; delete's own check must hold without that
-        monkeypatch.setattr(sqlite, "valid_run_id", lambda run_id: True)
+        monkeypatch.setattr(sql, "valid_run_id", lambda run_id: True)
     with epochal.Store(store_dir) as store:
         record = finished_run(store, "target")
         other = finished_run(store, "other")

@@ -2,7 +2,7 @@
 
 A query names its filters (project, stored status, tag, text), conditions on config values and on
 metrics (``lr<0.01``, ``valid/loss:best<=0.3``), one sort column and a page (``limit``, ``offset``).
-The SQLite backend turns it into one SQL statement (:mod:`epochal.store.sqlite_query`); the in-memory
+The SQLite backend turns it into one SQL statement (:mod:`epochal.store.sql_query`); the in-memory
 backend evaluates it here (:func:`matches`, :func:`sort_key`), with the same meaning.
 
 Columns and conditions are written as a user types them:

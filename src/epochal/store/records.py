@@ -219,6 +219,9 @@ class SeriesChunk:
     epochs: np.ndarray
     values: np.ndarray
     times_us: np.ndarray
+    #: The chunk's place in its key's series, for copies between stores (sync, a team store's shipper): a
+    #: backend stores a chunk whose place it already holds once. None for a chunk logged here and now.
+    seq: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from epochal.errors import StoreError
 from epochal.keys import best_mode
 from epochal.store import encoding, series
 from epochal.store.records import History, KeySummary, SeriesChunk
@@ -53,6 +54,20 @@ def folded(old: RunningSummary | None, chunk: SeriesChunk) -> RunningSummary:
     return RunningSummary(
         old.count + len(values), last, last_step, _fold(min, old.min, low), _fold(max, old.max, high),
         max(old.segment, chunk.segment), old.exact and not rewound,
+    )
+
+
+def is_new_chunk(chunk: SeriesChunk, held: int) -> bool:
+    """Whether a backend that holds ``held`` chunks of the chunk's key appends it: a chunk copied from
+    another store (its ``seq`` set) is appended at its place once, so a batch sent twice is stored once;
+    one that would leave a gap means chunks were lost on the way, which must not pass silently."""
+    if chunk.seq is None or chunk.seq == held:
+        return True
+    if chunk.seq < held:
+        return False
+    raise StoreError(
+        f"chunk {chunk.seq} of key {chunk.key!r} of run {chunk.run_id} arrived while the store holds {held} of "
+        "its chunks: the ones between are missing; copy the run again (epochal sync)"
     )
 
 

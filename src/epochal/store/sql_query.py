@@ -1,4 +1,5 @@
-"""A :class:`~epochal.store.query.RunQuery` as SQL: one statement for the page, one for the count.
+"""A :class:`~epochal.store.query.RunQuery` as SQL (SQLite's or PostgreSQL's): one statement for the page,
+one for the count.
 
 Filters become ``WHERE`` clauses (a config condition a list of the run ids a covering index of the
 flattened ``config`` table gives, a metric condition one of ``series``, whose rows hold each key's last,
@@ -24,6 +25,19 @@ _RUN_SORT = {
 }
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """What the SQL of the two relational backends differs in."""
+
+    unindexed: str  # prefixed to a column to keep the planner from driving a query by it (SQLite's unary '+')
+    no_limit: str  # a LIMIT clause that limits nothing
+    like: str  # the case-insensitive LIKE
+
+
+SQLITE = Dialect("+", "LIMIT -1", "LIKE")
+POSTGRES = Dialect("", "LIMIT ALL", "ILIKE")
+
+
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -34,7 +48,7 @@ def _metric_column(column: Column, alias: str) -> str:
     return f"{alias}.min" if column.best_is_lowest else f"{alias}.max"
 
 
-def where(query: RunQuery, *, counting: bool = False) -> tuple[str, list[Any]]:
+def where(query: RunQuery, dialect: Dialect = SQLITE, *, counting: bool = False) -> tuple[str, list[Any]]:
     """The ``WHERE`` clause (with its leading keyword, or empty) and its parameters. ``counting``: for a
     count, which has no order to keep, the first condition's list of runs drives the query."""
     clauses: list[str] = []
@@ -50,9 +64,9 @@ def where(query: RunQuery, *, counting: bool = False) -> tuple[str, list[Any]]:
         params.append(query.tag)
     if query.text:
         pattern = _like(query.text)
-        clauses.append("(runs.name LIKE ? ESCAPE '\\' OR runs.id LIKE ? ESCAPE '\\' OR runs.description LIKE ? "
-                       "ESCAPE '\\' OR projects.name LIKE ? ESCAPE '\\' OR +runs.id IN (SELECT run_id FROM run_tags "
-                       "WHERE tag LIKE ? ESCAPE '\\'))")
+        like = f"{dialect.like} ? ESCAPE '\\'"
+        clauses.append(f"(runs.name {like} OR runs.id {like} OR runs.description {like} OR projects.name {like} "
+                       f"OR {dialect.unindexed}runs.id IN (SELECT run_id FROM run_tags WHERE tag {like}))")
         params += [pattern] * 5
     if query.started_before is not None:
         clauses.append("runs.started <= ?")
@@ -62,7 +76,7 @@ def where(query: RunQuery, *, counting: bool = False) -> tuple[str, list[Any]]:
         params.append(query.started_after)
     for index, condition in enumerate(query.conditions):
         column, op, value = condition.column, condition.op, condition.value
-        probe = "runs.id" if counting and index == 0 else "+runs.id"
+        probe = "runs.id" if counting and index == 0 else f"{dialect.unindexed}runs.id"
         if column.kind == "config":
             # Each condition's runs are one range scan of a covering index, probed as a list (`+runs.id`
             # keeps SQLite from driving the query by the list: the runs are read in the sort's order and
@@ -121,7 +135,7 @@ def segments(query: RunQuery) -> list[Segment]:
     ]
 
 
-def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
+def page(conn: Any, query: RunQuery, runs: str, dialect: Dialect = SQLITE) -> tuple[list[str], int]:
     """The ids of ``query``'s page, in order, and how many runs it selects. ``runs``: the runs table
     joined to its projects.
 
@@ -129,8 +143,8 @@ def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
     order after the other, each read in its index's order; a segment is counted only when the page
     starts past its end.
     """
-    where_clause, params = where(query)
-    counting, _ = where(query, counting=True)
+    where_clause, params = where(query, dialect)
+    counting, _ = where(query, dialect, counting=True)
     counted = runs if "projects." in where_clause else "runs"  # the join only where the filters need it
     (total,) = conn.execute(f"SELECT count(*) FROM {counted} {counting}", params).fetchone()
     ids: list[str] = []
@@ -143,7 +157,7 @@ def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
         arguments = (*params, *segment.params)  # the WHERE clause first, then the segment's condition
         found = [run_id for (run_id,) in conn.execute(
             f"SELECT runs.id FROM {segment.source} {clause} {segment.order} "
-            f"LIMIT {-1 if wanted is None else int(wanted)} OFFSET {int(skip)}", arguments)]
+            f"{dialect.no_limit if wanted is None else f'LIMIT {int(wanted)}'} OFFSET {int(skip)}", arguments)]
         if not found and skip:
             (count,) = conn.execute(f"SELECT count(*) FROM {segment.source} {clause}", arguments).fetchone()
             skip = max(skip - count, 0)
@@ -154,11 +168,12 @@ def page(conn: Any, query: RunQuery, runs: str) -> tuple[list[str], int]:
     return ids, total
 
 
-def groups(conn: Any, query: RunQuery, runs: str, group_by: Sequence[str], metrics: Sequence[Column]) -> list[RunGroup]:
+def groups(conn: Any, query: RunQuery, runs: str, group_by: Sequence[str], metrics: Sequence[Column],
+           dialect: Dialect = SQLITE) -> list[RunGroup]:
     """The runs ``query`` selects grouped by their config values of ``group_by``, in one statement: each
     grouping key and each metric a LEFT JOIN on its covering index, then count, sum and sum of squares
     per group. ``runs``: the runs table joined to its projects."""
-    where_clause, where_params = where(query)
+    where_clause, where_params = where(query, dialect)
     joins, params, columns = [], [], []
     for i, key in enumerate(group_by):
         joins.append(f"LEFT JOIN config g{i} ON g{i}.run_id = runs.id AND g{i}.key = ?")
