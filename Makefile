@@ -8,9 +8,10 @@ WEB_DEPS := web/node_modules/.package-lock.json
 WEB_BUILD := src/epochal/server/static/index.html
 WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json
 CHROMIUM := /usr/bin/chromium
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 PORT ?= 8765
 
-.PHONY: setup web browser demo test screenshots bench clean
+.PHONY: setup web browser postgres demo test screenshots bench clean
 
 setup: $(STAMP) $(WEB_BUILD)
 
@@ -39,13 +40,22 @@ $(CHROMIUM):
 	elif command -v sudo >/dev/null; then sudo apt-get update && sudo apt-get install -y chromium; \
 	else echo "the browser tests need Chromium at $(CHROMIUM): apt-get install chromium" >&2; exit 1; fi
 
+# The team-store tests start a PostgreSQL server of their own (tests/postgres_server.py) from
+# Debian's binaries; the cluster the package makes and starts on 5432 is not used.
+postgres:
+	@if [ -n "$(PG_INITDB)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y postgresql; \
+	elif command -v sudo >/dev/null; then sudo apt-get update && sudo apt-get install -y postgresql; \
+	else echo "the team-store tests need PostgreSQL's server (initdb, pg_ctl): apt-get install postgresql" >&2; exit 1; fi
+
 demo: setup
 	$(PY) -m epochal.demo
 	@echo "serving the demo's store; stop with Ctrl-C"
 	$(VENV)/bin/epochal ui --port $(PORT)
 
-test: setup browser
-	$(PY) -m pytest -q
+# EPOCHAL_REQUIRE_SERVERS=1: a missing server fails its tests instead of skipping them.
+test: setup browser postgres
+	EPOCHAL_REQUIRE_SERVERS=1 $(PY) -m pytest -q
 
 # Re-make the README's dashboard pictures in docs/ from a demo run.
 screenshots: setup browser
