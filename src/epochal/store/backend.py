@@ -1,8 +1,8 @@
 """The interface every store backend implements: one batched write, a few reads.
 
 Callers never speak SQL; they hand a :class:`WriteBatch` to :meth:`Backend.write`
-and read typed records back. The embedded SQLite backend is the only one today;
-a PostgreSQL backend for teams only has to implement this class.
+and read typed records back. Three implement it: the embedded SQLite store, PostgreSQL
+for teams (both through :mod:`epochal.store.sql`) and an in-memory one for tests.
 """
 
 from __future__ import annotations
@@ -82,6 +82,14 @@ class Backend(ABC):
     @abstractmethod
     def chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
         """(segment, blob) of a key's series in the order they were written."""
+
+    @abstractmethod
+    def chunks_from(self, run_id: str, key: str, first: int) -> list[tuple[int, bytes]]:
+        """Like :meth:`chunks`, from the ``first``-th chunk (0-based) on: what a copy to another store lacks."""
+
+    @abstractmethod
+    def chunk_counts(self, run_id: str) -> dict[str, int]:
+        """How many chunks each key of the run has stored."""
 
     @abstractmethod
     def overview_chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:

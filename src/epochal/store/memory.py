@@ -37,7 +37,7 @@ from epochal.store.records import (
     config_number,
     valid_run_id,
 )
-from epochal.store.summaries import RunningSummary, folded, refreshed, stored_chunk
+from epochal.store.summaries import RunningSummary, folded, is_new_chunk, refreshed, stored_chunk
 
 _UPDATABLE = (
     "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
@@ -134,7 +134,7 @@ class MemoryBackend(Backend):
         if not valid_run_id(r.id):
             raise StoreError(f"a run id names a folder: letters, digits, '-', '_' and '.', got {r.id!r:.80}")
         if r.id in state.runs:
-            raise StoreError(f"a run with the id {r.id!r} is already in the store")
+            return  # sent again: the record stored first stays
         _text(r.name, r.project, r.host, r.command, r.python, r.description, r.token, *r.tags, *r.config.flat())
         state.runs[r.id] = replace(r, path=str(Path(self.files_root) / r.id), ranks=checked_ranks(r.ranks))
 
@@ -246,6 +246,12 @@ class MemoryBackend(Backend):
         found = self._state().series.get((run_id, key))
         return [] if found is None else [(segment, data) for _, segment, data, _ in found.chunks]
 
+    def chunks_from(self, run_id: str, key: str, first: int) -> list[tuple[int, bytes]]:
+        return self.chunks(run_id, key)[first:]
+
+    def chunk_counts(self, run_id: str) -> dict[str, int]:
+        return {key: len(found.chunks) for (rid, key), found in self._state().series.items() if rid == run_id}
+
     def overview_chunks(self, run_id: str, key: str) -> list[tuple[int, bytes]]:
         found = self._state().series.get((run_id, key))
         return [] if found is None else [(seg, data if ov is None else ov) for _, seg, data, ov in found.chunks]
@@ -278,6 +284,8 @@ def _append_chunk(state: _State, chunk: SeriesChunk) -> None:
     _known_run(state, chunk.run_id, "points")
     _text(chunk.key)
     old = state.series.get((chunk.run_id, chunk.key))
+    if not is_new_chunk(chunk, 0 if old is None else len(old.chunks)):
+        return
     data, overview = stored_chunk(chunk)
     state.last_chunk += 1
     entry = (state.last_chunk, chunk.segment, data, overview)
