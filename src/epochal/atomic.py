@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from epochal import system
 
-__all__ = ["atomic_file", "atomic_write", "clean_stale_temporaries", "replace_folder", "temporary_beside"]
+__all__ = ["atomic_file", "atomic_write", "clean_stale_temporaries", "is_temporary", "replace_folder", "temporary_beside"]
 
 _TEMPORARY = re.compile(r"\..+\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-(?P<token>[0-9a-f]{8,32})\.tmp")
 _OLD_TEMPORARY = re.compile(r"\..+\.(?P<pid>[0-9]{1,10})\.tmp")  # what epochal wrote before the above
@@ -42,6 +42,12 @@ def temporary_beside(target: str | os.PathLike) -> Path:
     """The name this process writes ``target``'s temporary file (or folder) under, beside it."""
     target = Path(target)
     return target.with_name(f".{target.name[:120]}.{_host_tag()}-{os.getpid()}-{system.process_token()}.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether the file name ``name`` is one of epochal's temporaries: a file a writer is still filling
+    (or a killed one left), never to be copied or read as a finished file."""
+    return name.endswith(".tmp") and bool(_TEMPORARY.fullmatch(name) or _OLD_TEMPORARY.fullmatch(name))
 
 
 def _sync_folder(folder: Path) -> None:

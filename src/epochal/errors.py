@@ -15,6 +15,10 @@ class StoreNotFoundError(StoreError):
     """There is no store where one was to be read (and creating one was not asked for)."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server cannot be reached (down, wrong host, refused credentials); worth trying again."""
+
+
 class RunNotFoundError(EpochalError, LookupError):
     """No run matches the id or name that was given."""
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from epochal import distributed, names, system
+from epochal.store import teams
 from epochal.atomic import clean_stale_temporaries
 from epochal.checks import check_flush_settings, check_text, to_config
 from epochal.distributed import Ranks
-from epochal.errors import EpochalError, RunStateError, StoreError
+from epochal.errors import EpochalError, RunNotFoundError, RunStateError, StoreError
 from epochal.logs import logger
 from epochal.run import Run
 from epochal.store.records import Config, RunRecord, RunUpdate, WriteBatch
@@ -42,6 +43,7 @@ def start(
     max_buffered_points: int = 5_000_000,
     system_metrics: float | bool = True,
     job: bool = True,
+    artifacts: str | None = None,
 ) -> Run:
     """Start a new run and return it.
 
@@ -52,8 +54,11 @@ def start(
         config: hyperparameters and settings, a nested dict kept as given (values that are
             not JSON, such as paths, are stored as text).
         tags: labels to filter runs by (each at most 100 characters).
-        store: the store directory (or a :class:`Store`); default ``$EPOCHAL_DIR``, else
-            ``./epochal-runs``.
+        store: the store directory, a team's PostgreSQL URL (``postgresql://user:password@host/db``)
+            or a :class:`Store`; default ``$EPOCHAL_DIR``, else ``./epochal-runs``. A run for a
+            PostgreSQL store is written to a local spool (``$EPOCHAL_SPOOL``, else ``~/.cache/epochal/spool``)
+            and shipped from there by a background thread, so training never waits on the network: see
+            :mod:`epochal.store.shipping`.
         flush_interval: seconds between writes of buffered points.
         flush_points: write sooner once this many points are buffered.
         max_buffered_points: the most points kept in memory while the store refuses writes
@@ -65,6 +70,9 @@ def start(
         job: under DDP, whether this is the job's run (every rank calls ``start``). False gives this
             process a run of its own and talks to no other rank: for code that runs on rank 0 alone,
             such as a framework's logger.
+        artifacts: for a PostgreSQL store, where the run's files (checkpoints, dynamics, plots) are
+            shipped: any fsspec URL (``s3://bucket/prefix``, ``gs://...``) or a folder on a shared disk;
+            default ``$EPOCHAL_ARTIFACTS``, else they stay in the spool's folder on this machine.
 
     Under DDP (``torchrun``, or an initialized process group of several ranks) every rank calls it and
     gets the job's one run: rank 0 creates it and writes to the store; the others attach to it
@@ -91,17 +99,20 @@ def start(
     settings = {"flush_interval": flush_interval, "flush_points": flush_points,
                 "max_buffered_points": max_buffered_points, "system_metrics": check_interval(system_metrics)}
     job = distributed.job() if _joins(job) else None
+    team = teams.TeamStore.of(store, artifacts)
     if job is None:
-        return Run(*_create(store, project, name, description, tag_tuple, config_data), **settings)
+        the_store, record = _create(store, project, name, description, tag_tuple, config_data, team=team)
+        return Run(the_store, record, shipper=team and team.shipper(the_store, record), **settings)
     # One run per DDP job: rank 0 creates it, every rank records its host and pid in it.
     asked = job.gather((project, name))
     processes = job.gather((system.host(), os.getpid()))
     the_store, (record,) = _opened_by_leader(
-        job, lambda: _create(store, project, name, description, tag_tuple, config_data, tuple(processes)))
+        job, lambda: _create(store, project, name, description, tag_tuple, config_data, tuple(processes), team=team))
     if asked[job.rank] != asked[0] and not job.leader:
         logger.warning(f"rank {job.rank} was given project {asked[job.rank][0]!r}, name {asked[job.rank][1]!r}; "
                        f"rank 0's run {record.name!r} in project {record.project!r} is the job's run")
-    return Run(the_store, record, job=job, **settings)
+    shipper = team.shipper(the_store, record) if team and job.leader else None
+    return Run(the_store, record, job=job, shipper=shipper, **settings)
 
 
 def _joins(job: object) -> bool:
@@ -112,10 +123,14 @@ def _joins(job: object) -> bool:
 
 def _create(store: str | Path | Store | None, project: str, name: str | None, description: str,
             tags: tuple[str, ...], config_data: Any,
-            ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord]:
-    """Write a new run's record in the store; the store and the record as stored."""
-    the_store = store if isinstance(store, Store) else Store(store)
-    existing = the_store.runs_made(project)
+            ranks: tuple[tuple[str, int], ...] = (), *, team: teams.TeamStore | None = None) -> tuple[Store, RunRecord]:
+    """Write a new run's record in the store (for a team store, in its spool); the store written to and
+    the record as stored."""
+    if team is not None:
+        the_store, existing = team.spool(), team.runs_made(project)
+    else:
+        the_store = store if isinstance(store, Store) else Store(store)
+        existing = the_store.runs_made(project)
     now = time.time()
     record = RunRecord(
         id=uuid.uuid4().hex[:12], name=name or names.random_name(existing + 1), project=project,
@@ -135,7 +150,7 @@ def _create(store: str | Path | Store | None, project: str, name: str | None, de
     except EpochalError:
         raise
     except Exception as exc:  # OSError, sqlite3.Error: the store is not writable
-        raise StoreError(f"cannot write to the store in '{the_store.path}': {exc}") from exc
+        raise StoreError(f"cannot write to the store in '{the_store.where}': {exc}") from exc
     return the_store, record
 
 
@@ -170,6 +185,7 @@ def resume(
     max_buffered_points: int = 5_000_000,
     system_metrics: float | bool = True,
     job: bool = True,
+    artifacts: str | None = None,
 ) -> Run:
     """Reopen a run that is not running any more; its step and epoch counters continue.
 
@@ -177,8 +193,9 @@ def resume(
     reading, the newest wins for those steps. Load a checkpoint afterwards
     (``run.load_checkpoint("last", ...)``) to go back to where it was saved. Of several
     processes resuming the same run at once, one wins; the others get a RunStateError. Under DDP
-    every rank calls it: rank 0 claims the run, every rank gets it back. ``system_metrics`` and
-    ``job`` are as for :func:`start`.
+    every rank calls it: rank 0 claims the run, every rank gets it back. ``system_metrics``, ``job``
+    and ``artifacts`` are as for :func:`start`. A run of a team (PostgreSQL) store is reopened in the
+    local spool, copied there from the team store first when the spool does not hold it.
 
     Raises:
         RunNotFoundError: no run has that id or name.
@@ -189,12 +206,26 @@ def resume(
     settings = {"flush_interval": flush_interval, "flush_points": flush_points,
                 "max_buffered_points": max_buffered_points, "system_metrics": check_interval(system_metrics)}
     job = distributed.job() if _joins(job) else None
+    team = teams.TeamStore.of(store, artifacts)
+
+    def reopen(ranks: tuple[tuple[str, int], ...] = ()) -> tuple[Store, RunRecord, RunRecord, str]:
+        if team is None:
+            return _reopen(run, store, ranks)
+        spool = team.spool()
+        try:
+            spool.run(run)
+        except RunNotFoundError:
+            return _reopen(team.fetch(run), spool, ranks)
+        return _reopen(run, spool, ranks)
+
     if job is None:
-        the_store, reopened, stored, before = _reopen(run, store)
-        return Run(the_store, reopened, previous=stored, previous_status=before, **settings)
+        the_store, reopened, stored, before = reopen()
+        shipper = team and team.shipper(the_store, reopened)
+        return Run(the_store, reopened, previous=stored, previous_status=before, shipper=shipper, **settings)
     processes = job.gather((system.host(), os.getpid()))
-    the_store, (reopened, stored, before) = _opened_by_leader(job, lambda: _reopen(run, store, tuple(processes)))
-    return Run(the_store, reopened, previous=stored, previous_status=before, job=job, **settings)
+    the_store, (reopened, stored, before) = _opened_by_leader(job, lambda: reopen(tuple(processes)))
+    shipper = team.shipper(the_store, reopened) if team and job.leader else None
+    return Run(the_store, reopened, previous=stored, previous_status=before, job=job, shipper=shipper, **settings)
 
 
 def _reopen(run: str | RunRecord, store: str | Path | Store | None,

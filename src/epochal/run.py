@@ -32,6 +32,7 @@ from epochal.exiting import open_runs
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
 from epochal.store.records import Checkpoint, Config, KeySummary, RunRecord, RunUpdate
+from epochal.store.shipping import SHIP_WAIT_S, Shipper
 from epochal.store.store import Store
 from epochal.store.writer import REFRESH_SUMMARIES, Deferred, Writer
 from epochal.system_metrics import SystemSampler
@@ -63,7 +64,8 @@ class Run:
 
     def __init__(self, store: Store, record: RunRecord, *, flush_interval: float, flush_points: int,
                  max_buffered_points: int = 5_000_000, previous: RunRecord | None = None,
-                 previous_status: str | None = None, job: Ranks | None = None, system_metrics: float | None = None):
+                 previous_status: str | None = None, job: Ranks | None = None, system_metrics: float | None = None,
+                 shipper: Shipper | None = None):
         self.store = store
         self.record = record
         self.id = record.id
@@ -83,6 +85,7 @@ class Run:
         #: The DDP job recording this run (None in a single process): rank 0 writes, the others follow.
         self.job = job
         self._reducer = Reducer(job) if job is not None else None
+        self._shipper = shipper  # copies the run from the local spool to a team store (see store.shipping)
         self._follower = job is not None and not job.leader
         self._writer = Writer(
             store, record.id, record.segment, lambda: (self._steps, self._epochs),
@@ -559,7 +562,15 @@ class Run:
         self._admitted = frozenset()  # sends every later log() down the checked path, which refuses it
         open_runs.discard(self)
         self._writer.submit(update, REFRESH_SUMMARIES)
-        if not self._writer.close(timeout):
+        written = self._writer.close(timeout)
+        if self._shipper is not None:
+            left = self._shipper.finish(min(timeout, SHIP_WAIT_S))
+            if left:
+                _warn(f"epochal: run {self.name!r} ({self.id}): {left} batches of points are still only in the spool "
+                      f"'{self.store.where}': the team store {self._shipper.where} did not take them "
+                      f"({self._shipper.failing or 'it was still shipping'}); ship them with `epochal sync {self.store.where} "
+                      f"{self._shipper.where} --run {self.id}`")
+        if not written:
             raise StoreError(
                 f"run {self.name!r} ({self.id}): the store did not accept {self._writer.unwritten_points} "
                 f"buffered points within {timeout} s; see the warnings above for why"

@@ -6,9 +6,12 @@ from moto_server import moto_endpoint  # noqa: F401 - the session's S3 server, u
 import epochal
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def location(request, tmp_path):
-    """A fresh store location of each backend: the same tests prove that both implement the interface."""
+    """A fresh store location of each backend: the same tests prove that all implement the interface.
+    PostgreSQL's is a new database on the session's real server."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
     return tmp_path / "store" if request.param == "sqlite" else f"memory://{tmp_path}"
 
 

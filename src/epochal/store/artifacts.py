@@ -37,7 +37,7 @@ import fsspec
 from fsspec.asyn import AsyncFileSystem
 from fsspec.core import split_protocol
 
-from epochal.atomic import _OLD_TEMPORARY, _TEMPORARY, atomic_file, temporary_beside
+from epochal.atomic import atomic_file, is_temporary, temporary_beside
 
 __all__ = [
     "download_folder",
@@ -98,11 +98,6 @@ def filesystem(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
         raise ValueError(
             f"cannot open {url!r}: {error}; give a folder or an fsspec URL such as 's3://bucket/prefix'"
         ) from error
-
-
-def _is_temporary(name: str) -> bool:
-    """Whether ``name`` is a file that an epochal writer is still filling (or left behind)."""
-    return name.endswith(".tmp") and bool(_TEMPORARY.fullmatch(name) or _OLD_TEMPORARY.fullmatch(name))
 
 
 def put_file(local: Path, url: str) -> None:
@@ -176,7 +171,7 @@ def upload_folder(
     for directory, folders, files in os.walk(local_dir):
         folders.sort()
         for name in sorted(files):
-            if _is_temporary(name):
+            if is_temporary(name):
                 continue
             path = Path(directory, name)
             try:
@@ -243,7 +238,7 @@ def download_folder(url: str, local_dir: Path) -> int:
     local_dir = Path(local_dir)
     plan = []
     for path, info in sorted(listing.items()):
-        if info.get("type", "file") != "file" or _is_temporary(posixpath.basename(path)):
+        if info.get("type", "file") != "file" or is_temporary(posixpath.basename(path)):
             continue
         plan.append((path, info, local_dir / _local_name(root, path)))
     copied = 0

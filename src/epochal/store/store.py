@@ -24,31 +24,12 @@ from epochal import settings, system
 from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.keys import best_mode
 from epochal.store import series
-from epochal.store.backend import Backend
-from epochal.store.memory import MemoryBackend
+from epochal.store.locations import open_backend, redacted
 from epochal.store.query import Column, RunGroup, RunQuery, group_records
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch
-from epochal.store.sqlite import SQLiteBackend
 
 #: A running run whose heartbeat is older than this is shown as crashed (its process is gone or hung).
 STALE_AFTER_S = 120.0
-
-
-def open_backend(location: str | Path, *, busy_timeout: float = 10.0, create: bool = True) -> Backend:
-    """The backend for a store location: a directory, a ``sqlite:///directory`` URI, or
-    ``memory://name`` (runs kept in this process's memory, for tests)."""
-    text = str(location)
-    if "://" in text:
-        scheme, _, rest = text.partition("://")
-        if scheme == "memory":
-            return MemoryBackend(rest, create=create)
-        if scheme != "sqlite":
-            raise StoreError(
-                f"store URI scheme {scheme!r} in {text!r} is not supported; give a directory, 'sqlite:///DIR' "
-                "or 'memory://NAME'"
-            )
-        text = rest
-    return SQLiteBackend(text, busy_timeout=busy_timeout, create=create)
 
 
 class Store:
@@ -66,18 +47,31 @@ class Store:
     def __init__(self, path: str | Path | None = None, *, create: bool = True, busy_timeout: float = 10.0):
         """
         Args:
-            path: the store's directory, a ``sqlite:///DIR`` URI, or ``memory://NAME`` for a store
-                in this process's memory (tests).
+            path: the store's directory, a ``sqlite:///DIR`` URI, a PostgreSQL URL
+                (``postgresql://user:password@host/database``, a team's store), or ``memory://NAME`` for a
+                store in this process's memory (tests).
             create: create the store if there is none; with False a missing store is a StoreError.
             busy_timeout: seconds to wait for another process's write before a write fails.
         """
         location = settings.default_store_path() if path is None else path
         # Private: every caller goes through this class's methods, whatever the backend.
         self._backend = open_backend(location, busy_timeout=busy_timeout, create=create)
-        self.path = Path(getattr(self._backend, "directory", location))
+        #: The location as given: what another process opens the same store by (it may hold a password).
+        self.location = str(location)
+        #: The location for messages: a directory, or a URL without its password.
+        self.where = getattr(self._backend, "where", None) or redacted(self.location)
+        directory = getattr(self._backend, "directory", None)
+        #: The store's directory (for a PostgreSQL store, its URL without the password).
+        self.path = Path(directory if directory is not None else self.where)
 
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({self.where!r})"
+
+    @property
+    def keeps_files(self) -> bool:
+        """Whether the store keeps its runs' files in folders of its own (``runs/<id>``): a PostgreSQL
+        store keeps records only, and each run's files are where its record's ``path`` says."""
+        return bool(self._backend.files_root)
 
     def close(self) -> None:
         self._backend.close()
@@ -91,7 +85,20 @@ class Store:
     @property
     def files_root(self) -> Path:
         """The folder that holds one folder of files per run (``runs/<id>``)."""
+        if not self._backend.files_root:
+            raise StoreError(
+                f"the store {self.where} keeps records only, no folders of files: each run's files are where its "
+                "record's path says; write runs into a local store and copy them over with `epochal sync`"
+            )
         return Path(self._backend.files_root)
+
+    def chunk_counts(self, run_id: str) -> dict[str, int]:
+        """How many chunks each key of a run (by full id) has stored: what a copy to another store compares."""
+        return self._backend.chunk_counts(run_id)
+
+    def chunks_from(self, run_id: str, key: str, first: int) -> list[tuple[int, bytes]]:
+        """A key's stored chunks, (segment, encoded points), from the ``first``-th on, in the order written."""
+        return self._backend.chunks_from(run_id, key, first)
 
     def write(self, batch: WriteBatch) -> None:
         """The one write path: apply the whole batch in one transaction, or nothing of it (and raise)."""
@@ -180,13 +187,14 @@ class Store:
                     "give more of the id"
                 )
         if record is None:
-            raise RunNotFoundError(f"no run with id or name {ref!r} in the store '{self.path}'")
+            raise RunNotFoundError(f"no run with id or name {ref!r} in the store '{self.where}'")
         return _with_live_status(record)
 
     def delete(self, ref: str | RunRecord) -> RunRecord:
         """Remove a run's records and its folder of files.
 
-        A running run is refused, and so is a run whose folder is not ``runs/<id>`` inside the store
+        In a store that keeps records only (PostgreSQL), the records are removed and the files stay where
+        the record's path says. A running run is refused, and so is a run whose folder is not ``runs/<id>`` inside the store
         (an id written into the database by someone else, such as ``../../x``): nothing is removed
         then. A run folder that is a symbolic link is unlinked; what it points to stays.
         """
@@ -196,6 +204,9 @@ class Store:
                 f"run {record.name!r} ({record.id}) is still running as pid {record.pid} on {record.host}; "
                 "finish it before deleting it"
             )
+        if not self.keeps_files:  # its files are on another machine or an object store: the records go
+            self._backend.write(WriteBatch(deleted_runs=(record.id,)))
+            return record
         folder = Path(record.path)
         runs = self.files_root.resolve()
         # It must be runs/<id> itself. A link there is judged by where it lies, a folder by where it
