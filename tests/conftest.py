@@ -14,6 +14,7 @@ import epochal
 def _isolated_default_store(tmp_path, monkeypatch):
     """No test writes to ./epochal-runs: the default store is a fresh directory."""
     monkeypatch.setenv("EPOCHAL_DIR", str(tmp_path / "default-store"))
+    monkeypatch.setenv("EPOCHAL_SPOOL", str(tmp_path / "spool"))  # a team store's runs go through it
 
 
 @pytest.fixture

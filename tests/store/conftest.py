@@ -15,6 +15,14 @@ def location(request, tmp_path):
     return tmp_path / "store" if request.param == "sqlite" else f"memory://{tmp_path}"
 
 
+@pytest.fixture(params=["sqlite", "memory"])
+def local_store(request, tmp_path):
+    """An open store that runs write to directly (not through a team store's spool): for tests of what a
+    run's writer does to its store the moment it writes, and of run folders inside the store."""
+    with epochal.Store(tmp_path / "store" if request.param == "sqlite" else f"memory://{tmp_path}") as store:
+        yield store
+
+
 @pytest.fixture
 def store(location):
     """An open store of each backend."""

@@ -45,7 +45,8 @@ def test_a_batch_that_fails_leaves_nothing_of_itself(tmp_path):
     assert store.history(run.id, "loss").values.tolist() == [1.0]  # the good chunk was not kept either
 
 
-def test_two_resumes_of_the_same_run_one_wins(store):
+def test_two_resumes_of_the_same_run_one_wins(local_store):
+    store = local_store  # the run writes to it directly
     with epochal.start(store=store, name="twice") as run:
         run.log({"loss": 1.0})
     first = epochal.resume(run.id, store=store)

@@ -73,7 +73,8 @@ def test_a_schema_4_store_gains_the_ranks_column_and_reads_its_runs_as_single_pr
         assert store.run("old").ranks == (("h", 1), ("h", 2))
 
 
-def test_a_running_job_is_crashed_when_any_rank_on_this_host_is_gone(store):
+def test_a_running_job_is_crashed_when_any_rank_on_this_host_is_gone(local_store):
+    store = local_store  # the run writes to it directly
     run = epochal.start(store=store, name="ddp")
     try:
         alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])

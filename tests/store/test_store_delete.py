@@ -53,7 +53,8 @@ def test_a_crafted_id_never_deletes_outside_runs(store_dir, victim, crafted, bac
     assert (Path(other.path) / "kept.txt").is_file() and (store_dir / "epochal.db").is_file()
 
 
-def test_a_run_folder_that_is_a_link_is_unlinked_not_followed(location, victim):
+def test_a_run_folder_that_is_a_link_is_unlinked_not_followed(local_store, victim):
+    location = local_store.location
     with epochal.Store(location) as store:
         record = finished_run(store, "linked")
         folder = Path(record.path)

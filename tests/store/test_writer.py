@@ -108,7 +108,8 @@ def test_a_store_that_fails_every_write_keeps_the_points_for_later_instead_of_dr
     assert store.history(run.id, "b").values.tolist() == [2.0]
 
 
-def test_a_store_refusing_writes_with_the_buffer_full_is_raised_at_the_next_log_once(store, monkeypatch):
+def test_a_store_refusing_writes_with_the_buffer_full_is_raised_at_the_next_log_once(local_store, monkeypatch):
+    store = local_store  # the run writes to it directly
     # A refusal is waited out while nothing is lost; once the buffer is full (points are being dropped)
     # for PERSISTENT_AFTER_S, the caller hears of it at its next log(), not only at finish().
     import time
