@@ -334,7 +334,8 @@ class Run:
         return self._dropped + self._writer.dropped_points
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far is in the store. False if not done by ``timeout``.
+        """Wait until everything logged so far is in the store. False if not done by ``timeout``. For a
+        team store: in its spool, then shipped (for at most ``SHIP_WAIT_S``; not at all while it is down).
 
         Under DDP every rank calls it: values logged with ``reduce=`` are reduced first.
 
@@ -344,7 +345,9 @@ class Run:
         """
         if self._reducer is not None:
             self._reduce_held()
-        return self._flush_writer(timeout)
+        done = self._flush_writer(timeout)
+        wait = SHIP_WAIT_S if timeout is None else min(timeout, SHIP_WAIT_S)
+        return done and (self._shipper is None or self._shipper.wait(wait))
 
     def _flush_writer(self, timeout: float | None = None) -> bool:
         self._writer.handed += self._pending

@@ -13,6 +13,12 @@ LRS = (0.01, 0.1)
 SEEDS = (0, 1, 2)
 
 
+@pytest.fixture
+def store(either_store):
+    """Every test of this module on SQLite and on PostgreSQL."""
+    return either_store
+
+
 def best(lr: float, seed: int) -> float:
     return lr * 10 + seed * 0.25
 

@@ -10,6 +10,12 @@ import pytest
 import epochal
 
 
+@pytest.fixture
+def store(either_store):
+    """Every test of this module on SQLite and on PostgreSQL."""
+    return either_store
+
+
 def test_a_short_series_comes_whole(client, ids):
     body = client.get(f"/api/runs/{ids['beta']}/series", params={"key": "train/loss"}).json()
     assert body["total"] == body["in_range"] == 300 and not body["downsampled"]

@@ -35,7 +35,8 @@ def command(
     )
     parser.add_argument(
         "--store", metavar="DIR",
-        help=f"the store's directory (default: ${settings.STORE_DIR_ENV}, else ./{settings.DEFAULT_STORE_DIR})",
+        help=f"the store's directory or a team's postgresql://USER:PASSWORD@HOST/DB URL (default: "
+             f"${settings.STORE_DIR_ENV}, else ./{settings.DEFAULT_STORE_DIR})",
     )
     if run:
         parser.add_argument("run", metavar="RUN", type=run_ref, help="run id, id prefix or name")

@@ -1,8 +1,8 @@
 """The ``epochal`` command: list, show, export, import, plot and delete the runs of a store, or serve them.
 
 Run ``epochal --help`` or ``epochal COMMAND --help`` (``python -m epochal.cli`` works too).
-Every command reads the store given by ``--store DIR``, by default ``$EPOCHAL_DIR``, else
-``./epochal-runs``; only ``import`` and ``demo`` create a store, and a command that reads one
+Every command reads the store given by ``--store DIR`` (a directory, or a team's
+``postgresql://`` URL), by default ``$EPOCHAL_DIR``, else ``./epochal-runs``; only ``import`` and ``demo`` create a store, and a command that reads one
 that is not there says so. An error (a missing store, a damaged or refused file, a store locked
 by another process for longer than the command waits) prints one line, ``epochal: <message>``,
 on stderr and exits with status 2; a traceback means a bug in epochal.
@@ -17,6 +17,7 @@ Examples:
     $ epochal plot baseline -o baseline.png
     $ epochal rm 3f2a9c --yes
     $ epochal ui --port 8765
+    $ epochal sync epochal-runs postgresql://ana@db.example/epochal
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from epochal.cli.exchange import add_export, add_import
 from epochal.cli.plotting import add_plot
 from epochal.cli.runs import add_ls, add_rm, add_show
 from epochal.cli.serving import add_ui
+from epochal.cli.syncing import add_sync
 from epochal.errors import EpochalError
 
 _EXAMPLES = """\
@@ -53,6 +55,7 @@ examples:
   epochal dynamics fit baseline              the 2D projection of every recorded epoch, with backgrounds
   epochal dynamics quality baseline          its NPR, trustworthiness, PPR and temporal correlations
   epochal dynamics plot baseline             a PNG per epoch and an animated GIF
+  epochal sync epochal-runs postgresql://db/epochal   copy runs to a team's store (or back)
 
 A run is named by its id, an unambiguous id prefix, or its name (the newest run of that name).
 """
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"epochal {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     # Each command is an `add_<name>` that registers its parser and handler through `common.command`.
-    for add in (add_ls, add_show, add_export, add_import, add_plot, add_rm, add_demo, add_ui, add_dynamics):
+    for add in (add_ls, add_show, add_export, add_import, add_plot, add_rm, add_demo, add_ui, add_dynamics, add_sync):
         add(commands)
     return parser
 

@@ -131,9 +131,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _without_store_path(app: FastAPI, message: str) -> str:
     """``message`` without the store's location: the API speaks of runs, not of this machine's folders."""
-    where = str(app.state.store.path)
+    store = app.state.store
+    where = store.where
     message = message.replace(f" in the store '{where}'", "")
-    return message.replace(where, app.state.store.path.name or "the store")
+    return message.replace(where, store.path.name if store.keeps_files else "the store")
 
 
 def _methods_of(app: FastAPI, request: Request) -> list[str]:

@@ -31,6 +31,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Request, Response
 from fastapi.responses import FileResponse
 
+from epochal import settings
 from epochal.dynamics import files
 from epochal.dynamics.samples import sample_stats
 from epochal.server import folders
@@ -205,9 +206,10 @@ def start_fit(request: Request, run: RunRef) -> FitProgress:
             raise HTTPException(409, f"a fit of run {record.name!r} ({record.id}) is already running "
                                      f"(pid {current.pid}, {current.stage}, {current.fraction:.0%} done)")
         started = _now()
+        # The store goes by the environment, not the command line, where `ps` would show a URL's password.
         driver = subprocess.Popen(
-            [sys.executable, "-c", _DRIVER, record.id, str(store_of(request).path), str(target), started],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [sys.executable, "-c", _DRIVER, record.id, str(target), started],
+            env={**os.environ, settings.STORE_DIR_ENV: store_of(request).location}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         # Reaped when it ends, so that no zombie is left behind by a long-running server.
         threading.Thread(target=driver.wait, name=f"fit-{record.id}", daemon=True).start()
@@ -219,7 +221,7 @@ def start_fit(request: Request, run: RunRef) -> FitProgress:
 _DRIVER = "import sys; from epochal.server.dynamics import drive_fit; sys.exit(drive_fit(*sys.argv[1:]))"
 
 
-def drive_fit(run_id: str, store: str, progress_file: str, started: str) -> int:
+def drive_fit(run_id: str, progress_file: str, started: str) -> int:
     """Fit ``run_id``'s projection, then its quality measures, with the CLI; the exit status.
 
     ``progress_file`` ends ``done``, or ``failed`` with the last lines of the failed step's stderr.
@@ -227,7 +229,7 @@ def drive_fit(run_id: str, store: str, progress_file: str, started: str) -> int:
     target = FsPath(progress_file)
     summary = ""
     for step in ("fit", "quality"):
-        code, tail = _run_step(step, run_id, store)
+        code, tail = _run_step(step, run_id)
         last = files.read_json(target) or {}
         stage, fraction = str(last.get("stage") or step), _fraction(last.get("fraction"))
         if code != 0:
@@ -241,8 +243,8 @@ def drive_fit(run_id: str, store: str, progress_file: str, started: str) -> int:
     return 0
 
 
-def _run_step(step: str, run_id: str, store: str) -> tuple[int, str]:
-    command = [sys.executable, "-m", "epochal", "dynamics", step, run_id, "--store", store]
+def _run_step(step: str, run_id: str) -> tuple[int, str]:
+    command = [sys.executable, "-m", "epochal", "dynamics", step, run_id]  # the store: $EPOCHAL_DIR
     if step == "fit":
         command.append("--quiet")  # progress goes to progress.json; stderr keeps only what went wrong
     tail: deque[str] = deque(maxlen=TAIL_LINES)

@@ -22,6 +22,9 @@ from urllib.parse import quote
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
+from epochal import settings
+from epochal.store import artifacts
+from epochal.store.locations import redacted
 from epochal.store.records import Checkpoint, RunRecord, valid_run_id
 from epochal.store.store import Store
 
@@ -30,7 +33,14 @@ _BLOCK = 1 << 20
 
 
 def run_folder(store: Store, record: RunRecord) -> Path:
-    """The run's folder with symlinks resolved; 409 when the database's id would lead outside the store."""
+    """The run's folder with symlinks resolved; 409 when the database's id would lead outside the store.
+
+    A team store keeps records only; a run's files are where its record says. They are read when that is
+    ``<id>`` in a folder of this machine where runs bound for a team store keep files (the spool's runs
+    folder, a local ``$EPOCHAL_ARTIFACTS``): a record in a shared database names no other folder to read.
+    """
+    if not store.keeps_files:
+        return _team_run_folder(record)
     root = store.files_root
     plain = valid_run_id(record.id) and Path(record.path) == root / record.id
     folder = _resolved(Path(record.path)) if plain else None
@@ -38,6 +48,20 @@ def run_folder(store: Store, record: RunRecord) -> Path:
         raise HTTPException(
             409, f"run {record.name!r} has the id {record.id!r:.80}, whose folder is not inside the store's "
                  "runs folder: its files are neither served nor deleted",
+        )
+    return folder
+
+
+def _team_run_folder(record: RunRecord) -> Path:
+    roots = [settings.spool_path() / "runs"]
+    local_artifacts = settings.artifacts_location()
+    if local_artifacts and artifacts.is_local(local_artifacts):
+        roots.append(Path(local_artifacts))
+    folder = _resolved(Path(record.path)) if valid_run_id(record.id) and artifacts.is_local(record.path) else None
+    if folder is None or folder.name != record.id or folder.parent not in {_resolved(r) for r in roots}:
+        raise HTTPException(
+            404, f"run {record.name!r} keeps its files at {redacted(record.path)!r}, which this dashboard does not "
+                 "read: it reads the runs folder of this machine's spool and a local $EPOCHAL_ARTIFACTS",
         )
     return folder
 

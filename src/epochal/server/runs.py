@@ -159,7 +159,8 @@ def update_run(request: Request, run: RunRef, patch: RunPatch) -> RunDetail:
 def delete_run(request: Request, run: RunRef) -> Deleted:
     store = store_of(request)
     record = store.run(run)
-    folders.run_folder(store, record)  # an id that leads outside the store deletes nothing
+    if store.keeps_files:
+        folders.run_folder(store, record)  # an id that leads outside the store deletes nothing
     return Deleted(deleted=store.delete(record).id)
 
 

@@ -41,7 +41,7 @@ def serve(
     )
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{bound_port}/" + (f"?token={token}" if token else "")
-    print(f"epochal dashboard for {store.path}: {url}", file=out, flush=True)
+    print(f"epochal dashboard for {store.where}: {url}", file=out, flush=True)
     if not loopback:
         print("anyone who can reach this address and has the token can read these runs", file=out, flush=True)
     config = uvicorn.Config(

@@ -16,7 +16,7 @@ def get_store(request: Request) -> StoreInfo:
     store = store_of(request)
     count, projects, tags = store.overview()
     return StoreInfo(
-        path=str(store.path),
+        path=store.where,
         runs=count,
         projects=projects,
         tags=tags,

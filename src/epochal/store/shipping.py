@@ -84,6 +84,8 @@ class Shipper:
                     self._done.notify_all()
             else:
                 retry = min(max(retry * 2, 1.0), MAX_RETRY_S)
+                with self._done:
+                    self._done.notify_all()  # a wait() returns: the points stay in the spool
             # Done once a copy that started after finish() asked has gone through, or the time is up.
             if self._stopping.is_set() and (self._shipped_up_to >= self._asked or time.monotonic() >= self._deadline):
                 break
@@ -122,6 +124,15 @@ class Shipper:
                 warnings.warn(message, EpochalWarning, stacklevel=2)
             except Exception:  # warnings turned into errors must not stop the thread
                 logger.warning(message.removeprefix("epochal: "))
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until what the spool holds now has reached the team store, up to ``timeout`` seconds; at
+        once False while the team store cannot be reached (the points are safe in the spool)."""
+        asked = time.monotonic()
+        self._wake.set()
+        with self._done:
+            return self._done.wait_for(lambda: self._shipped_up_to >= asked or self.failing is not None
+                                       or not self._thread.is_alive(), timeout=timeout) and self._shipped_up_to >= asked
 
     def finish(self, timeout: float) -> int:
         """Ship everything written to the spool so far, waiting up to ``timeout`` seconds; then stop. How
