@@ -232,7 +232,10 @@ class PostgresBackend(SQLBackend):
 
     def _version(self) -> int | None:
         conn = self._conn()
-        if conn.execute("SELECT to_regclass('epochal_schema')").fetchone()[0] is None:
+        # Not to_regclass(): its name lookup may answer from this session's cache of names not found, which
+        # a table that another process created while we waited for the schema lock does not clear.
+        if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'epochal_schema' "
+                            "AND schemaname = ANY (current_schemas(false)))").fetchone()[0]:
             return None
         row = conn.execute("SELECT version FROM epochal_schema").fetchone()
         return None if row is None else row[0]
