@@ -72,6 +72,7 @@ bench: setup browser
 	$(PY) bench/runs_at_scale.py
 	$(PY) bench/dynamics.py
 	$(PY) bench/faults.py
+	$(PY) bench/team_store.py
 
 clean:
 	rm -rf $(VENV) epochal-runs web/node_modules src/epochal/server/static
