@@ -276,7 +276,9 @@ def test_an_unreachable_team_store_keeps_the_run_in_the_spool_until_sync(bad_url
             run.step()
         assert run.summary["loss"].count == 200  # logging works: the spool has every point
         assert not run.flush(timeout=5)  # not shipped, and no waiting for a store that is down
-        run.finish(timeout=2)
+        began = time.monotonic()
+        run.finish()  # one more try, not the 30 s a reachable store gets for its last batches
+        assert time.monotonic() - began < 10
     out, err = capsys.readouterr()
     messages = _epochal_warnings(caught)
     where = redacted(bad_url)
@@ -322,7 +324,9 @@ def test_checkpoints_of_a_team_run_are_shipped_to_s3(postgres_url, s3_bucket):
     assert len(data) == stored.size and hashlib.sha256(data).hexdigest() == stored.sha256
 
 
-def test_resume_on_a_machine_whose_spool_lacks_the_run(postgres_url, s3_bucket, tmp_path, monkeypatch):
+@pytest.mark.parametrize("artifacts_again", [True, False], ids=["artifacts-given-again", "artifacts-from-the-record"])
+def test_resume_on_a_machine_whose_spool_lacks_the_run(postgres_url, s3_bucket, tmp_path, monkeypatch,
+                                                       artifacts_again):
     import shutil
 
     import torch
@@ -339,8 +343,8 @@ def test_resume_on_a_machine_whose_spool_lacks_the_run(postgres_url, s3_bucket, 
     shutil.rmtree(_spool())  # the first machine is gone
     monkeypatch.setenv("EPOCHAL_SPOOL", str(tmp_path / "another-machine-spool"))
 
-    resumed = epochal.resume(run.id, store=postgres_url, artifacts=s3_bucket, flush_interval=0.05,
-                             system_metrics=False)
+    resumed = epochal.resume(run.id, store=postgres_url, artifacts=s3_bucket if artifacts_again else None,
+                             flush_interval=0.05, system_metrics=False)
     assert resumed.segment == 1 and resumed.id == run.id
     fresh = torch.nn.Linear(3, 3)
     loaded = resumed.load_checkpoint("last", models=fresh)
@@ -348,13 +352,19 @@ def test_resume_on_a_machine_whose_spool_lacks_the_run(postgres_url, s3_bucket, 
     for step in range(100, 160):
         resumed.log({"loss": 1.0 / (step + 1)})
         resumed.step()
+    later = resumed.save_checkpoint(models=model)
     resumed.finish()
+    import s3fs
+
+    # The resumed run's files go where the run's record says, the bucket, whether or not artifacts= is repeated.
+    assert s3fs.S3FileSystem().exists(f"{s3_bucket}/{run.id}/{later.path}")
 
     with epochal.Store(postgres_url) as team:
         history = team.history(run.id, "loss")
         assert history.steps.tolist() == list(range(160))
         assert history.values.tolist() == [1.0 / (s + 1) for s in range(160)]
         assert team.run(run.id).segment == 1 and team.run(run.id).status == "finished"
+        assert team.run(run.id).path == f"{s3_bucket}/{run.id}" and later in team.checkpoints(run.id)
         with epochal.Store(_spool()) as spool:
             _assert_same_run(spool, team, run.id)
 

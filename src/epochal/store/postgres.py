@@ -51,7 +51,7 @@ CREATE TABLE runs (
     config TEXT NOT NULL DEFAULT '{}',
     steps BIGINT NOT NULL DEFAULT 0,
     epochs BIGINT NOT NULL DEFAULT 0,
-    segment INTEGER NOT NULL DEFAULT 0,
+    segment BIGINT NOT NULL DEFAULT 0,
     token TEXT NOT NULL DEFAULT '',
     ranks TEXT NOT NULL DEFAULT '[]',
     files TEXT NOT NULL DEFAULT ''  -- where the run's folder of files is: a path on its host or a URL
@@ -82,8 +82,8 @@ CREATE TABLE series (
     last_step BIGINT,
     min DOUBLE PRECISION,
     max DOUBLE PRECISION,
-    segment INTEGER NOT NULL DEFAULT 0,
-    exact INTEGER NOT NULL DEFAULT 1,
+    segment BIGINT NOT NULL DEFAULT 0,
+    exact BIGINT NOT NULL DEFAULT 1,
     UNIQUE (run_id, key)
 );
 CREATE INDEX series_by_key_last ON series(key, last, run_id);
@@ -92,8 +92,8 @@ CREATE INDEX series_by_key_max ON series(key, max, run_id);
 CREATE TABLE chunks (
     id BIGSERIAL PRIMARY KEY,
     series_id BIGINT NOT NULL REFERENCES series(id) ON DELETE CASCADE,
-    segment INTEGER NOT NULL,
-    n INTEGER NOT NULL,
+    segment BIGINT NOT NULL,
+    n BIGINT NOT NULL,
     step_min BIGINT NOT NULL,
     step_max BIGINT NOT NULL,
     data BYTEA NOT NULL,
@@ -112,7 +112,7 @@ CREATE TABLE checkpoints (
     metric_value DOUBLE PRECISION,
     mode TEXT,
     kind TEXT NOT NULL DEFAULT 'resume',
-    seq INTEGER NOT NULL DEFAULT 0,
+    seq BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, path)
 )
 """
@@ -221,7 +221,7 @@ class PostgresBackend(SQLBackend):
             if version is None:
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
-                conn.execute("CREATE TABLE epochal_schema (version INTEGER NOT NULL)")
+                conn.execute("CREATE TABLE epochal_schema (version BIGINT NOT NULL)")
                 conn.execute("INSERT INTO epochal_schema VALUES (?)", (SCHEMA_VERSION,))
                 return
             for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -23,6 +23,7 @@ import warnings
 
 from epochal.errors import EpochalWarning
 from epochal.logs import logger
+from epochal.store import artifacts
 from epochal.store.locations import redacted
 from epochal.store.store import Store
 from epochal.store.sync import RunCopy, copy_run, pending
@@ -38,14 +39,16 @@ SHIP_WAIT_S = 30.0
 class Shipper:
     """Copies one run from the spool to the team store on a thread of its own, until :meth:`finish`."""
 
-    def __init__(self, spool: Store, team: str, run_id: str, *, files_to: str, interval: float = SHIP_INTERVAL_S,
-                 warned: bool = False):
+    def __init__(self, spool: Store, team: str, run_id: str, *, files_to: str | None,
+                 interval: float = SHIP_INTERVAL_S, warned: bool = False):
         """
         Args:
             spool: the local store the run is written to.
             team: the team store's location (a PostgreSQL URL); opened on the shipper's thread.
             files_to: where the team store's record says the run's files are (see
-                :func:`epochal.store.sync.files_destination`).
+                :func:`epochal.store.sync.files_destination`); None: where the team store's record of
+                the run already says, when that is an fsspec URL (a resumed run keeps its bucket), else
+                the spool's folder on this machine.
             warned: the caller already warned that the team store cannot be reached.
         """
         self.spool = spool
@@ -63,6 +66,7 @@ class Shipper:
         self._stopping = threading.Event()
         self._deadline = float("inf")  # after finish(): the thread gives up at this time (monotonic)
         self._asked = float("inf")  # when finish() asked for the last copy (monotonic)
+        self._failing_at_finish = False
         self._done = threading.Condition()
         self._shipped_up_to = -1.0  # the monotonic time at which the last successful copy started
         self._thread = threading.Thread(target=self._loop, name=f"epochal-shipper-{run_id}", daemon=True)
@@ -86,13 +90,17 @@ class Shipper:
                 retry = min(max(retry * 2, 1.0), MAX_RETRY_S)
                 with self._done:
                     self._done.notify_all()  # a wait() returns: the points stay in the spool
-            # Done once a copy that started after finish() asked has gone through, or the time is up.
-            if self._stopping.is_set() and (self._shipped_up_to >= self._asked or time.monotonic() >= self._deadline):
+            # Done once a copy that started after finish() asked has gone through, or the time is up, or the
+            # store that failed before finish() asked still fails: waiting would only delay the program's end.
+            if self._stopping.is_set() and (self._shipped_up_to >= self._asked or time.monotonic() >= self._deadline
+                                            or (not shipped and started >= self._asked and self._failing_at_finish)):
                 break
             self._wake.wait(min(self.interval if shipped else retry, max(self._deadline - time.monotonic(), 0)))
             self._wake.clear()
         if self._store is not None:
             self._store.close()
+        with self._done:
+            self._done.notify_all()  # finish() stops waiting
 
     def _ship(self) -> bool:
         try:
@@ -100,6 +108,10 @@ class Shipper:
                 self._store = Store(self.team)
             if self._copy is None:
                 self._copy = RunCopy.read(self._store, self.run_id)
+            if self.files_to is None:
+                held = self._copy.record
+                remote = held is not None and not artifacts.is_local(held.path)
+                self.files_to = held.path if remote else self.spool.run(self.run_id).path
             copy_run(self.spool, self._store, self._copy, files_to=self.files_to)
         except Exception as exc:  # the network, the server, a full bucket: training goes on regardless
             self._copy = None  # whether the last batch arrived is unknown: ask the team store next time
@@ -135,8 +147,10 @@ class Shipper:
                                        or not self._thread.is_alive(), timeout=timeout) and self._shipped_up_to >= asked
 
     def finish(self, timeout: float) -> int:
-        """Ship everything written to the spool so far, waiting up to ``timeout`` seconds; then stop. How
-        many chunks of points (one key's points from one flush each) are still only in the spool."""
+        """Ship everything written to the spool so far, waiting up to ``timeout`` seconds (one more try only,
+        when the team store was failing already); then stop. How many chunks of points (one key's points
+        from one flush each) are still only in the spool."""
+        self._failing_at_finish = self.failing is not None
         asked = self._asked = time.monotonic()
         self._deadline = asked + timeout
         self._stopping.set()

@@ -65,9 +65,10 @@ class TeamStore:
             with self.spool() as spool:
                 return spool.runs_made(project)
 
-    def files_to(self, record: RunRecord) -> str:
-        """Where the team store's record says the run's files are."""
-        return files.join(self.artifacts, record.id) if self.artifacts else record.path
+    def files_to(self, record: RunRecord) -> str | None:
+        """Where the run's files go: ``artifacts/<id>``; None lets the shipper keep where the team store's
+        record already says (see :class:`~epochal.store.shipping.Shipper`)."""
+        return files.join(self.artifacts, record.id) if self.artifacts else None
 
     def shipper(self, spool: Store, record: RunRecord) -> Shipper:
         return Shipper(spool, self.location, record.id, files_to=self.files_to(record), warned=self.warned)
