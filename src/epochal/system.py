@@ -23,7 +23,7 @@ def command_line() -> str:
     """The command as typed: ``python -m pkg.mod ARGS``, ``python script.py ARGS``, or ``tool ARGS``
     for a console script installed beside the interpreter (such as ``epochal demo``). A URL's password
     in it (``--store postgresql://ana:secret@db/x``) is kept out of the run's record."""
-    from epochal.store.locations import redacted
+    from epochal.redaction import redacted
 
     argv = [redacted(arg) for arg in getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]]
     python = Path(argv[0]).name

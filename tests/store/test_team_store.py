@@ -16,7 +16,7 @@ import team_worker  # tests/, beside the root conftest
 import epochal
 from epochal.checkpoint import file_sha256, load_file
 from epochal.cli import main
-from epochal.store.locations import redacted
+from epochal.redaction import redacted
 
 WORKER = Path(team_worker.__file__)
 PASSWORD = "s3cret-pw"  # the session server's, in every postgres_url

@@ -23,8 +23,8 @@ from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
 from epochal import settings
+from epochal.redaction import redacted
 from epochal.store import artifacts
-from epochal.store.locations import redacted
 from epochal.store.records import Checkpoint, RunRecord, valid_run_id
 from epochal.store.store import Store
 

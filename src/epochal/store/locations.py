@@ -1,37 +1,19 @@
 """Where a store is, and which backend reads it: a directory, ``sqlite:///DIR``, ``memory://NAME`` or a
-PostgreSQL URL. Also the one rule that keeps passwords out of messages, logs and run records.
-
-Examples:
-    >>> redacted("postgresql://ana:hunter2@db.example/epochal")
-    'postgresql://ana:***@db.example/epochal'
-"""
+PostgreSQL URL (shown without its password: :func:`epochal.redaction.redacted`)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from epochal.errors import StoreError
+from epochal.redaction import redacted
 
 if TYPE_CHECKING:
     from epochal.store.backend import Backend
 
 #: The URL schemes of a PostgreSQL store (as libpq and SQLAlchemy spell them).
 POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-
-# scheme://user:password@ : the password is whatever lies between the first ':' after '//' and the last '@'
-# of the authority (a password may hold '@' and ':').
-_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^/\s:@]*:)(?P<password>[^/\s]*)(?=@[^/\s@]*(?:[/\s?#]|$))")
-_PASSWORD_OPTION = re.compile(r"(?P<head>\bpassword=)(?P<password>[^&\s]+)")
-
-
-def redacted(text: str) -> str:
-    """``text`` with the password of every URL in it (``scheme://user:password@host``, ``?password=...``)
-    replaced by ``***``."""
-    text = _PASSWORD.sub(lambda m: m["head"] + "***", text)
-    return _PASSWORD_OPTION.sub(lambda m: m["head"] + "***", text)
-
 
 def scheme(location: str | Path) -> str | None:
     """The URL scheme of a store location, None for a directory."""

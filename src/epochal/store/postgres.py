@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from epochal.errors import StoreError, StoreNotFoundError, StoreUnavailableError
+from epochal.redaction import redacted
 from epochal.store import sql_query
-from epochal.store.locations import redacted
 from epochal.store.sql import SQLBackend
 
 SCHEMA_VERSION = 1

@@ -23,8 +23,8 @@ import warnings
 
 from epochal.errors import EpochalWarning
 from epochal.logs import logger
+from epochal.redaction import redacted
 from epochal.store import artifacts
-from epochal.store.locations import redacted
 from epochal.store.store import Store
 from epochal.store.sync import RunCopy, copy_run, pending
 

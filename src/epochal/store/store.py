@@ -23,8 +23,9 @@ import numpy as np
 from epochal import settings, system
 from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
 from epochal.keys import best_mode
+from epochal.redaction import redacted
 from epochal.store import series
-from epochal.store.locations import open_backend, redacted
+from epochal.store.locations import open_backend
 from epochal.store.query import Column, RunGroup, RunQuery, group_records
 from epochal.store.records import Checkpoint, History, KeySummary, RunRecord, RunUpdate, WriteBatch
 

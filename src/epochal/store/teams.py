@@ -13,8 +13,9 @@ from pathlib import Path
 
 from epochal import settings
 from epochal.errors import EpochalWarning, StoreError
+from epochal.redaction import redacted
 from epochal.store import artifacts as files
-from epochal.store.locations import is_postgres, redacted
+from epochal.store.locations import is_postgres
 from epochal.store.records import RunRecord
 from epochal.store.shipping import Shipper
 from epochal.store.store import Store
