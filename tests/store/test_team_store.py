@@ -379,3 +379,15 @@ def test_the_recorded_command_line_holds_no_password(postgres_url):
             assert PASSWORD not in record.command
             assert f"--store '{redacted(postgres_url)}'" in record.command and "team_worker.py steady" in record.command
     assert PASSWORD not in out + err
+
+
+def test_epochal_dir_and_every_commands_store_take_a_postgresql_url(postgres_url, monkeypatch, capsys):
+    monkeypatch.setenv("EPOCHAL_DIR", postgres_url)
+    with epochal.start(project="by-env", name="from-the-environment", system_metrics=False) as run:
+        run.log({"loss": 0.25})
+    assert main(["ls"]) == 0  # the store of $EPOCHAL_DIR
+    assert "from-the-environment" in capsys.readouterr().out
+    monkeypatch.delenv("EPOCHAL_DIR")
+    assert main(["show", run.id, "--store", postgres_url]) == 0
+    out = capsys.readouterr().out
+    assert "from-the-environment" in out and "0.25" in out and PASSWORD not in out
