@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import multiprocessing as mp
 import os
@@ -108,20 +107,15 @@ def series_of(points: int, seed: int) -> np.ndarray:
 
 
 def load_mlflow() -> SimpleNamespace | None:
-    """MLflow's client, quietened, as in bench/log_overhead.py; None (said) when it is not installed."""
+    """MLflow's client as bench/log_overhead.py loads it, with psycopg 3 for SQLAlchemy's postgresql+psycopg."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import mlflow
-            import psycopg  # noqa: F401  (SQLAlchemy's postgresql+psycopg driver)
-            from mlflow import MlflowClient
-            from mlflow.entities import Metric
-    except ImportError as exc:
-        print(f"MLflow is not importable ({exc}); pip install epochal[bench] to compare with it. Skipping it.")
+        import psycopg  # noqa: F401
+    except ImportError:
+        print("psycopg is not importable; pip install epochal[postgres] to compare with MLflow. Skipping it.")
         return None
-    for name in ("mlflow", "alembic", "sqlalchemy"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    return SimpleNamespace(mlflow=mlflow, MlflowClient=MlflowClient, Metric=Metric)
+    from log_overhead import load_mlflow as load  # bench/ is on sys.path when a bench script runs
+
+    return load()
 
 
 def mlflow_uri(server: PostgresServer, database: str) -> str:

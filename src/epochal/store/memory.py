@@ -27,6 +27,7 @@ from epochal.store import series
 from epochal.store.backend import Backend
 from epochal.store.query import Column, RunGroup, RunQuery, cell, group_records, matches, sort_key
 from epochal.store.records import (
+    UPDATABLE,
     Checkpoint,
     KeySummary,
     RunRecord,
@@ -38,10 +39,6 @@ from epochal.store.records import (
     valid_run_id,
 )
 from epochal.store.summaries import RunningSummary, folded, is_new_chunk, refreshed, stored_chunk
-
-_UPDATABLE = (
-    "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
-)
 
 
 @dataclass
@@ -304,7 +301,7 @@ def _update_run(state: _State, u: RunUpdate) -> None:
         if u.tags is not None:
             raise StoreError(f"no run {u.run_id!r} to tag")
         return  # as an SQL UPDATE of no row
-    fields = {name: getattr(u, name) for name in _UPDATABLE if getattr(u, name) is not None}
+    fields = {name: getattr(u, name) for name in UPDATABLE if getattr(u, name) is not None}
     if u.reopen:
         fields["ended"] = None
     if u.tags is not None:

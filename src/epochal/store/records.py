@@ -224,6 +224,12 @@ class SeriesChunk:
     seq: int | None = None
 
 
+#: The fields of a run's record that a :class:`RunUpdate` sets as they are (the others it names need care).
+UPDATABLE = (
+    "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
+)
+
+
 @dataclass(frozen=True)
 class RunUpdate:
     """Changes to a run's row; None leaves a field as it is."""

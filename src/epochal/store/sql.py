@@ -25,6 +25,7 @@ from epochal.store import series, sql_query
 from epochal.store.backend import Backend
 from epochal.store.query import Column, RunGroup, RunQuery
 from epochal.store.records import (
+    UPDATABLE,
     Checkpoint,
     Config,
     KeySummary,
@@ -45,9 +46,6 @@ STORED = tuple(f.name for f in fields(RunRecord) if f.name != "path")
 _COLUMNS = tuple("project_id" if name == "project" else name for name in STORED)
 RUN_FROM = "runs JOIN projects ON projects.id = runs.project_id"
 
-_UPDATABLE = (
-    "steps", "epochs", "heartbeat", "status", "ended", "pid", "host", "command", "segment", "description", "token",
-)
 _CHECKPOINT_COLUMNS = ("run_id", "path", "step", "epoch", "size", "sha256", "created", "metric_key", "metric_value",
                        "mode", "kind", "seq")
 
@@ -134,7 +132,7 @@ class SQLBackend(Backend):
             [(run_id, key, json.dumps(value), _real(config_number(value))) for key, value in config.flat().items()])
 
     def _update_run(self, conn: Any, u: RunUpdate) -> None:
-        fields = {name: getattr(u, name) for name in _UPDATABLE if getattr(u, name) is not None}
+        fields = {name: getattr(u, name) for name in UPDATABLE if getattr(u, name) is not None}
         if u.reopen:
             fields["ended"] = None
         if u.ranks is not None:
