@@ -263,3 +263,19 @@ def test_no_ledger_is_a_clear_error(store, tmp_path):
         run.log({"x": 1.0})
     with pytest.raises(DynamicsError, match=r"no sample ledger .*run.record_samples"):
         store.samples(run)
+
+
+def test_the_accelerator_path_computes_what_the_host_path_does():
+    # The kernels run on an accelerator's logits, here on CPU tensors; the host path is NumPy's.
+    g = torch.Generator().manual_seed(3)
+    logits, targets = torch.randn(64, 7, generator=g) * 4, torch.randint(0, 7, (64,), generator=g)
+    indices = torch.arange(64)
+    floats, ints, rest = ledger._device_outcomes(logits, targets, indices)
+    predicted, target, index, loss, margin = ledger._outcomes(logits.numpy(), targets.numpy(), indices.numpy())
+    assert rest is None and ints.tolist() == [predicted.tolist(), target.tolist(), index.tolist()]
+    np.testing.assert_allclose(floats[:, 0].numpy(), loss, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(floats[:, 1].numpy(), margin, rtol=1e-5, atol=1e-5)
+    expected = torch.nn.functional.cross_entropy(logits, targets, reduction="none").numpy()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-5)
+    half, _, _ = ledger._device_outcomes(logits.half(), targets, indices)  # half logits: float32 results
+    assert half.dtype == torch.float32 and torch.allclose(half, floats, atol=0.05)

@@ -126,10 +126,11 @@ class LedgerRecorder:
                 f"logits have {classes} classes but this run's ledger recorded {self.classes} classes before; "
                 "the class count stays the same throughout a run"
             )
-        targets, device_targets = _index_tensor(targets, "targets", count, f"class indices in [0, {classes})")
-        indices, device_indices = _index_tensor(indices, "indices", count, "sample indices >= 0")
-        if not device_targets:
-            low, high = (int(targets.min()), int(targets.max())) if count else (0, 0)
+        on_host = logits.device.type == "cpu"
+        targets, device_targets = _index_tensor(targets, "targets", count, f"class indices in [0, {classes})", on_host)
+        indices, device_indices = _index_tensor(indices, "indices", count, "sample indices >= 0", on_host)
+        if not device_targets and count:
+            low, high = int(targets.min()), int(targets.max())
             if low < 0 or high >= classes:
                 raise DynamicsError(
                     f"targets run from {low} to {high} but the logits have {classes} classes; targets are class "
@@ -139,21 +140,15 @@ class LedgerRecorder:
             raise DynamicsError(f"indices hold {int(indices.min())}; sample indices are >= 0")
         if not count:
             return
-        with torch.no_grad():
+        if on_host:
+            # On the CPU the writer thread does the arithmetic, in NumPy: the training thread only copies
+            # the (N, C) logits, so that changing them afterwards changes nothing recorded.
             x = logits.detach()
-            if x.dtype not in (torch.float32, torch.float64):
-                x = x.float()  # half-precision logits: the loss and margin in float32
-            target = targets.to(x.device, torch.int64, non_blocking=True)
-            held = target.clamp(0, classes - 1).unsqueeze(1)  # a bad target is reported, never gathered
-            assigned = x.gather(1, held)
-            loss = torch.logsumexp(x, 1, keepdim=True) - assigned
-            best_other = x.scatter(1, held, float("-inf")).amax(1, keepdim=True)
-            floats = torch.cat([loss, assigned - best_other], 1).float()
-            ints = [x.argmax(1), target]
-            if indices.device == x.device:
-                ints.append(indices.to(torch.int64))
-                indices = None
-            ints = torch.stack(ints)
+            x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy().copy()
+            self._start()
+            self._queue.put((epoch, step, x, targets, indices))
+            return
+        floats, ints, indices = _device_outcomes(logits, targets, indices)
         self._start()
         self._queue.put((epoch, step, floats, ints, indices, device_targets or device_indices))
 
@@ -215,23 +210,26 @@ class LedgerRecorder:
             finally:
                 self._queue.task_done()
 
-    def _take(self, epoch: int, step: int, floats: Any, ints: Any, indices: Any, check: bool) -> None:
-        floats, ints = floats.cpu().numpy(), ints.cpu().numpy()  # waits for the device here, not in training
-        predicted, target = ints[0], ints[1]
-        indices = ints[2] if indices is None else indices.cpu().numpy() if hasattr(indices, "cpu") else indices
-        if check:
-            if target.min() < 0 or target.max() >= self.classes:
+    def _take(self, epoch: int, step: int, *batch: Any) -> None:
+        if len(batch) == 3:
+            predicted, target, indices, loss, margin = _outcomes(*batch)
+        else:
+            floats, ints, indices, check = batch
+            floats, ints = floats.cpu().numpy(), ints.cpu().numpy()  # waits for the device here, not in training
+            predicted, target, loss, margin = ints[0], ints[1], floats[:, 0], floats[:, 1]
+            indices = ints[2] if indices is None else indices.cpu().numpy()
+            if check and (target.min() < 0 or target.max() >= self.classes):
                 raise DynamicsError(
                     f"targets run from {target.min()} to {target.max()} but the logits have {self.classes} classes; "
                     f"targets are class indices in [0, {self.classes}); the batch at step {step} was not recorded"
                 )
-            if indices.min() < 0:
+            if check and indices.min() < 0:
                 raise DynamicsError(f"indices hold {indices.min()}; sample indices are >= 0")
         if epoch != self._epoch:
             self._write_epoch()
             self._epoch, self._rows, self._batches, self._count = epoch, {}, [], 0
         for name, column in (("sample", indices), ("target", target), ("predicted", predicted),
-                             ("loss", floats[:, 0]), ("margin", floats[:, 1])):
+                             ("loss", loss), ("margin", margin)):
             self._rows.setdefault(name, []).append(column)
         self._count += len(target)
         self._batches.append((step, self._count))
@@ -276,22 +274,67 @@ def _host_tensor(values: Any, what: str) -> Any:
             from None
 
 
-def _index_tensor(values: Any, what: str, count: int, accepted: str) -> tuple[Any, bool]:
-    """``values`` as a 1-D integer tensor of ``count`` elements, and whether it lies on an accelerator."""
+def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Predicted class, target, index, cross-entropy loss and margin per row of host logits."""
+    rows = np.arange(len(logits))
+    predicted = logits.argmax(1)
+    top = logits[rows, predicted]
+    assigned = logits[rows, targets]
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        loss = np.log(np.exp(logits - top[:, None]).sum(1)) + top - assigned
+        others = logits.copy()
+        others[rows, targets] = -np.inf
+        margin = assigned - others.max(1)
+    return predicted, targets, indices, loss.astype(np.float32), margin.astype(np.float32)
+
+
+def _device_outcomes(logits: Any, targets: Any, indices: Any) -> tuple[Any, Any, Any]:
+    """On the logits' device, in a few kernels that nothing waits for: (N, 2) float32 of loss and margin,
+    and rows of predicted class, target and (when on the same device; else None is returned in its place,
+    and ``indices`` itself) index."""
+    import torch
+
+    with torch.no_grad():
+        x = logits.detach()
+        if x.dtype not in (torch.float32, torch.float64):
+            x = x.float()  # half-precision logits: the loss and margin in float32
+        target = targets.to(x.device, torch.int64, non_blocking=True)
+        held = target.clamp(0, x.shape[1] - 1).unsqueeze(1)  # a bad target is reported, never gathered
+        assigned = x.gather(1, held)
+        top, top_classes = x.topk(2, 1)
+        best_other = torch.where(top_classes[:, :1] == held, top[:, 1:], top[:, :1])
+        loss = torch.logsumexp(x, 1, keepdim=True) - assigned
+        floats = torch.cat([loss, assigned - best_other], 1).float()
+        ints = [top_classes[:, 0], target]
+        if indices.device == x.device:
+            ints.append(indices.to(torch.int64))
+            indices = None
+        return floats, torch.stack(ints), indices
+
+
+def _index_tensor(values: Any, what: str, count: int, accepted: str, host: bool) -> tuple[Any, bool]:
+    """``values`` as a 1-D integer tensor of ``count`` elements (a NumPy array, for ``host`` logits), and
+    whether it lies on an accelerator."""
     import torch
 
     if not isinstance(values, torch.Tensor):
         array = np.asarray(values)
         if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
             raise DynamicsError(f"{what} are {accepted} (integers), got a {_described(array)}")
-        values = torch.from_numpy(array.astype(np.int64, copy=False))
+        values = array
     elif values.dtype == torch.bool or values.is_floating_point() or values.is_complex():
         raise DynamicsError(f"{what} are {accepted} (an integer tensor), got a {_described(values)}")
+    else:
+        array = None
     if values.ndim != 1 or len(values) != count:
         hint = "; one-hot or probabilities? give class indices, e.g. targets.argmax(1)" if values.ndim == 2 else ""
         raise DynamicsError(
             f"{what} are {count} {accepted} (one per row of the logits), got a {_described(values)}{hint}"
         )
+    if host:  # a copy: a loader that reuses its buffers changes nothing recorded
+        return np.array(array if array is not None else values.cpu().numpy(), dtype=np.int64), False
+    if array is not None:
+        return torch.from_numpy(array.astype(np.int64)), False
     return values, values.device.type != "cpu"
 
 
