@@ -44,6 +44,8 @@ from epochal.errors import DynamicsError, EpochalWarning, RunStateError
 FOLDER = "ledger"
 #: How many recorded batches may wait for the writer thread before ``record`` waits for it.
 QUEUE_BATCHES = 1024
+#: The writer thread reduces host logits once this many rows wait (or the epoch is written).
+CHUNK_ROWS = 8192
 _FILE = re.compile(r"epoch-(?P<epoch>[0-9]+)-s(?P<session>[0-9]+)-r(?P<rank>[0-9]+)\.npz")
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 _STOP = object()
@@ -86,7 +88,9 @@ class LedgerRecorder:
         self._epoch: int | None = None
         self._rows: dict[str, list[np.ndarray]] = {}
         self._batches: list[tuple[int, int]] = []
-        self._count = 0
+        self._count = 0  # rows of the epoch, those waiting included
+        self._waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # host batches not yet reduced
+        self._waiting_rows = 0
 
     # -- the training thread ---------------------------------------------------------------------
 
@@ -211,12 +215,19 @@ class LedgerRecorder:
                 self._queue.task_done()
 
     def _take(self, epoch: int, step: int, *batch: Any) -> None:
-        if len(batch) == 3:
-            predicted, target, indices, loss, margin = _outcomes(*batch)
+        if epoch != self._epoch:
+            self._write_epoch()
+            self._epoch, self._rows, self._batches, self._count = epoch, {}, [], 0
+        if len(batch) == 3:  # host logits, targets, indices: reduced together once enough rows wait
+            self._waiting.append(batch)
+            self._waiting_rows += len(batch[1])
+            if self._waiting_rows >= CHUNK_ROWS:
+                self._reduce_waiting()
         else:
+            self._reduce_waiting()
             floats, ints, indices, check = batch
             floats, ints = floats.cpu().numpy(), ints.cpu().numpy()  # waits for the device here, not in training
-            predicted, target, loss, margin = ints[0], ints[1], floats[:, 0], floats[:, 1]
+            target = ints[1]
             indices = ints[2] if indices is None else indices.cpu().numpy()
             if check and (target.min() < 0 or target.max() >= self.classes):
                 raise DynamicsError(
@@ -225,16 +236,24 @@ class LedgerRecorder:
                 )
             if check and indices.min() < 0:
                 raise DynamicsError(f"indices hold {indices.min()}; sample indices are >= 0")
-        if epoch != self._epoch:
-            self._write_epoch()
-            self._epoch, self._rows, self._batches, self._count = epoch, {}, [], 0
+            self._add(ints[0], target, indices, floats[:, 0], floats[:, 1])
+        self._count += len(batch[1])
+        self._batches.append((step, self._count))
+
+    def _reduce_waiting(self) -> None:
+        """Loss, margin and prediction of the host batches waiting, in one go (NumPy's cost is per call)."""
+        if self._waiting:
+            waiting, self._waiting, self._waiting_rows = self._waiting, [], 0
+            self._add(*_outcomes(*(np.concatenate(part) for part in zip(*waiting))))
+
+    def _add(self, predicted: np.ndarray, target: np.ndarray, indices: np.ndarray, loss: np.ndarray,
+             margin: np.ndarray) -> None:
         for name, column in (("sample", indices), ("target", target), ("predicted", predicted),
                              ("loss", loss), ("margin", margin)):
             self._rows.setdefault(name, []).append(column)
-        self._count += len(target)
-        self._batches.append((step, self._count))
 
     def _write_epoch(self) -> None:
+        self._reduce_waiting()
         if self._epoch is None or not self._count:
             return
         columns = {name: np.concatenate(parts) for name, parts in self._rows.items()}
