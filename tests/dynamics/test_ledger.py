@@ -265,10 +265,12 @@ def test_no_ledger_is_a_clear_error(store, tmp_path):
         store.samples(run)
 
 
-def test_the_accelerator_path_computes_what_the_host_path_does():
-    # The kernels run on an accelerator's logits, here on CPU tensors; the host path is NumPy's.
+@pytest.mark.parametrize("classes", [7, 100])
+def test_the_accelerator_path_computes_what_the_host_path_does(classes):
+    # The kernels run on an accelerator's logits, here on CPU tensors; the host path is NumPy's (which
+    # works on the transpose for few classes).
     g = torch.Generator().manual_seed(3)
-    logits, targets = torch.randn(64, 7, generator=g) * 4, torch.randint(0, 7, (64,), generator=g)
+    logits, targets = torch.randn(64, classes, generator=g) * 4, torch.randint(0, classes, (64,), generator=g)
     indices = torch.arange(64)
     floats, ints, rest = ledger._device_outcomes(logits, targets, indices)
     predicted, target, index, loss, margin = ledger._outcomes(logits.numpy(), targets.numpy(), indices.numpy())

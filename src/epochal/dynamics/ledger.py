@@ -28,10 +28,11 @@ resumed run's session supersedes what an earlier session recorded of the same ep
 
 from __future__ import annotations
 
-import queue
 import re
 import threading
+import time
 import warnings
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,10 @@ from epochal.errors import DynamicsError, EpochalWarning, RunStateError
 FOLDER = "ledger"
 #: How many recorded batches may wait for the writer thread before ``record`` waits for it.
 QUEUE_BATCHES = 1024
+#: ``record`` wakes the writer thread every this many batches (each wake-up costs the training thread a
+#: context switch), and the writer wakes by itself every ``WAKE_S`` seconds.
+WAKE_BATCHES = 32
+WAKE_S = 1.0
 #: The writer thread reduces host logits once this many rows wait (or the epoch is written).
 CHUNK_ROWS = 8192
 _FILE = re.compile(r"epoch-(?P<epoch>[0-9]+)-s(?P<session>[0-9]+)-r(?P<rank>[0-9]+)\.npz")
@@ -80,7 +85,13 @@ class LedgerRecorder:
         self.folder = Path(folder)
         self.part = part
         self.classes: int | None = None  # fixed by the first record
-        self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
+        # The hand-over: record() appends (a deque's append and popleft are thread-safe) and wakes the
+        # writer now and then; the writer drains it. A bounded queue with the same protocol as
+        # TensorBoard's _AsyncWriter (a sentinel, the writer's error re-raised by the next call), less its
+        # lock round trip per batch.
+        self._queue: deque = deque()
+        self._wake = threading.Event()
+        self._handed = 0
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._closed = False
@@ -149,12 +160,9 @@ class LedgerRecorder:
             # the (N, C) logits, so that changing them afterwards changes nothing recorded.
             x = logits.detach()
             x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy().copy()
-            self._start()
-            self._queue.put((epoch, step, x, targets, indices))
-            return
+            return self._hand((epoch, step, x, targets, indices))
         floats, ints, indices = _device_outcomes(logits, targets, indices)
-        self._start()
-        self._queue.put((epoch, step, floats, ints, indices, device_targets or device_indices))
+        self._hand((epoch, step, floats, ints, indices, device_targets or device_indices))
 
     def flush(self) -> None:
         """Wait until every batch recorded so far is written (the current epoch's file holds them).
@@ -165,7 +173,8 @@ class LedgerRecorder:
         self._check_writer()
         if self._thread is not None and not self._closed:
             done = threading.Event()
-            self._queue.put(done)
+            self._queue.append(done)
+            self._wake.set()
             done.wait()
         self._check_writer()
 
@@ -176,7 +185,8 @@ class LedgerRecorder:
             return
         self._closed = True
         if self._thread is not None:
-            self._queue.put(_STOP)
+            self._queue.append(_STOP)
+            self._wake.set()
             self._thread.join()
         if self._error is not None:
             warnings.warn(f"epochal: the sample ledger in '{self.folder}' lost records: {self._error}",
@@ -188,31 +198,38 @@ class LedgerRecorder:
             error, self._error = self._error, None
             raise error
 
-    def _start(self) -> None:
+    def _hand(self, item: tuple) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=f"epochal-ledger-{self.part}", daemon=True)
             self._thread.start()
+        self._queue.append(item)
+        self._handed += 1
+        if self._handed % WAKE_BATCHES == 0:
+            self._wake.set()
+            while len(self._queue) >= QUEUE_BATCHES and self._thread.is_alive():  # the writer is behind: wait
+                time.sleep(0.001)
 
     # -- the writer thread ----------------------------------------------------------------------
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    self._write_epoch()
-                    return
-                if isinstance(item, threading.Event):
-                    self._write_epoch()
-                    item.set()
-                elif self._error is None:  # after an error, batches are dropped until the caller hears of it
-                    self._take(*item)
-            except BaseException as exc:  # kept for the training thread's next call
-                self._error = exc
-                if isinstance(item, threading.Event):
-                    item.set()
-            finally:
-                self._queue.task_done()
+            self._wake.wait(WAKE_S)
+            self._wake.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                try:
+                    if item is _STOP:
+                        self._write_epoch()
+                        return
+                    if isinstance(item, threading.Event):
+                        self._write_epoch()
+                        item.set()
+                    elif self._error is None:  # after an error, batches are dropped until the caller hears of it
+                        self._take(*item)
+                except BaseException as exc:  # kept for the training thread's next call
+                    self._error = exc
+                    if isinstance(item, threading.Event):
+                        item.set()
 
     def _take(self, epoch: int, step: int, *batch: Any) -> None:
         if epoch != self._epoch:
@@ -296,15 +313,23 @@ def _host_tensor(values: Any, what: str) -> Any:
 def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
     """Predicted class, target, index, cross-entropy loss and margin per row of host logits."""
     rows = np.arange(len(logits))
-    predicted = logits.argmax(1)
-    top = logits[rows, predicted]
     assigned = logits[rows, targets]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        loss = np.log(np.exp(logits - top[:, None]).sum(1)) + top - assigned
-        others = logits.copy()
-        others[rows, targets] = -np.inf
-        margin = assigned - others.max(1)
-    return predicted, targets, indices, loss.astype(np.float32), margin.astype(np.float32)
+        if logits.shape[1] <= 64:  # few classes: NumPy reduces over the rows of the transpose far faster
+            by_class = np.ascontiguousarray(logits.T)
+            predicted, top = by_class.argmax(0), by_class.max(0)
+            shifted = np.exp(by_class - top)
+            by_class[targets, rows] = -np.inf
+            best_other = by_class.max(0)
+            loss = np.log(shifted.sum(0)) + top - assigned
+        else:
+            predicted = logits.argmax(1)
+            top = logits[rows, predicted]
+            loss = np.log(np.exp(logits - top[:, None]).sum(1)) + top - assigned
+            others = logits.copy()
+            others[rows, targets] = -np.inf
+            best_other = others.max(1)
+    return predicted, targets, indices, loss.astype(np.float32), (assigned - best_other).astype(np.float32)
 
 
 def _device_outcomes(logits: Any, targets: Any, indices: Any) -> tuple[Any, Any, Any]:
