@@ -144,14 +144,12 @@ class LedgerRecorder:
         on_host = logits.device.type == "cpu"
         targets, device_targets = _index_tensor(targets, "targets", count, f"class indices in [0, {classes})", on_host)
         indices, device_indices = _index_tensor(indices, "indices", count, "sample indices >= 0", on_host)
-        if not device_targets and count:
-            low, high = int(targets.min()), int(targets.max())
-            if low < 0 or high >= classes:
-                raise DynamicsError(
-                    f"targets run from {low} to {high} but the logits have {classes} classes; targets are class "
-                    f"indices in [0, {classes})"
-                )
-        if not device_indices and count and int(indices.min()) < 0:
+        if not device_targets and count and (targets.min() < 0 or targets.max() >= classes):
+            raise DynamicsError(
+                f"targets run from {int(targets.min())} to {int(targets.max())} but the logits have {classes} "
+                f"classes; targets are class indices in [0, {classes})"
+            )
+        if not device_indices and count and indices.min() < 0:
             raise DynamicsError(f"indices hold {int(indices.min())}; sample indices are >= 0")
         if not count:
             return
@@ -361,6 +359,9 @@ def _index_tensor(values: Any, what: str, count: int, accepted: str, host: bool)
     whether it lies on an accelerator."""
     import torch
 
+    if (host and type(values) is torch.Tensor and values.dtype in (torch.int64, torch.int32) and values.ndim == 1
+            and values.shape[0] == count and values.device.type == "cpu"):  # what a DataLoader gives: the quick way
+        return values.numpy().astype(np.int64), False  # a copy: a loader that reuses its buffers changes nothing
     if not isinstance(values, torch.Tensor):
         array = np.asarray(values)
         if array.dtype.kind not in "iu" and not (array.size == 0 and array.dtype.kind == "f"):
