@@ -315,8 +315,10 @@ def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> t
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if logits.shape[1] <= 64:  # few classes: NumPy reduces over the rows of the transpose far faster
             by_class = np.ascontiguousarray(logits.T)
-            predicted, top = by_class.argmax(0), by_class.max(0)
-            shifted = np.exp(by_class - top)
+            top = by_class.max(0)
+            predicted = (by_class == top).argmax(0)  # the first class at the top, as argmax; twice as quick
+            shifted = np.subtract(by_class, top)
+            np.exp(shifted, out=shifted)
             by_class[targets, rows] = -np.inf
             best_other = by_class.max(0)
             loss = np.log(shifted.sum(0)) + top - assigned
