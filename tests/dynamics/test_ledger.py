@@ -258,11 +258,16 @@ def test_the_cli_prints_the_ledger_head(store, capsys):
     assert [int(line.split()[0]) for line in table if line.strip()] == expected
 
 
-def test_no_ledger_is_a_clear_error(store, tmp_path):
+def test_no_ledger_is_a_clear_error(store, capsys):
+    from epochal import cli
+
     with start(store, "plain") as run:
         run.log({"x": 1.0})
     with pytest.raises(DynamicsError, match=r"no sample ledger .*run.record_samples"):
         store.samples(run)
+    assert cli.main(["dynamics", "samples", "plain", "--store", str(store.path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "no recorded dynamics" in err and "no sample ledger" in err
 
 
 @pytest.mark.parametrize("classes", [7, 100])
