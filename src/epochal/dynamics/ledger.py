@@ -9,10 +9,11 @@ taken from the training step's own outputs (no extra forward pass) and written o
     ...     run.step()
     >>> run.epoch()
 
-Per presentation the training thread computes, on the logits' own device and without waiting for it
-(no ``.item()``, no ``.cpu()``): the cross-entropy loss, the margin (the target's logit minus the largest
-other logit; Pleiss et al., 2020), the predicted class (argmax) and whether it is the target. One writer
-thread per run copies these small tensors to the host, keeps the current epoch's rows, and writes them
+Per presentation: the cross-entropy loss, the margin (the target's logit minus the largest other logit;
+Pleiss et al., 2020), the predicted class (argmax) and whether it is the target. Logits on an accelerator
+are reduced to these on their own device by the training thread, without waiting for it (no ``.item()``,
+no ``.cpu()``); logits on the CPU are copied and reduced by the writer thread, in NumPy, many batches at
+once. One writer thread per run copies the results to the host, keeps the current epoch's rows, and writes them
 when the epoch ends (the first record of another epoch, ``flush`` or ``close``) into
 ``<run folder>/ledger/epoch-<E>-s<session>-r<rank>.npz``, atomically. A flush mid-epoch writes the epoch so
 far; the epoch's file is written again, whole, when it ends.
