@@ -18,14 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from epochal.checkpoint import LoadedCheckpoint
-from epochal.checks import (
-    MAX_INDEX,
-    check_index,
-    check_key,
-    check_time,
-    to_config,
-    to_float,
-)
+from epochal.checks import MAX_INDEX, check_index, check_key, check_time, to_config, to_float
 from epochal.distributed import Ranks, Reducer, check_reduce
 from epochal.errors import EpochalWarning, RunStateError, StoreError
 from epochal.exiting import open_runs
@@ -107,6 +100,7 @@ class Run:
         )
         if self._follower:
             self._admitted = frozenset()  # every log() takes the checked path, which records nothing here
+        self._ledger: Any = None  # the LedgerRecorder of record_samples, made on its first call
         open_runs.add(self)
 
     def __repr__(self) -> str:
@@ -346,6 +340,7 @@ class Run:
         if self._reducer is not None:
             self._reduce_held()
         done = self._flush_writer(timeout)
+        self._ledger and self._ledger.flush()
         wait = SHIP_WAIT_S if timeout is None else min(timeout, SHIP_WAIT_S)
         return done and (self._shipper is None or self._shipper.wait(wait))
 
@@ -494,6 +489,15 @@ class Run:
 
         return record(self, model, inputs, labels, image_shape=image_shape, **kwargs)
 
+    def record_samples(self, indices: Any, logits: Any, targets: Any) -> None:
+        """Record each sample's loss, logit margin and prediction from this training step's ``logits``, off this
+        thread, no device sync (see :mod:`epochal.dynamics.ledger`): ``run.record_samples(idx, logits, y)``."""
+        if self._finished:
+            raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to record samples")
+        from epochal.dynamics.ledger import LedgerRecorder
+        self._ledger = self._ledger or LedgerRecorder(self.path / "ledger", f"s{self.segment}-r{self.rank}")
+        self._ledger.record(indices, logits, targets, self._epochs, self._steps)
+
     def update_config(self, values: Mapping[str, Any]) -> Config:
         """Add to the run's config (nested dicts merged, other values replaced) behind the points logged
         so far; the new config, also ``run.config``. Raises TypeError for a ``values`` that is not a dict,
@@ -564,6 +568,7 @@ class Run:
         self._finished = True
         self._admitted = frozenset()  # sends every later log() down the checked path, which refuses it
         open_runs.discard(self)
+        self._ledger and self._ledger.close()
         self._writer.submit(update, REFRESH_SUMMARIES)
         written = self._writer.close(timeout)
         if self._shipper is not None:

@@ -10,7 +10,8 @@ from collections import Counter
 from pathlib import Path
 
 from epochal import display
-from epochal.cli.common import command, named_run, positive_int
+from epochal.cli.common import command, error, named_run, positive_int
+from epochal.store.records import RunRecord
 
 
 def add_dynamics(commands: argparse._SubParsersAction) -> None:
@@ -53,11 +54,55 @@ def _dynamics_samples(args: argparse.Namespace) -> int:
     learn (mean confidence in the given label against its variability across epochs), how many
     were forgotten (right at one recorded epoch, wrong at the next), and the hard-to-learn ones,
     least confident first: the likely mislabeled samples.
+
+    From the run's sample ledger (run.record_samples: every training sample at every presentation),
+    the 10 samples with the highest mislabeled_score (lowest area under the margin) and their measures.
     """
+    from epochal.dynamics.ledger_measures import has_ledger
+    from epochal.dynamics.record import FOLDER, recorded_epochs
+
+    record = named_run(args)
+    folder = Path(record.path)
+    dynamics, ledger = bool(recorded_epochs(folder / FOLDER)), has_ledger(folder)
+    if not dynamics and not ledger:
+        return error(f"run {record.name} ({record.id}): no recorded dynamics (RecordDynamics, run.record_dynamics) "
+                     "and no sample ledger (run.record_samples)")
+    if dynamics:
+        _recorded_samples(record, args.top)
+    if ledger:
+        _ledger_samples(record, newline=dynamics)
+    return 0
+
+
+def _ledger_samples(record: RunRecord, *, newline: bool) -> None:
+    from epochal.dynamics.ledger import FOLDER
+    from epochal.dynamics.ledger_measures import ledger_stats
+
+    stats = ledger_stats(Path(record.path) / FOLDER)
+    epochs = stats.epochs.tolist()
+    if newline:
+        print()
+    print(f"run {record.name} ({record.id}) sample ledger: {len(stats.sample):,} samples, "
+          f"{int(stats.presentations.sum()):,} presentations over {len(epochs)} epochs ({epochs[0]}..{epochs[-1]}); "
+          f"{int((stats.first_learned < 0).sum()):,} never learned, {int((stats.forgetting_events > 0).sum()):,} "
+          "forgotten at least once")
+    header = ["sample", "label", "aum", "forgetting", "first", "last", "confidence", "variability", "correctness",
+              "mislabeled"]
+    rows = [
+        [str(stats.sample[i]), str(stats.label[i]), f"{stats.aum[i]:.3f}", str(stats.forgetting_events[i]),
+         str(stats.first_learned[i]), str(stats.last_learned[i]), f"{stats.confidence[i]:.3f}",
+         f"{stats.variability[i]:.3f}", f"{stats.correctness[i]:.3f}", f"{stats.mislabeled_score[i]:.2f}"]
+        for i in stats.likely_mislabeled(10)
+    ]
+    print("highest mislabeled_score (lowest area under the margin; first/last: the epoch first learned and the "
+          "one it stayed learned from, -1 for never):")
+    print(display.table(header, rows, right=set(range(len(header)))))
+
+
+def _recorded_samples(record: RunRecord, top: int) -> None:
     from epochal.dynamics.record import FOLDER
     from epochal.dynamics.samples import sample_stats
 
-    record = named_run(args)
     stats = sample_stats(Path(record.path) / FOLDER)
     epochs = stats.epochs.tolist()
     print(f"run {record.name} ({record.id}): {len(stats.labels):,} samples over {len(epochs)} recorded epochs "
@@ -71,10 +116,10 @@ def _dynamics_samples(args: argparse.Namespace) -> int:
         print(f"  {split:5s} {mine.sum():6,} samples: {kinds['easy']:,} easy, {kinds['ambiguous']:,} ambiguous, "
               f"{kinds['hard']:,} hard to learn; {int((stats.forgetting[mine] > 0).sum()):,} forgotten at least once; "
               f"{right:.1%} right at the last epoch")
-    top = stats.likely_mislabeled(args.top)
+    top = stats.likely_mislabeled(top)
     if not len(top):
         print("no hard-to-learn samples: nothing looks mislabeled")
-        return 0
+        return
     usual = stats.usual_prediction()
     header = ["split", "index", "label", "predicted", "confidence", "variability", "forgotten", "history"]
     rows = [
@@ -85,7 +130,6 @@ def _dynamics_samples(args: argparse.Namespace) -> int:
     print("\nlikely mislabeled (hard to learn, least confident in the given label first; history per recorded "
           "epoch: + right, else the class predicted):")
     print(display.table(header, rows, right={1, 2, 3, 4, 5, 6}))
-    return 0
 
 
 def _dynamics_fit(args: argparse.Namespace) -> int:

@@ -289,6 +289,20 @@ class Store:
 
         return runs_frame(self, project)
 
+    def samples(self, ref: str | RunRecord) -> Any:
+        """Per sample of a run's ledger (``run.record_samples``), a pandas DataFrame sorted by ``sample``: ``label``,
+        ``aum``, ``forgetting_events``, ``first_learned``, ``last_learned``, ``confidence``, ``variability``,
+        ``correctness``, ``mislabeled_score`` and ``presentations``. See :mod:`epochal.dynamics.ledger_measures`.
+
+        Raises:
+            DynamicsError: the run recorded no ledger.
+            ImportError: pandas is not installed (``pip install 'epochal[pandas]'``).
+        """
+        from epochal.dynamics.ledger import FOLDER
+        from epochal.dynamics.ledger_measures import ledger_stats
+
+        return ledger_stats(Path(self.run(ref).path) / FOLDER).frame()
+
     def summary(self, ref: str | RunRecord) -> dict[str, KeySummary]:
         """Per key: count, last value, min, max and best (by the key's direction)."""
         record = self.run(ref)
