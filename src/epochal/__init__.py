@@ -30,6 +30,7 @@ _TRAIN = {
     "MetricLogger": "epochal.train.logger", "ProgressBar": "epochal.train.progress",
     "EpochTable": "epochal.train.epoch_table", "CSVTables": "epochal.train.csv_tables",
     "TensorBoard": "epochal.train.tensorboard", "RecordDynamics": "epochal.train.dynamics",
+    "SampleLedger": "epochal.train.sample_ledger",
 }
 
 

@@ -37,6 +37,8 @@ class BatchResult(NamedTuple):  # a tuple: made for every batch, so it must be c
     index: int  # batch number within the stage, from 0
     size: int  # samples in the batch
     loss: Any  # a float on the CPU; on an accelerator a detached 0-d tensor (reading it would sync)
+    output: Any = None  # the step's output (the model's logits), None when the step returned a loss alone
+    target: Any = None  # the batch's target, None likewise
 
 
 @dataclass(frozen=True)

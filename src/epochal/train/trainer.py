@@ -434,7 +434,7 @@ class Trainer:
                 # Past this point the batch counts as done; its step is counted after its hooks.
                 state.done = (count, samples, loss_sum, loss_squares, self.run.steps + training)
                 if batch_hooks:
-                    self._fire("on_batch_end", BatchResult(stage, index, size, value))
+                    self._fire("on_batch_end", BatchResult(stage, index, size, value, output, target))
                 if training:
                     self.run.step()
                 state.rewind = (count, batch_rng(device))
