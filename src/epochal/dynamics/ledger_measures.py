@@ -30,7 +30,7 @@ from epochal.errors import DynamicsError
 COLUMNS = ("sample", "label", "aum", "forgetting_events", "first_learned", "last_learned", "confidence",
            "variability", "correctness", "mislabeled_score", "presentations")
 # MAD * this estimates the standard deviation of normally distributed values.
-_MAD_TO_STD = 1.4826
+MAD_TO_STD = 1.4826
 
 
 @dataclass(frozen=True)
@@ -107,12 +107,12 @@ def ledger_stats(folder: str | Path) -> LedgerStats:
         DynamicsError: the folder holds no ledger, or its files disagree on the class count.
     """
     folder = Path(folder)
-    epochs = _parts(folder)
+    epochs = ledger_parts(folder)
     if not epochs:
         raise DynamicsError(
             f"no sample ledger in '{folder}': record one with run.record_samples(indices, logits, targets)"
         )
-    sample = np.unique(np.concatenate([_epoch_rows(parts, ("sample",))["sample"] for parts in epochs.values()]))
+    sample = np.unique(np.concatenate([epoch_rows(parts, ("sample",))["sample"] for parts in epochs.values()]))
     size = len(sample)
     presentations = np.zeros(size, np.int64)
     margin_sum = np.zeros(size)
@@ -127,7 +127,7 @@ def ledger_stats(folder: str | Path) -> LedgerStats:
     other_labels: list[np.ndarray] = []  # position * classes + target, for targets other than the first
     classes = None
     for epoch, parts in epochs.items():
-        rows = _epoch_rows(parts, ("sample", "target", "correct", "loss", "margin"))
+        rows = epoch_rows(parts, ("sample", "target", "correct", "loss", "margin"))
         if classes is not None and rows["classes"] != classes:
             raise DynamicsError(f"the ledger's epoch {epoch} has {rows['classes']} classes, earlier epochs {classes}")
         classes = rows["classes"]
@@ -181,7 +181,7 @@ def mislabeled_score(aum: np.ndarray) -> np.ndarray:
     if not len(aum):
         return aum.copy()
     centre = np.median(aum)
-    spread = _MAD_TO_STD * np.median(np.abs(aum - centre))
+    spread = MAD_TO_STD * np.median(np.abs(aum - centre))
     if not spread > 0:
         spread = float(np.std(aum)) or 1.0
     return (centre - aum) / spread
@@ -206,7 +206,7 @@ def _labels(first: np.ndarray, presentations: np.ndarray, others: list[np.ndarra
     return labels
 
 
-def _parts(folder: Path) -> dict[int, list[tuple[int, int, Path]]]:
+def ledger_parts(folder: Path) -> dict[int, list[tuple[int, int, Path]]]:
     """Epoch -> its files as (session, rank, path), oldest session first; epochs ascending."""
     found: dict[int, list[tuple[int, int, Path]]] = defaultdict(list)
     if folder.is_dir():
@@ -218,7 +218,7 @@ def _parts(folder: Path) -> dict[int, list[tuple[int, int, Path]]]:
     return {epoch: sorted(found[epoch]) for epoch in sorted(found)}
 
 
-def _epoch_rows(parts: list[tuple[int, int, Path]], names: tuple[str, ...]) -> dict[str, Any]:
+def epoch_rows(parts: list[tuple[int, int, Path]], names: tuple[str, ...]) -> dict[str, Any]:
     """The ``names`` columns of one epoch's rows in the order presented, older sessions' rows that a newer
     session recorded again left out; and ``classes``."""
     sessions: dict[int, list[dict[str, Any]]] = defaultdict(list)
