@@ -78,3 +78,15 @@ def test_the_confusion_matrix_of_an_epoch_lists_the_samples_of_each_cell(ledger)
     assert sum(len(s) for s in cells.values()) == SAMPLES
     with pytest.raises(DynamicsError, match="no epoch 99"):
         confusion(ledger, 99)
+
+
+def test_a_samples_history_gives_its_state_at_every_epoch(ledger):
+    from epochal.dynamics.ledger_events import sample_history
+
+    history = sample_history(ledger, 5)  # one of the samples forgotten at epoch 3
+    assert [h[0] for h in history] == list(range(EPOCHS))
+    assert [h[2] for h in history] == [int(_predicted(e)[5]) for e in range(EPOCHS)]
+    assert [h[3] for h in history] == [True, True, True, False, True, True]
+    assert history[3][4] < 0.1 < 0.9 < history[2][4]
+    assert [e.last_step for e in epoch_events(ledger)] == [5 * (e + 1) - 1 for e in range(EPOCHS)]
+    assert sample_history(ledger, 10**6) == []

@@ -20,7 +20,7 @@ and its mean probability of the target over the epoch's presentations. Between t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ class EpochEvents:
 
     epoch: int
     samples: int  # samples presented in this epoch
+    last_step: int  # the step of the epoch's last recorded batch: where a chart by step marks the epoch's events
     flips: np.ndarray
     forgotten: np.ndarray
     learned: np.ndarray
@@ -60,6 +61,7 @@ class _State:
     correct: np.ndarray
     probability: np.ndarray
     classes: int
+    last_step: int
 
 
 def _states(folder: Path) -> dict[int, _State]:
@@ -75,7 +77,8 @@ def _states(folder: Path) -> dict[int, _State]:
         counts = np.bincount(inverse, minlength=len(sample))
         probability = np.bincount(inverse, np.exp(-rows["loss"].astype(np.float64)), len(sample)) / counts
         states[epoch] = _State(sample, rows["target"][last].astype(np.int64), rows["predicted"][last].astype(np.int64),
-                               rows["correct"][last].astype(bool), probability, int(rows["classes"]))
+                               rows["correct"][last].astype(bool), probability, int(rows["classes"]),
+                               int(rows["step"].max()) if len(rows["step"]) else 0)
     return states
 
 
@@ -87,13 +90,13 @@ def epoch_events(folder: str | Path) -> list[EpochEvents]:
     for epoch, now in states.items():
         if before is None:
             empty = np.empty(0, np.int64)
-            out.append(EpochEvents(epoch, len(now.sample), empty, empty, empty, empty))
+            out.append(EpochEvents(epoch, len(now.sample), now.last_step, empty, empty, empty, empty))
         else:
             both, here, there = np.intersect1d(now.sample, before.sample, assume_unique=True, return_indices=True)
             right_now, right_before = now.correct[here], before.correct[there]
             jump = np.abs(now.probability[here] - before.probability[there]) >= JUMP
             out.append(EpochEvents(
-                epoch, len(now.sample), both[now.predicted[here] != before.predicted[there]],
+                epoch, len(now.sample), now.last_step, both[now.predicted[here] != before.predicted[there]],
                 both[right_before & ~right_now], both[~right_before & right_now], both[jump],
                 _class_changes(before.predicted, now.predicted, now.classes),
             ))
@@ -105,8 +108,7 @@ def epoch_events(folder: str | Path) -> list[EpochEvents]:
         spread = max(MAD_TO_STD * float(np.median(np.abs(forgotten - centre))), 1.0)
         unusual = forgotten > centre + 3 * spread
         out[1:] = [
-            EpochEvents(e.epoch, e.samples, e.flips, e.forgotten, e.learned, e.confidence_jumps, e.class_changes,
-                        bool(flag) and len(e.forgotten) >= BURST_SHARE * e.samples)
+            replace(e, burst=bool(flag) and len(e.forgotten) >= BURST_SHARE * e.samples)
             for e, flag in zip(out[1:], unusual)
         ]
     return out
@@ -117,6 +119,18 @@ def _class_changes(before: np.ndarray, now: np.ndarray, classes: int) -> dict[in
     change = new - old
     large = (np.abs(change) >= CLASS_MINIMUM) & (np.abs(change) >= CLASS_SHARE * np.maximum(old, 1))
     return {int(c): int(change[c]) for c in np.flatnonzero(large)}
+
+
+def sample_history(folder: str | Path, sample: int) -> list[tuple[int, int, int, bool, float]]:
+    """One sample's state at every epoch it was presented in: (epoch, target, predicted, right, probability of
+    the target), at its last presentation of the epoch (the probability: the epoch's mean)."""
+    out = []
+    for epoch, state in _states(Path(folder)).items():
+        at = np.searchsorted(state.sample, sample)
+        if at < len(state.sample) and state.sample[at] == sample:
+            out.append((epoch, int(state.target[at]), int(state.predicted[at]), bool(state.correct[at]),
+                        float(state.probability[at])))
+    return out
 
 
 def confusion(folder: str | Path, epoch: int) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray]]:

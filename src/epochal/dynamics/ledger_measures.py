@@ -220,7 +220,7 @@ def ledger_parts(folder: Path) -> dict[int, list[tuple[int, int, Path]]]:
 
 def epoch_rows(parts: list[tuple[int, int, Path]], names: tuple[str, ...]) -> dict[str, Any]:
     """The ``names`` columns of one epoch's rows in the order presented, older sessions' rows that a newer
-    session recorded again left out; and ``classes``."""
+    session recorded again left out; and ``step`` (each row's) and ``classes``."""
     sessions: dict[int, list[dict[str, Any]]] = defaultdict(list)
     classes = None
     for session, _, path in parts:
@@ -245,6 +245,6 @@ def epoch_rows(parts: list[tuple[int, int, Path]], names: tuple[str, ...]) -> di
     rows = {name: np.concatenate([k[name] for k in reversed(kept)]) for name in (*names, "step")}
     order = np.argsort(rows["step"], kind="stable")  # ranks' rows interleaved by step; sessions in order
     out: dict[str, Any] = {name: rows[name][order] for name in names}
-    out["classes"] = classes
+    out["step"], out["classes"] = rows["step"][order], classes
     return out
 

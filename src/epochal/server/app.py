@@ -22,7 +22,7 @@ from starlette.routing import compile_path
 
 import epochal
 from epochal.errors import RunNotFoundError, RunStateError, SeriesNotFoundError, StoreError
-from epochal.server import dynamics, files, runs, series, store_info
+from epochal.server import dynamics, files, ledger, runs, series, store_info
 from epochal.server.guard import RequestGuard
 from epochal.server.models import Problem
 from epochal.server.security import Access, reject_repeated_parameters
@@ -67,7 +67,7 @@ def create_app(
     checked = [Depends(reject_repeated_parameters)]
     unauthorized = {401: {"model": Problem}}
     app.state.api_paths = []
-    for module in (store_info, runs, series, files, dynamics):
+    for module in (store_info, runs, series, files, dynamics, ledger):
         app.include_router(module.router, prefix="/api", dependencies=checked, responses=unauthorized)
         app.state.api_paths += [(compile_path("/api" + r.path)[0], r.methods) for r in module.router.routes]
     # The token, the origin of changes and the body's size are checked before any body is read.

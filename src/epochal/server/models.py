@@ -356,3 +356,72 @@ class EpochCoords(BaseModel):
     epoch: int
     x: list[float | None]
     y: list[float | None]
+
+
+class LedgerEpoch(BaseModel):
+    """What happened to the samples in one epoch, against the epoch before (see epochal.dynamics.ledger_events)."""
+
+    epoch: int
+    last_step: int = Field(description="the step of the epoch's last recorded batch: where charts by step mark it")
+    samples: int
+    flips: int = Field(description="samples whose predicted class changed")
+    forgotten: int = Field(description="right at the end of the epoch before, wrong at the end of this one")
+    learned: int
+    confidence_jumps: int = Field(description="samples whose probability of their target moved by 0.5 or more")
+    class_changes: dict[str, int] = Field(description="class -> samples predicted as it gained (+) or lost (-)")
+    burst: bool = Field(description="the epoch forgot unusually many samples")
+
+
+class LedgerInfo(BaseModel):
+    """A run's sample ledger: its epochs with their events, and the classes' names when the run has them."""
+
+    classes: int
+    class_names: list[str] | None
+    samples: int
+    epochs: list[LedgerEpoch]
+
+
+class LedgerSample(BaseModel):
+    sample: int
+    label: int
+    aum: float
+    forgetting_events: int
+    mislabeled_score: float
+
+
+class EventSamples(BaseModel):
+    """The samples behind one kind of event of an epoch, most likely mislabeled first."""
+
+    epoch: int
+    kind: Literal["flips", "forgotten", "learned", "confidence_jumps"]
+    count: int
+    samples: list[LedgerSample]
+
+
+class ConfusionCell(BaseModel):
+    label: int
+    predicted: int
+    count: int
+    samples: list[int] = Field(description="its samples (indices in the data set), at most `limit` of them")
+
+
+class Confusion(BaseModel):
+    """An epoch's confusion matrix (rows: the target; columns: the predicted class) and its cells' samples."""
+
+    epoch: int
+    classes: int
+    matrix: list[list[int]]
+    cells: list[ConfusionCell]
+
+
+class SampleEpoch(BaseModel):
+    epoch: int
+    target: int
+    predicted: int
+    right: bool
+    probability: float = Field(description="the epoch's mean probability of the target")
+
+
+class SampleHistory(BaseModel):
+    sample: int
+    epochs: list[SampleEpoch]
