@@ -141,9 +141,51 @@ def test_samples_held_in_place_still_move_in_2d_as_far_as_they_moved():
     held = high < 0.5 * np.median(high)  # held fully, whatever their move: only the spring tells them apart
 
     def correlation(**settings):
-        projection = Projection(random_state=0, layout_iterations=200, max_epochs=1, **settings).fit(reps)
+        # The default iterations: the springs settle in the layout's last steps.
+        projection = Projection(random_state=0, max_epochs=1, **settings).fit(reps)
         low = np.linalg.norm(projection.embedding_[1] - projection.embedding_[0], axis=1)
         return spearmanr(high[held], low[held])[0]
 
     graded, pinned = correlation(), correlation(movement_length=0)
     assert graded > 0.6 and graded > pinned + 0.3, (graded, pinned)
+
+
+def test_the_compiled_layout_and_the_torch_layout_keep_the_same_neighbours():
+    # The CPU runs the layout's steps compiled by numba, a CUDA device runs them in torch: the two
+    # must lay out alike (not equal: their random repulsion partners differ).
+    from epochal.dynamics.layout import _edges, _Schedule, _torch_steps, layout
+
+    reps, _, _ = blobs(epochs=2, n=400)
+    graphs = []
+    for r in reps:
+        graph = fuzzy_graph(*nearest_neighbours(r, 14))
+        graphs.append((graph.row, graph.col, graph.data))
+    moves = [np.linalg.norm(reps[1] - reps[0], axis=1)]
+    start = PCA(2, random_state=0).fit_transform(reps[0])
+    compiled = layout(graphs, moves, start, iterations=300)
+    scaled = (start - start.mean(0)) / start[:, 0].std() * 1e-4
+    in_torch = _torch_steps(np.tile(scaled.astype(np.float32), (2, 1)), _edges(graphs, moves, 400, 1.0, 0.85), 400, 2,
+                            _Schedule(300, 12.0, rate=max(400 / 12 / 4, 50.0)), 16, 0, "cpu", None)
+    for epoch in range(2):
+        kept = [neighbour_preservation(reps[epoch], laid_out[epoch], k=15).mean() for laid_out in (compiled, in_torch)]
+        assert min(kept) > 0.3, kept
+        assert abs(kept[0] - kept[1]) < 0.08, kept
+
+
+def test_a_fit_that_would_not_fit_in_memory_says_so_before_it_starts():
+    reps, _, _ = blobs(epochs=1, n=100)
+
+    class ManyEpochs:  # a run of a million epochs; only the first is ever read
+        read = 0
+
+        def __len__(self):
+            return 1_000_000
+
+        def __getitem__(self, index):
+            ManyEpochs.read += 1
+            return reps[0]
+
+    with pytest.raises(DynamicsError, match=r"fitting 1000000 epochs of 100 samples x 16 wide needs about [\d.]+ GB "
+                                            r"of memory and [\d.]+ GB is free; lower it: record fewer samples"):
+        Projection().fit(ManyEpochs())
+    assert ManyEpochs.read == 1

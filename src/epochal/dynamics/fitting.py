@@ -17,6 +17,7 @@ import os
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +69,9 @@ def fit(
     started = time.perf_counter()
     try:
         reporter("load", 0.0, f"loading {len(epochs)} epochs")
-        representations, heads, reasons, classes = [], [], {}, class_count(folder)
+        heads, reasons, classes = [], {}, class_count(folder)
         for epoch in epochs:
             with files.arrays(files.epoch_file(folder, epoch)) as arrays:
-                representations.append(arrays["representations"])  # as stored; the fit makes float32 copies it frees
                 heads.append(from_arrays(arrays))
                 if heads[-1] is None:
                     reasons[epoch] = str(arrays[HEAD_ERROR]) if HEAD_ERROR in arrays.files else None
@@ -81,7 +81,7 @@ def fit(
             warnings.warn(missing, EpochalWarning, stacklevel=2)
             reporter("load", 0.0, missing)
         projection = Projection(random_state=random_state, device=device, **settings)
-        projection.fit(representations, epochs=epochs, heads=None if reasons else heads, progress=reporter)
+        projection.fit(EpochRepresentations(folder, epochs), epochs=epochs, heads=None if reasons else heads, progress=reporter)
         reporter("save", 0.97, "writing coordinates and backgrounds")
         _save(target, projection, epochs, time.perf_counter() - started, classes, missing)
     except BaseException as error:
@@ -90,6 +90,21 @@ def fit(
     reporter.done(f"fitted {len(epochs)} epochs in {time.perf_counter() - started:.1f} s"
                   + (f"; {missing}" if missing else ""))
     return projection
+
+
+class EpochRepresentations(Sequence):
+    """A run's recorded representations, one epoch read from its file each time it is asked for: the fit
+    copies each into its one float32 array, so the run's epochs are never all in memory twice."""
+
+    def __init__(self, folder: Path, epochs: list[int]):
+        self.folder, self.epochs = folder, epochs
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        with files.arrays(files.epoch_file(self.folder, self.epochs[index])) as arrays:
+            return arrays["representations"]
 
 
 def class_count(folder: Path) -> int:

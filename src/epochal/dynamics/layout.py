@@ -23,6 +23,8 @@ jitter of the sampled repulsion: a sample whose representation stays put stays w
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +40,7 @@ def layout(
     exaggeration: float = 12.0,
     movement_length: float = 0.85,
     seed: int = 0,
+    device: Any = None,
     report: Callable[[float], None] | None = None,
 ) -> np.ndarray:
     """(epochs, n, 2) coordinates.
@@ -51,64 +54,124 @@ def layout(
             moved the median move; 0 pins it in place.
         iterations: gradient steps; the first quarter with the attraction exaggerated, the last
             fifth (at most 100) averaged.
+        device: a CUDA device runs the steps there in torch; otherwise they run on the CPU, compiled.
     """
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
     epochs, n = len(graphs), start.shape[0]
-    heads, tails, weights = [], [], []
+    edges = _edges(graphs, moves, n, temporal_weight, movement_length)
+    scaled = (start - start.mean(0)) / (start[:, 0].std() or 1.0) * 1e-4  # t-SNE's tiny start
+    y = np.tile(scaled.astype(np.float32), (epochs, 1))
+    schedule = _Schedule(iterations, exaggeration, rate=max(n / exaggeration / 4, 50.0))  # scikit-learn's 'auto' rate
+    if _is_cuda(device):
+        return _torch_steps(y, edges, n, epochs, schedule, negatives, seed, device, report)
+    return _compiled_steps(y, edges, n, epochs, schedule, negatives, seed, report)
+
+
+@dataclass(frozen=True)
+class _Edges:
+    """The graphs' edges one way (a graph has each edge both ways with one weight; the force acts on
+    both ends), grouped by epoch, and the temporal edges from each sample to itself at the next epoch."""
+
+    offsets: np.ndarray  # (epochs + 1,): epoch e's graph edges are [offsets[e], offsets[e + 1])
+    head: np.ndarray
+    tail: np.ndarray
+    p: np.ndarray  # t-SNE's affinities times its gradient's factor 4
+    temporal_p: np.ndarray  # ((epochs - 1) * n,): sample i of epoch e to sample i of epoch e + 1
+    temporal_rest: np.ndarray  # the springs' rest lengths; 0: plain attraction
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    iterations: int
+    exaggeration: float
+    rate: float
+
+    @property
+    def early(self) -> int:
+        """Steps with the neighbour graphs' attraction exaggerated. Only theirs: exaggerated temporal
+        edges on top would put the steps past what t-SNE's learning rate keeps stable."""
+        return self.iterations // 4
+
+    @property
+    def averaged(self) -> int:
+        """The last steps, whose positions are averaged."""
+        return min(100, self.iterations // 5)
+
+
+def _edges(graphs, moves, n: int, temporal_weight: float, movement_length: float) -> _Edges:
+    epochs = len(graphs)
+    heads, tails, weights, counts = [], [], [], [0]
     for index, (rows, cols, values) in enumerate(graphs):
-        heads.append(rows + index * n)
-        tails.append(cols + index * n)
-        weights.append(values / values.sum() / epochs)  # each epoch's affinities sum to 1 / epochs
-    graph_edges = sum(len(h) for h in heads)
+        one_way = rows < cols
+        heads.append(rows[one_way] + index * n)
+        tails.append(cols[one_way] + index * n)
+        weights.append(4 * values[one_way] / values.sum() / epochs)  # each epoch's affinities sum to 1 / epochs
+        counts.append(int(one_way.sum()))
     typical = (float(np.median(np.concatenate(moves))) if moves else 0.0) or 1.0
+    temporal_p, temporal_rest = [], []
     for index in range(epochs - 1):
         # Up to e times a sample's share of its epoch's affinity mass, times the temporal weight.
         held = np.exp(1 - np.minimum(moves[index] / typical, 10.0) ** 6)
-        strength = held * temporal_weight / (n * epochs)
-        heads.append(np.arange(n) + index * n)  # one way: the force below acts on both ends
-        tails.append(np.arange(n) + (index + 1) * n)
-        weights.append(strength)
-    head, tail, p = np.concatenate(heads), np.concatenate(tails), np.concatenate(weights)
-    rest = np.zeros(len(head), np.float32)  # the temporal springs' rest lengths; 0 on the graphs' edges
-    if moves:
-        rest[graph_edges:] = movement_length * np.concatenate(moves) / typical
-    in_graph = np.arange(len(head)) < graph_edges
-    # A graph has every edge both ways with the same weight: keep one way, the force acts on both ends.
-    one_way = head < tail
-    head = torch.from_numpy(head[one_way].astype(np.int64))
-    tail = torch.from_numpy(tail[one_way].astype(np.int64))
-    p = torch.from_numpy(4 * p[one_way].astype(np.float32))  # t-SNE's gradient has a factor 4
-    in_graph = torch.from_numpy(in_graph[one_way])
-    rest = torch.from_numpy(rest[one_way])
-    springs = ~in_graph & (rest > 0)
+        temporal_p.append(4 * held * temporal_weight / (n * epochs))
+        temporal_rest.append(movement_length * moves[index] / typical)
+    joined = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    return _Edges(
+        offsets=np.cumsum(counts).astype(np.int64), head=joined(heads, np.int64), tail=joined(tails, np.int64),
+        p=joined(weights, np.float32), temporal_p=joined(temporal_p, np.float32),
+        temporal_rest=joined(temporal_rest, np.float32),
+    )
 
-    scaled = (start - start.mean(0)) / (start[:, 0].std() or 1.0) * 1e-4  # t-SNE's tiny start
-    y = torch.from_numpy(np.tile(scaled.astype(np.float32), (epochs, 1)))
+
+def _is_cuda(device: Any) -> bool:
+    return device is not None and str(device).startswith("cuda")
+
+
+def _compiled_steps(y, edges: _Edges, n, epochs, schedule: _Schedule, negatives, seed, report) -> np.ndarray:
+    from epochal.dynamics.layout_steps import run_steps
+
+    update, gains, averaged_sum = np.zeros_like(y), np.ones_like(y), np.zeros_like(y)
+    for first in range(0, schedule.iterations, _REPORT_EVERY):
+        last = min(first + _REPORT_EVERY, schedule.iterations)
+        run_steps(y, update, gains, averaged_sum, edges.offsets, edges.head, edges.tail, edges.p, edges.temporal_p,
+                  edges.temporal_rest, n, epochs, first, last, schedule.iterations, schedule.early, schedule.averaged,
+                  schedule.exaggeration, schedule.rate, negatives, seed)
+        if report is not None:
+            report(last / schedule.iterations)
+    if schedule.averaged:
+        y = averaged_sum / schedule.averaged
+    return y.reshape(epochs, n, 2)
+
+
+def _torch_steps(y, edges: _Edges, n, epochs, schedule: _Schedule, negatives, seed, device, report) -> np.ndarray:
+    """The same steps in torch, on ``device``."""
+    import torch
+
+    generator = torch.Generator(device=device).manual_seed(seed)
+    tensor = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
+    graph_edges = len(edges.head)
+    temporal = torch.arange((epochs - 1) * n, device=device)
+    head = torch.cat([tensor(edges.head), temporal])
+    tail = torch.cat([tensor(edges.tail), temporal + n])
+    p = torch.cat([tensor(edges.p), tensor(edges.temporal_p)])
+    rest = torch.cat([torch.zeros(graph_edges, device=device), tensor(edges.temporal_rest)])
+    in_graph = torch.arange(len(head), device=device) < graph_edges
+    springs = ~in_graph & (rest > 0)
+    y = tensor(y)
     total = epochs * n
-    epoch_start = torch.arange(epochs).repeat_interleave(n) * n
-    update = torch.zeros_like(y)
-    gains = torch.ones_like(y)
-    rate = max(n / exaggeration / 4, 50.0)  # scikit-learn's 'auto' learning rate, per epoch's n
-    early = iterations // 4
-    averaged = min(100, iterations // 5)  # the last steps, whose positions are averaged
-    total_positions = torch.zeros_like(y)
-    # Only the neighbour graphs' attraction is exaggerated early on; exaggerated temporal edges on
-    # top of it would put the steps past what t-SNE's learning rate keeps stable.
-    exaggerated = torch.where(in_graph, torch.tensor(exaggeration), torch.tensor(1.0)) * p
-    for step in range(iterations):
-        momentum = 0.5 if step < early else 0.8
+    epoch_start = torch.arange(epochs, device=device).repeat_interleave(n) * n
+    update, gains, total_positions = torch.zeros_like(y), torch.ones_like(y), torch.zeros_like(y)
+    exaggerated = torch.where(in_graph, schedule.exaggeration, 1.0) * p
+    for step in range(schedule.iterations):
+        momentum = 0.5 if step < schedule.early else 0.8
         # Attraction: 4 * sum_j p_ij * w_ij * (y_i - y_j), over the edges.
         diff = y[head] - y[tail]
         w = 1 / (1 + diff.pow(2).sum(1))
-        pull = ((exaggerated if step < early else p) * w)[:, None] * diff
-        if movement_length > 0:  # temporal edges: a spring toward its rest length instead
-            stretch = 1 - rest / diff.norm(dim=1).clamp_min(1e-6)
-            pull = torch.where(springs[:, None], (p * stretch)[:, None] * diff, pull)
+        pull = ((exaggerated if step < schedule.early else p) * w)[:, None] * diff
+        stretch = 1 - rest / diff.norm(dim=1).clamp_min(1e-6)  # temporal edges: a spring toward its rest length
+        pull = torch.where(springs[:, None], (p * stretch)[:, None] * diff, pull)
         grad = torch.zeros_like(y).index_add_(0, head, pull).index_add_(0, tail, -pull)
         # Repulsion: -4 / Z * sum_j w_ij^2 (y_i - y_j), from `negatives` random samples of the same epoch.
-        others = epoch_start.repeat_interleave(negatives) + torch.randint(0, n, (total * negatives,), generator=generator)
+        others = epoch_start.repeat_interleave(negatives) + torch.randint(
+            0, n, (total * negatives,), generator=generator, device=device)
         diff = y.repeat_interleave(negatives, 0) - y[others]
         w = 1 / (1 + diff.pow(2).sum(1))
         z = w.view(epochs, n * negatives).mean(1) * n * (n - 1)  # per epoch's normaliser
@@ -118,12 +181,15 @@ def layout(
         # t-SNE's gains and momentum.
         same = torch.sign(grad) == torch.sign(update)
         gains = torch.where(same, gains * 0.8, gains + 0.2).clamp_min(0.01)
-        update = momentum * update - rate * epochs * gains * grad
+        update = momentum * update - schedule.rate * epochs * gains * grad
         y += update
-        if step >= iterations - averaged:
+        if step >= schedule.iterations - schedule.averaged:
             total_positions += y
-        if report is not None and step % 50 == 49:
-            report((step + 1) / iterations)
-    if averaged:
-        y = total_positions / averaged
-    return y.view(epochs, n, 2).numpy()
+        if report is not None and (step + 1) % _REPORT_EVERY == 0:
+            report((step + 1) / schedule.iterations)
+    if schedule.averaged:
+        y = total_positions / schedule.averaged
+    return y.view(epochs, n, 2).cpu().numpy()
+
+
+_REPORT_EVERY = 50

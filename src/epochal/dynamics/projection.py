@@ -40,6 +40,7 @@ import numpy as np
 
 from epochal.dynamics.head import Head
 from epochal.dynamics.layout import layout
+from epochal.dynamics.memory import check_fits
 from epochal.dynamics.neighbours import fuzzy_graph, nearest_neighbours
 from epochal.errors import DynamicsError
 
@@ -152,25 +153,13 @@ class Projection:
             progress: called with (stage, fraction of the whole fit done, message).
         """
         report = progress or (lambda *_: None)
-        reps = [np.asarray(r, dtype=np.float32) for r in representations]
-        self._check(reps, epochs, heads)
+        self._check(representations, epochs, heads)
         p = self.params
-        self.epochs_ = list(range(1, len(reps) + 1)) if epochs is None else [int(e) for e in epochs]
+        self.epochs_ = list(range(1, len(representations) + 1)) if epochs is None else [int(e) for e in epochs]
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.default_rng(self.random_state)
-        n, width = reps[0].shape
-        # One scale for every epoch, so that movement between epochs keeps its size.
-        self.center_ = np.mean([r.mean(0) for r in reps], axis=0).astype(np.float32)
-        self.scale_ = float(np.sqrt(np.mean([((r - self.center_) ** 2).sum(1).mean() for r in reps]))) or 1.0
-        # Every epoch's scaled points in one array, each epoch a view into it, with room for the
-        # boundary samples after them: no copies of every point at scale.
-        room = boundary_count(n, p.boundary_share) * len(reps) if heads is not None else 0
-        points = np.empty((n * len(reps) + room, width), np.float32)
-        scaled = [points[i * n : (i + 1) * n] for i in range(len(reps))]
-        for index, r in enumerate(reps):
-            np.subtract(r, self.center_, out=scaled[index])
-            scaled[index] /= self.scale_
-        del reps
+        points, scaled = self._scaled_points(representations, heads is not None)
+        n, width = scaled[0].shape
         self.heads_ = None if heads is None else [_head(h) for h in heads]
 
         report("graph", 0.0, "neighbour graphs")
@@ -191,7 +180,7 @@ class Projection:
         start = _principal_components(points[: n * len(scaled)], n)
         embedding = layout(
             graphs, moves, start, temporal_weight=p.temporal_weight, movement_length=p.movement_length,
-            iterations=p.layout_iterations, seed=seed,
+            iterations=p.layout_iterations, seed=seed, device=self._fit_device(),
             report=lambda done: report("layout", 0.1 + 0.5 * done, f"layout, step {int(done * p.layout_iterations)}/{p.layout_iterations}"),
         )
         # Unit spread, so the networks' outputs need no scaling.
@@ -321,7 +310,7 @@ class Projection:
         import torch.nn.functional as F
 
         p = self.params
-        device = torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = self._fit_device()
         self._build(points.shape[1], n_epochs, device, seed)
         generator = torch.Generator().manual_seed(seed)
         x, y = torch.from_numpy(points).to(device), torch.from_numpy(coords.astype(np.float32)).to(device)
@@ -373,13 +362,48 @@ class Projection:
         self.encoder_.eval()
         self.decoder_.eval()
 
-    def _check(self, reps: list[np.ndarray], epochs: Sequence[int] | None, heads: Sequence | None) -> None:
-        if not reps:
+    def _scaled_points(self, representations: Sequence[np.ndarray], boundary: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Every epoch's points in one float32 array, centred and scaled, each epoch a view into it, with
+        room for the boundary samples after them. Epochs are read one at a time (``representations`` may
+        load each as it is asked for), so no other copy of the whole run is ever held."""
+        first = np.asarray(representations[0])
+        if first.ndim != 2:
+            raise DynamicsError(f"every epoch needs a (samples, width) array of the same shape, got {first.shape}")
+        n, width = first.shape
+        self._check_samples(n)
+        check_fits(n, width, len(representations), self.params, boundary, self._fit_device())
+        room = boundary_count(n, self.params.boundary_share) * len(representations) if boundary else 0
+        points = np.empty((n * len(representations) + room, width), np.float32)
+        scaled = [points[i * n : (i + 1) * n] for i in range(len(representations))]
+        bad = []
+        for index in range(len(representations)):
+            epoch = first if index == 0 else np.asarray(representations[index])
+            if epoch.shape != first.shape:
+                raise DynamicsError(
+                    f"every epoch needs a (samples, width) array of the same shape, got {sorted({first.shape, epoch.shape})}")
+            scaled[index][:] = epoch
+            if not np.isfinite(scaled[index]).all():
+                bad.append(self.epochs_[index])
+            del epoch
+        if bad:
+            raise DynamicsError(f"representations hold NaN or infinite values at epoch(s) {bad}")
+        # One scale for every epoch, so that movement between epochs keeps its size.
+        self.center_ = np.mean([s.mean(0) for s in scaled], axis=0).astype(np.float32)
+        self.scale_ = float(np.sqrt(np.mean([((s - self.center_) ** 2).sum(1).mean() for s in scaled]))) or 1.0
+        for epoch_points in scaled:
+            epoch_points -= self.center_
+            epoch_points /= self.scale_
+        return points, scaled
+
+    def _check(self, reps: Sequence[np.ndarray], epochs: Sequence[int] | None, heads: Sequence | None) -> None:
+        if not len(reps):
             raise DynamicsError("no epochs to fit: give at least one epoch's representations")
-        shapes = {r.shape for r in reps}
-        if len(shapes) != 1 or reps[0].ndim != 2:
-            raise DynamicsError(f"every epoch needs a (samples, width) array of the same shape, got {sorted(shapes)}")
-        n = reps[0].shape[0]
+        if epochs is not None and len(epochs) != len(reps):
+            raise DynamicsError(f"{len(epochs)} epoch numbers for {len(reps)} epochs of representations")
+        if heads is not None and len(heads) != len(reps):
+            raise DynamicsError(f"{len(heads)} prediction heads for {len(reps)} epochs of representations")
+
+    def _check_samples(self, n: int) -> None:
         if n < self.params.n_neighbors:
             raise DynamicsError(
                 f"n_neighbors={self.params.n_neighbors} needs at least {self.params.n_neighbors} samples, got {n}; "
@@ -389,13 +413,6 @@ class Projection:
             raise DynamicsError(f"cross_class_weight must be above 0 and at most 1, got {self.params.cross_class_weight}")
         if self.params.n_neighbors < 2:
             raise DynamicsError(f"n_neighbors must be at least 2 (the sample and one neighbour), got {self.params.n_neighbors}")
-        if epochs is not None and len(epochs) != len(reps):
-            raise DynamicsError(f"{len(epochs)} epoch numbers for {len(reps)} epochs of representations")
-        if heads is not None and len(heads) != len(reps):
-            raise DynamicsError(f"{len(heads)} prediction heads for {len(reps)} epochs of representations")
-        bad = [e for e, r in zip(epochs or range(1, len(reps) + 1), reps) if not np.isfinite(r).all()]
-        if bad:
-            raise DynamicsError(f"representations hold NaN or infinite values at epoch(s) {bad}")
 
     def _scaled_logits(self, index: int, scaled: np.ndarray) -> np.ndarray:
         """The logits that epoch ``index``'s head gives to points in the fit's scaled space."""
@@ -414,6 +431,12 @@ class Projection:
             return self.epochs_.index(int(epoch))
         except ValueError:
             raise DynamicsError(f"epoch {epoch} was not fitted; fitted epochs: {self.epochs_}") from None
+
+    def _fit_device(self) -> Any:
+        """Where the fit runs: the device asked for, else CUDA when there is one, else the CPU."""
+        import torch
+
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     def _device(self) -> Any:
         return next(self.encoder_.parameters()).device
