@@ -37,7 +37,7 @@ def add_dynamics(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], type=_setting,
                      help="a projection setting, e.g. --set n_neighbors=30 (repeatable)")
     fit.add_argument("--seed", type=int, default=0, help="random state of the fit (default: 0)")
-    fit.add_argument("--device", metavar="DEVICE", help="torch device for the networks (default: cuda if available)")
+    fit.add_argument("--device", metavar="DEVICE", help="torch device of the neighbour graphs, layout and networks (default: cuda if available)")
     fit.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     quality = command(actions, "quality", _dynamics_quality, "measure the fitted projection", run=True)

@@ -12,6 +12,8 @@ neighbours by matrix products take well under a second there and a few seconds f
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import sparse
 
@@ -19,22 +21,23 @@ from epochal.errors import DynamicsError
 
 
 def nearest_neighbours(
-    points: np.ndarray, k: int, *, among: np.ndarray | None = None, chunk: int = 2048
+    points: np.ndarray, k: int, *, among: np.ndarray | None = None, chunk: int = 2048, device: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices, distances), each (n, k): every point's k nearest by Euclidean distance, nearest first.
 
-    Without ``among``, the neighbours are the other points; with it, rows of ``among``.
+    Without ``among``, the neighbours are the other points; with it, rows of ``among``. The products
+    run on ``device`` (default: the CPU).
     """
     import torch
 
-    queries = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32))
-    x = queries if among is None else torch.from_numpy(np.ascontiguousarray(among, dtype=np.float32))
+    queries = torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)).to(device or "cpu")
+    x = queries if among is None else torch.from_numpy(np.ascontiguousarray(among, dtype=np.float32)).to(queries.device)
     n, available = len(queries), len(x) - (1 if among is None else 0)
     if k > available:
         raise DynamicsError(f"{k} neighbours need at least {k + (1 if among is None else 0)} samples, got {len(x)}")
     if among is None:
         found, d2 = _among_themselves(queries, k, chunk)
-        return found.numpy(), d2.clamp_min(0).sqrt().numpy()
+        return found.cpu().numpy(), d2.clamp_min(0).sqrt().cpu().numpy()
     squares = x.pow(2).sum(1)
     query_squares = queries.pow(2).sum(1)
     indices = np.empty((n, k), dtype=np.int64)
@@ -43,8 +46,8 @@ def nearest_neighbours(
         rows = queries[start : start + chunk]
         d2 = torch.addmm(squares[None, :], rows, x.T, alpha=-2).add_(query_squares[start : start + chunk, None])
         values, found = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        indices[start : start + len(rows)] = found.numpy()
-        distances[start : start + len(rows)] = values.clamp_min(0).sqrt().numpy()
+        indices[start : start + len(rows)] = found.cpu().numpy()
+        distances[start : start + len(rows)] = values.clamp_min(0).sqrt().cpu().numpy()
     return indices, distances
 
 
@@ -56,8 +59,8 @@ def _among_themselves(x, k: int, chunk: int):
 
     n = len(x)
     squares = x.pow(2).sum(1)
-    best = torch.full((n, k), float("inf"))
-    best_at = torch.zeros((n, k), dtype=torch.int64)
+    best = torch.full((n, k), float("inf"), device=x.device)
+    best_at = torch.zeros((n, k), dtype=torch.int64, device=x.device)
 
     def merge(rows: slice, d2, columns_start: int) -> None:
         values, found = torch.topk(d2, min(k, d2.shape[1]), dim=1, largest=False, sorted=False)

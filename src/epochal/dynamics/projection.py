@@ -119,7 +119,8 @@ class Projection:
 
     Args:
         random_state: seed of the layout, the sampling and the weights.
-        device: torch device for the networks (default: CUDA when available, else CPU).
+        device: torch device of the fit: neighbour graphs, layout (on CUDA) and networks (default: CUDA when
+            available, else CPU, where the layout runs compiled by numba).
         **params: any field of :class:`Params`.
     """
 
@@ -162,10 +163,12 @@ class Projection:
         n, width = scaled[0].shape
         self.heads_ = None if heads is None else [_head(h) for h in heads]
 
+        device = self._fit_device()
         report("graph", 0.0, "neighbour graphs")
         graphs = []
         for index, epoch_points in enumerate(scaled):
-            found, distances = nearest_neighbours(epoch_points, p.n_neighbors - 1)  # umap-learn counts the sample itself
+            # n_neighbors counts the sample itself, as umap-learn does
+            found, distances = nearest_neighbours(epoch_points, p.n_neighbors - 1, device=device)
             graph = fuzzy_graph(found, distances)
             weights = graph.data
             if self.heads_ is not None and p.cross_class_weight != 1:
@@ -180,7 +183,7 @@ class Projection:
         start = _principal_components(points[: n * len(scaled)], n)
         embedding = layout(
             graphs, moves, start, temporal_weight=p.temporal_weight, movement_length=p.movement_length,
-            iterations=p.layout_iterations, seed=seed, device=self._fit_device(),
+            iterations=p.layout_iterations, seed=seed, device=device,
             report=lambda done: report("layout", 0.1 + 0.5 * done, f"layout, step {int(done * p.layout_iterations)}/{p.layout_iterations}"),
         )
         # Unit spread, so the networks' outputs need no scaling.
