@@ -34,8 +34,8 @@ into a temporary store. Then:
    200 random points while numba compiles. NPR@15 per split (each split's samples among
    themselves) and the temporal correlations come from ``epochal.dynamics.quality``.
    umap-learn has no inverse that classifies, so no PPR.
-4. **scale**: ``--scale-samples`` synthetic samples (default 20,000) x ``--scale-epochs`` (20) x
-   ``--scale-dims`` (512): ten Gaussian classes whose centres separate and drift and whose members
+4. **scale**: ``--scale-samples`` synthetic samples (default 20,000; 50,000 on a GPU) x
+   ``--scale-epochs`` (20; 200 on a GPU) x ``--scale-dims`` (512): ten Gaussian classes whose centres separate and drift and whose members
    wander a little each epoch, a sixth of the samples starting among another class and moving to
    their own at an epoch of their own, recorded through ``epochal.dynamics.record.record`` (float16, as
    ``RecordDynamics`` stores them) with a one-layer model whose input is the representation and
@@ -92,7 +92,18 @@ TARGET_NPR = 0.62  # train and test
 TARGET_PPR = 0.98  # train and test, at every epoch: the lowest epoch's is what counts
 TARGET_MOVEMENT = 0.60  # over samples, per pair of consecutive epochs, averaged
 TARGET_TRAJECTORY = 0.80  # per sample over its epochs, averaged
-TARGET_SCALE_S = 600.0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# The issue's targets: on the CPU, 20,000 x 20 x 512 within 240 s and 4 GB; on one GPU, the TTV papers'
+# CIFAR-10 setting, 50,000 x 200 x 512, within 5 minutes (and its memory: the fit fails otherwise).
+ON_GPU = _cuda_available()
+TARGET_SCALE_S = 300.0 if ON_GPU else 240.0
 TARGET_SCALE_GB = 4.0
 
 #: As reported in the issue for the same kind of subject; not measured here.
@@ -549,8 +560,9 @@ def build_targets(cases: dict[str, Ours | None], scale: Scale | None) -> list[Ta
         size = f"{scale.samples:,} x {scale.epochs} x {scale.dims}"
         targets.append(Target(f"scale fit ({size}) < {TARGET_SCALE_S:g} s", f"{scale.fit_s:.1f} s",
                               scale.fit_s < TARGET_SCALE_S))
-        targets.append(Target(f"scale fit ({size}) peak memory < {TARGET_SCALE_GB:g} GB", f"{scale.peak_gb:.2f} GB",
-                              scale.peak_gb < TARGET_SCALE_GB))
+        if not ON_GPU:  # on a GPU the host's memory is not the target; the device's is, and the fit ran
+            targets.append(Target(f"scale fit ({size}) peak memory < {TARGET_SCALE_GB:g} GB",
+                                  f"{scale.peak_gb:.2f} GB", scale.peak_gb < TARGET_SCALE_GB))
     return targets
 
 
@@ -603,8 +615,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="leave out epochal's fit of the digits run (umap-learn and the scale data only)")
     parser.add_argument("--skip-ttv", action="store_true",
                         help="leave out the digits run imported from a TTV training_dynamic folder")
-    parser.add_argument("--scale-samples", type=int, default=20_000, help="samples of the scale run (default 20,000)")
-    parser.add_argument("--scale-epochs", type=int, default=20, help="epochs of the scale run (default 20)")
+    parser.add_argument("--scale-samples", type=int, default=50_000 if ON_GPU else 20_000,
+                        help="samples of the scale run (default 20,000; 50,000 with a GPU)")
+    parser.add_argument("--scale-epochs", type=int, default=200 if ON_GPU else 20,
+                        help="epochs of the scale run (default 20; 200 with a GPU)")
     parser.add_argument("--scale-dims", type=int, default=512, help="width of its representations (default 512)")
     parser.add_argument("--fit-args", type=shlex.split, default=[], metavar="ARGS",
                         help="more arguments for `epochal dynamics fit`, as one string (e.g. '--device cpu')")
