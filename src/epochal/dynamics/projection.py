@@ -196,7 +196,8 @@ class Projection:
         if self.heads_ is not None and p.boundary_share > 0:
             report("boundary", 0.6, "boundary samples")
             extra, extra_coords, extra_epoch = _boundary_samples(
-                scaled, self.embedding_, p.n_neighbors, self._scaled_logits, p.boundary_share, p.boundary_bound, rng
+                scaled, self.embedding_, p.n_neighbors, self._scaled_logits, p.boundary_share, p.boundary_bound, rng,
+                device,
             )
             self.boundary_ = (extra * self.scale_ + self.center_, extra_coords, extra_epoch)
             points[n * len(scaled) : n * len(scaled) + len(extra)] = extra
@@ -448,6 +449,7 @@ class Projection:
 def _boundary_samples(
     scaled: list[np.ndarray], embedding: np.ndarray, k: int,
     logits_of: Callable[[int, np.ndarray], np.ndarray], share: float, bound: float, rng: np.random.Generator,
+    device: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Points between samples of different predicted classes where the head hesitates: (points, coords, epochs).
 
@@ -479,7 +481,7 @@ def _boundary_samples(
         mixed = mixed[top[:, 0] - top[:, 1] <= bound]
         if len(mixed) == 0:
             continue
-        nearest, _ = nearest_neighbours(mixed, k, among=reps)
+        nearest, _ = nearest_neighbours(mixed, k, among=reps, device=device)
         place = embedding[index][nearest].mean(1)
         points.append(mixed)
         places.append(place.astype(np.float32))
