@@ -1,7 +1,8 @@
 // The training-dynamics page of a run: every recorded sample in 2D at each epoch over the
 // projection's background (epoch slider, play, colour by label/prediction/correctness, filters),
 // hover and pin a sample to see its prediction history and its path, the data map with the likely
-// mislabeled samples, and the projection's quality. Without a projection, a button fits one.
+// mislabeled samples, and the projection's quality. Without a projection, a button fits one. The pinned
+// sample is kept in the address (?sample=<position>), so a link can open the page with a sample's path drawn.
 
 import { api, ApiError, isAbort, type DynamicsInfo, type FitProgress, type ProjectionInfo, type Quality, type RunDetail } from "../api";
 import { CORRECTNESS_COLORS } from "../colors";
@@ -11,7 +12,7 @@ import { fmtInt, fmtNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
 import { normalise, ProjectionPlot, TRANSITION_MS, type PlotCoords } from "../projection";
-import { href } from "../router";
+import { href, replaceRoute } from "../router";
 import { Samples, swatch } from "../samples";
 import { errorBox, reportActionError } from "../ui";
 
@@ -20,11 +21,11 @@ const COLOR_BY: [ColorBy, string][] = [["label", "label"], ["prediction", "predi
 const PLAY_MS = TRANSITION_MS + 400;
 const FIT_POLL_MS = 1000;
 
-export function mountDynamics(root: HTMLElement, ctx: PageContext, id: string): void {
+export function mountDynamics(root: HTMLElement, ctx: PageContext, id: string, sample: number | null = null): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], [id, href({ page: "run", id })], "dynamics");
   replace(root, h("div", { class: "loading-note" }, "Loading training dynamics…"));
   Promise.all([api.run(id, ctx.signal), api.dynamics(id, ctx.signal)]).then(
-    ([run, info]) => new DynamicsPage(root, ctx, run, info),
+    ([run, info]) => new DynamicsPage(root, ctx, run, info, sample),
     (err) => ctx.signal.aborted || replace(root, errorBox(err, `No training dynamics for run ${id}`)),
   );
 }
@@ -56,6 +57,8 @@ class DynamicsPage {
     private readonly ctx: PageContext,
     private readonly run: RunDetail,
     private info: DynamicsInfo,
+    /** The sample to pin once the samples are known: from the address. */
+    private pinned: number | null,
   ) {
     ctx.setCrumbs(["runs", href({ page: "runs" })], [run.name, href({ page: "run", id: run.id })], "dynamics");
     replace(root, this.header, this.fitCard, this.projectionSection,
@@ -86,6 +89,17 @@ class DynamicsPage {
       samples.mislabeled((i) => this.pin(i)));
     this.dataMap.show(allSamples(samples.count), null);
     this.showProjection();
+    const pinned = this.pinned;
+    this.pinned = null;
+    if (pinned !== null && pinned < samples.count) this.pin(pinned);
+    else if (pinned !== null) this.remember(null);
+  }
+
+  /** The pinned sample in the address. */
+  private remember(index: number | null): void {
+    if (index === this.pinned) return;
+    this.pinned = index;
+    replaceRoute({ page: "dynamics", id: this.run.id, sample: index });
   }
 
   /** Builds (or rebuilds, after a new fit) the projection view. */
@@ -100,7 +114,10 @@ class DynamicsPage {
     this.samples = new Samples(this.run.id, this.info, this.samples.table);
     this.viewSignal = new AbortController();
     this.ctx.signal.addEventListener("abort", () => this.viewSignal?.abort(), { once: true });
-    this.view = new ProjectionView(this.samples, projection, this.viewSignal.signal, (visible, pinned) => this.dataMap?.show(visible, pinned));
+    this.view = new ProjectionView(this.samples, projection, this.viewSignal.signal, (visible, pinned) => {
+      this.dataMap?.show(visible, pinned);
+      this.remember(pinned);
+    });
     replace(this.projectionSection, this.view.el);
     this.view.onEpoch = () => this.renderQuality();
     this.renderQuality();
@@ -109,7 +126,10 @@ class DynamicsPage {
 
   private pin(index: number): void {
     if (this.view) this.view.pin(index);
-    else this.dataMap?.show(allSamples(this.samples?.count ?? 0), index);
+    else {
+      this.dataMap?.show(allSamples(this.samples?.count ?? 0), index);
+      this.remember(index);
+    }
     this.view?.el.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
