@@ -232,12 +232,6 @@ export interface SampleTable {
   likely_mislabeled: number[];
 }
 
-export interface EpochCoords {
-  epoch: number;
-  x: (number | null)[];
-  y: (number | null)[];
-}
-
 /** What happened to the samples in one epoch of a run's ledger, against the epoch before. */
 export interface LedgerEpoch {
   epoch: number;
@@ -362,6 +356,19 @@ function url(path: string, query?: Query): string {
   return `${BASE}${path}${qs ? "?" + qs : ""}`;
 }
 
+/** A GET whose answer is bytes (binary arrays): the token and the errors handled as for JSON. */
+async function requestBytes(path: string, opts: { query?: Query; signal?: AbortSignal } = {}): Promise<ArrayBuffer> {
+  const headers: Record<string, string> = { Accept: "application/octet-stream" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  const res = await fetch(url(path, opts.query), { headers, signal: opts.signal });
+  if (!res.ok) {
+    if (res.status === 401) unauthorizedListeners.forEach((fn) => fn());
+    throw new ApiError(res.status, await errorDetail(res));
+  }
+  return res.arrayBuffer();
+}
+
 async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   const t = token();
@@ -474,8 +481,10 @@ export const api = {
   dynamicsSamples: (run: string, signal?: AbortSignal) =>
     request<SampleTable>("GET", `/runs/${encodeURIComponent(run)}/dynamics/samples`, { signal }),
 
-  dynamicsEpoch: (run: string, epoch: number, signal?: AbortSignal) =>
-    request<EpochCoords>("GET", `/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}`, { signal }),
+  /** Samples `offset` to `offset + limit` of an epoch's coordinates: x, y, x, y... as float32 (NaN: none). */
+  dynamicsCoords: (run: string, epoch: number, offset: number, limit: number, signal?: AbortSignal) =>
+    requestBytes(`/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}/coords.bin`, { query: { offset, limit }, signal })
+      .then((bytes) => new Float32Array(bytes)),
 
   fitDynamics: (run: string) => request<FitProgress>("POST", `/runs/${encodeURIComponent(run)}/dynamics/fit`),
 

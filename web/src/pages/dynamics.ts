@@ -11,15 +11,21 @@ import { h, replace } from "../dom";
 import { fmtInt, fmtNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
-import { normalise, ProjectionPlot, TRANSITION_MS, type PlotCoords } from "../projection";
+import { emptyCoords, fillCoords, ProjectionPlot, TRANSITION_MS, type PlotCoords } from "../projection";
 import { href, replaceRoute } from "../router";
 import { Samples, swatch } from "../samples";
 import { errorBox, reportActionError } from "../ui";
 
 type ColorBy = "label" | "prediction" | "correctness";
+/** The performance measure (devtools, tests) of the time until the first points are drawn. */
+const FIRST_POINTS = "epochal: first points drawn";
 const COLOR_BY: [ColorBy, string][] = [["label", "label"], ["prediction", "prediction"], ["correctness", "right / wrong"]];
 const PLAY_MS = TRANSITION_MS + 400;
 const FIT_POLL_MS = 1000;
+/** Samples per request for an epoch's coordinates (128 KiB): the first epoch draws as they arrive. */
+const CHUNK = 16_384;
+/** Epochs loaded ahead of the one shown, so that playing never waits for the next. */
+const AHEAD = 2;
 
 export function mountDynamics(root: HTMLElement, ctx: PageContext, id: string, sample: number | null = null): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], [id, href({ page: "run", id })], "dynamics");
@@ -252,6 +258,9 @@ class ProjectionView {
   private pinned: number | null = null;
   private timer: number | undefined;
   private drawing: Promise<void> = Promise.resolve();
+  /** When the view was made: its first points' time is measured from here. */
+  private readonly started = performance.now();
+  private firstDrawn = false;
   onEpoch: () => void = () => {};
 
   constructor(
@@ -281,9 +290,27 @@ class ProjectionView {
   }
 
   async start(): Promise<void> {
+    // The epoch shown first draws as its parts arrive (a large run's points fill in, not all at once) ...
+    const first = this.epoch;
+    let queued = false;
+    const drawPart = (coords: PlotCoords) => {
+      if (queued) return;
+      queued = true;
+      this.drawing = this.drawing.catch(() => undefined).then(async () => {
+        queued = false;
+        if (this.signal.aborted || first !== this.epoch) return;
+        const [values, colors] = this.colorValues();
+        await this.plot.draw(coords, values, colors, { transition: false, visible: this.visibleOrNull(), pinned: this.pinned });
+        if (!this.firstDrawn) performance.measure(FIRST_POINTS, { start: this.started });
+        this.firstDrawn = true;
+      });
+    };
+    await this.load(first, drawPart).catch(() => undefined);
     await this.redraw(false);
-    // The other epochs in the background, so that the slider and the trajectories are quick.
-    for (const epoch of this.projection.epochs) {
+    // ... then the others in the background, those after it first, so that the slider, playing and the
+    // trajectories are quick.
+    const epochs = this.projection.epochs;
+    for (const epoch of [...epochs.slice(this.epochIndex + 1), ...epochs.slice(0, this.epochIndex)]) {
       if (this.signal.aborted) return;
       await this.load(epoch).catch(() => undefined);
     }
@@ -339,10 +366,26 @@ class ProjectionView {
 
   // ---- epochs and drawing ---------------------------------------------------------------------
 
-  private load(epoch: number): Promise<PlotCoords> {
+  /**
+   * An epoch's coordinates, fetched once as float32 in parts of CHUNK samples, requested together; `onPart`
+   * sees them after each part arrives (the samples still missing sit outside the view).
+   */
+  private load(epoch: number, onPart?: (coords: PlotCoords) => void): Promise<PlotCoords> {
     let found = this.coords.get(epoch);
     if (!found) {
-      found = api.dynamicsEpoch(this.samples.run, epoch, this.signal).then((c) => normalise(this.projection.extent, c.x, c.y));
+      const started = performance.now();
+      const coords = emptyCoords(this.samples.count);
+      const parts: Promise<void>[] = [];
+      for (let offset = 0; offset < this.samples.count; offset += CHUNK) {
+        parts.push(api.dynamicsCoords(this.samples.run, epoch, offset, CHUNK, this.signal).then((pairs) => {
+          fillCoords(coords, this.projection.extent, offset, pairs);
+          onPart?.(coords);
+        }));
+      }
+      found = Promise.all(parts).then(() => {
+        performance.measure(`epochal: epoch ${epoch} loaded`, { start: started });
+        return coords;
+      });
       found.catch(() => this.coords.delete(epoch));
       this.coords.set(epoch, found);
     }
@@ -354,7 +397,16 @@ class ProjectionView {
     this.epochIndex = index;
     this.slider.value = String(index);
     void this.redraw(true);
+    this.prefetch();
     this.onEpoch();
+  }
+
+  /** The next epochs, so that the next step of playing (or of the slider) starts at once. */
+  private prefetch(): void {
+    const epochs = this.projection.epochs;
+    for (let k = this.epochIndex + 1; k <= Math.min(epochs.length - 1, this.epochIndex + AHEAD); k++) {
+      void this.load(epochs[k]).catch(() => undefined);
+    }
   }
 
   /** Draws the current epoch: positions (moving there when `transition`), colours, filter, background. */
@@ -371,10 +423,12 @@ class ProjectionView {
         return;
       }
       const [values, colors] = this.colorValues();
+      const drawing = performance.now();
       await Promise.all([
         this.plot.background(this.projection.backgrounds ? api.backgroundUrl(this.samples.run, epoch) : null),
         this.plot.draw(coords, values, colors, { transition, visible: this.visibleOrNull(), pinned: this.pinned }),
       ]);
+      performance.measure(`epochal: epoch ${epoch} drawn`, { start: drawing });
       this.epochLabel.textContent = `epoch ${epoch}`;
       this.el.dataset.epoch = String(epoch);
       this.el.dataset.colorBy = this.colorBy;
@@ -411,6 +465,7 @@ class ProjectionView {
     }
     const last = this.projection.epochs.length - 1;
     if (this.epochIndex >= last) this.goTo(0);
+    this.prefetch();
     this.playButton.textContent = "❚❚ Pause";
     this.el.dataset.playing = "1";
     const tick = () => {
