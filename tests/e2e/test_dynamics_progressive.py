@@ -109,10 +109,12 @@ def test_the_float32_coordinates_match_the_json_ones_and_cost_less(page, served,
     page.wait_for_selector(".projection-plot[data-points]", timeout=TIMEOUT_MS)
     timings = page.evaluate(f"""async () => {{
         const base = "api/runs/{run}/dynamics/epochs/";
-        const out = {{ json: [], float32: [], same: true }};
+        const out = {{ json: [], float32: [], same: true, bytes: [0, 0] }};
         for (let epoch = 0; epoch < {EPOCHS}; epoch++) {{
             let t = performance.now();
-            const body = await (await fetch(base + epoch)).json();
+            const text = await (await fetch(base + epoch)).text();
+            const body = JSON.parse(text);
+            out.bytes[0] = text.length;
             const jx = new Float32Array(body.x.length), jy = new Float32Array(body.y.length);
             for (let i = 0; i < body.x.length; i++) {{ jx[i] = body.x[i] ?? NaN; jy[i] = body.y[i] ?? NaN; }}
             out.json.push(performance.now() - t);
@@ -123,7 +125,9 @@ def test_the_float32_coordinates_match_the_json_ones_and_cost_less(page, served,
                     .then(r => r.arrayBuffer()).then(b => [offset, new Float32Array(b)]));
             }}
             const x = new Float32Array({SAMPLES}), y = new Float32Array({SAMPLES});
+            out.bytes[1] = 0;
             for (const [offset, pairs] of await Promise.all(parts)) {{
+                out.bytes[1] += pairs.byteLength;
                 for (let i = 0; i < pairs.length / 2; i++) {{ x[offset + i] = pairs[2 * i]; y[offset + i] = pairs[2 * i + 1]; }}
             }}
             out.float32.push(performance.now() - t);
@@ -136,4 +140,4 @@ def test_the_float32_coordinates_match_the_json_ones_and_cost_less(page, served,
     }}""")
     assert timings["same"]
     print(f"\nper epoch of {SAMPLES} samples, ms: JSON {[round(t) for t in timings['json']]}, "
-          f"float32 parts {[round(t) for t in timings['float32']]}")
+          f"float32 parts {[round(t) for t in timings['float32']]}; bytes per epoch {timings['bytes']}")
