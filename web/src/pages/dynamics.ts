@@ -293,16 +293,18 @@ class ProjectionView {
     // The epoch shown first draws as its parts arrive (a large run's points fill in, not all at once) ...
     const first = this.epoch;
     let queued = false;
-    const drawPart = (coords: PlotCoords) => {
-      if (queued) return;
+    let complete = false;
+    const drawPart = (coords: PlotCoords, all: boolean) => {
+      complete = all;
+      if (queued || all) return;
       queued = true;
       this.drawing = this.drawing.catch(() => undefined).then(async () => {
         queued = false;
-        if (this.signal.aborted || first !== this.epoch) return;
+        // Every part is in by now: the full draw below shows them, one draw of all the points less.
+        if (this.signal.aborted || complete || first !== this.epoch) return;
         const [values, colors] = this.colorValues();
         await this.plot.draw(coords, values, colors, { transition: false, visible: this.visibleOrNull(), pinned: this.pinned });
-        if (!this.firstDrawn) performance.measure(FIRST_POINTS, { start: this.started });
-        this.firstDrawn = true;
+        this.measureFirstPoints();
       });
     };
     await this.load(first, drawPart).catch(() => undefined);
@@ -368,18 +370,20 @@ class ProjectionView {
 
   /**
    * An epoch's coordinates, fetched once as float32 in parts of CHUNK samples, requested together; `onPart`
-   * sees them after each part arrives (the samples still missing sit outside the view).
+   * sees them after each part arrives (the samples still missing sit outside the view), `complete` after the last.
    */
-  private load(epoch: number, onPart?: (coords: PlotCoords) => void): Promise<PlotCoords> {
+  private load(epoch: number, onPart?: (coords: PlotCoords, complete: boolean) => void): Promise<PlotCoords> {
     let found = this.coords.get(epoch);
     if (!found) {
       const started = performance.now();
       const coords = emptyCoords(this.samples.count);
       const parts: Promise<void>[] = [];
+      const total = Math.ceil(this.samples.count / CHUNK);
+      let arrived = 0;
       for (let offset = 0; offset < this.samples.count; offset += CHUNK) {
         parts.push(api.dynamicsCoords(this.samples.run, epoch, offset, CHUNK, this.signal).then((pairs) => {
           fillCoords(coords, this.projection.extent, offset, pairs);
-          onPart?.(coords);
+          onPart?.(coords, ++arrived === total);
         }));
       }
       found = Promise.all(parts).then(() => {
@@ -399,6 +403,11 @@ class ProjectionView {
     void this.redraw(true);
     this.prefetch();
     this.onEpoch();
+  }
+
+  private measureFirstPoints(): void {
+    if (!this.firstDrawn) performance.measure(FIRST_POINTS, { start: this.started });
+    this.firstDrawn = true;
   }
 
   /** The next epochs, so that the next step of playing (or of the slider) starts at once. */
@@ -429,6 +438,7 @@ class ProjectionView {
         this.plot.draw(coords, values, colors, { transition, visible: this.visibleOrNull(), pinned: this.pinned }),
       ]);
       performance.measure(`epochal: epoch ${epoch} drawn`, { start: drawing });
+      this.measureFirstPoints();
       this.epochLabel.textContent = `epoch ${epoch}`;
       this.el.dataset.epoch = String(epoch);
       this.el.dataset.colorBy = this.colorBy;
