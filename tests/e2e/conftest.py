@@ -150,10 +150,10 @@ def browser():
 
 def _expected_error(msg) -> bool:
     """Answers the pages show as they are, which Chromium logs as errors: the run page asks every run
-    for its training dynamics (a 404 means it recorded none); the runs page sends the conditions a user
-    typed (a 422 names what is wrong, shown under them)."""
+    for its training dynamics and its sample ledger (a 404 means it recorded none); the runs page sends
+    the conditions a user typed (a 422 names what is wrong, shown under them)."""
     url = msg.location.get("url", "")
-    if "status of 404" in msg.text and re.search(r"/api/runs/[^/]+/dynamics$", url):
+    if "status of 404" in msg.text and re.search(r"/api/runs/[^/]+/(dynamics|ledger)$", url):
         return True
     return "status of 422" in msg.text and re.search(r"/api/run(s|-ids)\?", url) is not None
 

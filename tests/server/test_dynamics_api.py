@@ -268,3 +268,18 @@ def test_a_background_hard_linked_elsewhere_is_not_served(client, ids, runs, tmp
     finally:
         os.remove(tmp_path / "second-name.png")
     assert client.get(f"/api/runs/{ids['fitted']}/dynamics/epochs/1/background.png").status_code == 200
+
+
+def test_an_epochs_coordinates_come_as_float32_pairs_in_parts(client, ids, runs):
+    with np.load(files.epoch_file(files.projection_folder(folder_of(runs, "fitted")), 1)) as stored:
+        coords = stored["coords"]
+    url = f"/api/runs/{ids['fitted']}/dynamics/epochs/1/coords.bin"
+    whole = client.get(url)
+    assert whole.headers["content-type"] == "application/octet-stream" and whole.headers["x-samples"] == "300"
+    assert np.array_equal(np.frombuffer(whole.content, "<f4").reshape(-1, 2), coords)
+    parts = [client.get(url, params={"offset": offset, "limit": 128}) for offset in (0, 128, 256)]
+    assert [len(p.content) // 8 for p in parts] == [128, 128, 44]
+    assert b"".join(p.content for p in parts) == whole.content
+    assert client.get(url, params={"offset": 400}).content == b""
+    assert client.get(f"/api/runs/{ids['fitted']}/dynamics/epochs/7/coords.bin").status_code == 404
+    assert client.get(f"/api/runs/{ids['unfitted']}/dynamics/epochs/0/coords.bin").status_code == 404

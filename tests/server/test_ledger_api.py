@@ -79,3 +79,39 @@ def test_a_run_without_a_ledger_or_an_unknown_epoch_is_404_saying_what(client, l
     assert response.status_code == 404 and "no epoch 9" in response.json()["detail"]
     assert client.get(f"/api/runs/{ledger_run.id}/ledger/samples/100000").status_code == 404
     assert client.get(f"/api/runs/{ledger_run.id}/ledger/events/2", params={"kind": "nope"}).status_code == 422
+
+
+def test_a_confusion_cells_samples_are_listed_most_likely_mislabeled_first(client, ledger_run):
+    body = client.get(f"/api/runs/{ledger_run.id}/ledger/confusion/2/cells/1/0").json()
+    expected = BURST[LABELS[BURST] == 1]
+    assert body["count"] == len(expected) and sorted(s["sample"] for s in body["samples"]) == expected.tolist()
+    scores = [s["mislabeled_score"] for s in body["samples"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(s["position"] is None for s in body["samples"])  # no dynamics recorded
+    empty = client.get(f"/api/runs/{ledger_run.id}/ledger/confusion/2/cells/0/1").json()
+    assert empty["count"] == 0 and empty["samples"] == []
+    response = client.get(f"/api/runs/{ledger_run.id}/ledger/confusion/2/cells/3/0")
+    assert response.status_code == 404 and "3 classes" in response.json()["detail"]
+    info = client.get(f"/api/runs/{ledger_run.id}/ledger").json()
+    assert info["sprites"] is False and info["projection"] is False
+
+
+def test_a_listed_sample_names_its_position_among_the_recorded_dynamics_samples(client, store):
+    """Test samples first, then the training samples in reverse: a sample's position is not its index."""
+    with epochal.start("ledger", "with dynamics", store=store, system_metrics=False) as run:
+        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, CLASSES))
+        x, y = torch.randn(SAMPLES + 10, 4), torch.as_tensor(np.r_[LABELS, np.zeros(10, int)])
+        for epoch in range(2):
+            logits = torch.zeros(SAMPLES, CLASSES)
+            logits[torch.arange(SAMPLES), torch.as_tensor(_predicted(2 if epoch else 0))] = 5.0
+            run.record_samples(np.arange(SAMPLES), logits, torch.as_tensor(LABELS))
+            run.step()
+            order = np.r_[np.arange(SAMPLES, SAMPLES + 10), np.arange(SAMPLES)[::-1]]
+            run.record_dynamics(model, x[order], y[order], split=["test"] * 10 + ["train"] * SAMPLES,
+                                indices=np.r_[np.arange(10), np.arange(SAMPLES)[::-1]].tolist(), image_shape=(2, 2))
+            run.epoch()
+    body = client.get(f"/api/runs/{run.id}/ledger/events/1", params={"kind": "forgotten"}).json()
+    assert body["count"] == len(BURST)
+    assert all(s["position"] == 10 + SAMPLES - 1 - s["sample"] for s in body["samples"])
+    info = client.get(f"/api/runs/{run.id}/ledger").json()
+    assert info["sprites"] is True and info["projection"] is False

@@ -232,10 +232,73 @@ export interface SampleTable {
   likely_mislabeled: number[];
 }
 
-export interface EpochCoords {
+/** What happened to the samples in one epoch of a run's ledger, against the epoch before. */
+export interface LedgerEpoch {
   epoch: number;
-  x: (number | null)[];
-  y: (number | null)[];
+  /** The step of the epoch's last recorded batch: where a chart by step marks the epoch. */
+  last_step: number;
+  samples: number;
+  flips: number;
+  forgotten: number;
+  learned: number;
+  confidence_jumps: number;
+  /** class -> samples predicted as it, gained (+) or lost (-) */
+  class_changes: Record<string, number>;
+  /** The epoch forgot unusually many samples. */
+  burst: boolean;
+}
+
+export interface LedgerInfo {
+  classes: number;
+  class_names: string[] | null;
+  samples: number;
+  /** The run recorded thumbnails: a listed sample with a `position` has one. */
+  sprites: boolean;
+  /** The run's training dynamics have a fitted projection. */
+  projection: boolean;
+  epochs: LedgerEpoch[];
+}
+
+export type EventKind = "flips" | "forgotten" | "learned" | "confidence_jumps";
+
+export interface LedgerSample {
+  /** Its index in the training data set. */
+  sample: number;
+  label: number;
+  aum: number;
+  forgetting_events: number;
+  mislabeled_score: number;
+  /** Its position among the recorded dynamics samples (sprite, projection point); null if none. */
+  position: number | null;
+}
+
+/** The samples behind one kind of event of an epoch, most likely mislabeled first. */
+export interface EventSamples {
+  epoch: number;
+  kind: EventKind;
+  count: number;
+  samples: LedgerSample[];
+}
+
+/** The samples of one cell of an epoch's confusion matrix, most likely mislabeled first. */
+export interface CellSamples {
+  epoch: number;
+  label: number;
+  predicted: number;
+  count: number;
+  samples: LedgerSample[];
+}
+
+export interface Confusion {
+  epoch: number;
+  classes: number;
+  /** rows: the target; columns: the predicted class */
+  matrix: number[][];
+}
+
+export interface SampleHistory {
+  sample: number;
+  epochs: { epoch: number; target: number; predicted: number; right: boolean; probability: number }[];
 }
 
 /** An answer other than 2xx; `detail` is the server's message. */
@@ -291,6 +354,19 @@ function url(path: string, query?: Query): string {
   }
   const qs = params.toString();
   return `${BASE}${path}${qs ? "?" + qs : ""}`;
+}
+
+/** A GET whose answer is bytes (binary arrays): the token and the errors handled as for JSON. */
+async function requestBytes(path: string, opts: { query?: Query; signal?: AbortSignal } = {}): Promise<ArrayBuffer> {
+  const headers: Record<string, string> = { Accept: "application/octet-stream" };
+  const t = token();
+  if (t) headers.Authorization = `Bearer ${t}`;
+  const res = await fetch(url(path, opts.query), { headers, signal: opts.signal });
+  if (!res.ok) {
+    if (res.status === 401) unauthorizedListeners.forEach((fn) => fn());
+    throw new ApiError(res.status, await errorDetail(res));
+  }
+  return res.arrayBuffer();
 }
 
 async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
@@ -405,12 +481,29 @@ export const api = {
   dynamicsSamples: (run: string, signal?: AbortSignal) =>
     request<SampleTable>("GET", `/runs/${encodeURIComponent(run)}/dynamics/samples`, { signal }),
 
-  dynamicsEpoch: (run: string, epoch: number, signal?: AbortSignal) =>
-    request<EpochCoords>("GET", `/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}`, { signal }),
+  /** Samples `offset` to `offset + limit` of an epoch's coordinates: x, y, x, y... as float32 (NaN: none). */
+  dynamicsCoords: (run: string, epoch: number, offset: number, limit: number, signal?: AbortSignal) =>
+    requestBytes(`/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}/coords.bin`, { query: { offset, limit }, signal })
+      .then((bytes) => new Float32Array(bytes)),
 
   fitDynamics: (run: string) => request<FitProgress>("POST", `/runs/${encodeURIComponent(run)}/dynamics/fit`),
 
   backgroundUrl: (run: string, epoch: number) => withToken(url(`/runs/${encodeURIComponent(run)}/dynamics/epochs/${epoch}/background.png`)),
+
+  ledger: (run: string, signal?: AbortSignal) => request<LedgerInfo>("GET", `/runs/${encodeURIComponent(run)}/ledger`, { signal }),
+
+  ledgerEvents: (run: string, epoch: number, kind: EventKind, limit: number, signal?: AbortSignal) =>
+    request<EventSamples>("GET", `/runs/${encodeURIComponent(run)}/ledger/events/${epoch}`, { query: { kind, limit }, signal }),
+
+  /** The matrix only: each cell's samples come from ledgerCell, listed with their measures. */
+  ledgerConfusion: (run: string, epoch: number, signal?: AbortSignal) =>
+    request<Confusion>("GET", `/runs/${encodeURIComponent(run)}/ledger/confusion/${epoch}`, { query: { limit: 1 }, signal }),
+
+  ledgerCell: (run: string, epoch: number, label: number, predicted: number, limit: number, signal?: AbortSignal) =>
+    request<CellSamples>("GET", `/runs/${encodeURIComponent(run)}/ledger/confusion/${epoch}/cells/${label}/${predicted}`, { query: { limit }, signal }),
+
+  ledgerSample: (run: string, sample: number, signal?: AbortSignal) =>
+    request<SampleHistory>("GET", `/runs/${encodeURIComponent(run)}/ledger/samples/${sample}`, { signal }),
 
   spriteUrl: (run: string, index: number) => withToken(url(`/runs/${encodeURIComponent(run)}/dynamics/sprites/${index}.png`)),
 };

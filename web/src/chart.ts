@@ -9,6 +9,7 @@ import "uplot/dist/uPlot.min.css";
 import { api, ApiError, errorMessage, isAbort, type Series, type SeriesQuery } from "./api";
 import type { ChartView, XMode } from "./chartview";
 import { withAlpha } from "./colors";
+import type { EventMarks } from "./eventmarks";
 import { debounce, h, replace } from "./dom";
 import { fmtDateTime, fmtInt, fmtNum, fmtRelTick, fmtTick } from "./format";
 import { zoomPlugin } from "./zoomplugin";
@@ -79,6 +80,8 @@ export class Chart {
     private readonly view: ChartView,
     private readonly signal: AbortSignal,
     private readonly syncKey: string,
+    /** The run's ledger events, marked on the x axis (the run page's loss and accuracy charts). */
+    private readonly marks: EventMarks | null = null,
   ) {
     this.plotEl = h("div", { class: "chart-plot loading" });
     this.legendEl = h("div", { class: "chart-legend" });
@@ -312,7 +315,10 @@ export class Chart {
           },
         ],
       },
-      plugins: [zoomPlugin({ bounds: () => this.full, change: (min, max, final) => this.zoomTo(min, max, final) })],
+      plugins: [
+        zoomPlugin({ bounds: () => this.full, change: (min, max, final) => this.zoomTo(min, max, final) }),
+        ...(this.marks ? [this.marks.plugin(() => mode)] : []),
+      ],
     };
   }
 

@@ -7,6 +7,7 @@
 import { Chart, type ChartRun } from "./chart";
 import type { ChartView } from "./chartview";
 import { splitStyle } from "./colors";
+import type { EventMarks } from "./eventmarks";
 import { h, replace } from "./dom";
 import { compareKeys as byKey, fmtInt } from "./format";
 import { keyMatcher } from "./keyfilter";
@@ -26,6 +27,8 @@ export interface GridOptions {
   filter?: string;
   /** Told of every change of the filter, to keep it in the address. */
   onFilter?: (filter: string) => void;
+  /** A run's ledger events, marked on the charts they apply to (loss, accuracy). */
+  marks?: EventMarks;
 }
 
 /** One chart: one key, or one metric on several splits. */
@@ -301,7 +304,8 @@ export class ChartGrid {
     this.observer.unobserve(entry.el);
     this.waiting.delete(entry.el);
     if (this.signal.aborted) return;
-    const chart = new Chart(entry.panel.id, entry.lines, this.view, this.signal, this.syncKey);
+    const marks = this.options.marks?.applies(entry.panel.id) ? this.options.marks : null;
+    const chart = new Chart(entry.panel.id, entry.lines, this.view, this.signal, this.syncKey, marks);
     entry.el.replaceWith(chart.el);
     entry.el = chart.el;
     entry.chart = chart;

@@ -48,13 +48,13 @@ function render(route: Route): void {
       mountRuns(app, ctx);
       break;
     case "run":
-      mountRun(app, ctx, route.id, route.filter ?? "");
+      mountRun(app, ctx, route.id, route.filter ?? "", route.ledger ?? null);
       break;
     case "dynamics":
       // WebGL scatter plots are for this page only: its code loads when it is opened.
       replace(app, h("div", { class: "loading-note" }, "Loading…"));
       import("./pages/dynamics").then(
-        (page) => ctx.signal.aborted || page.mountDynamics(app, ctx, route.id),
+        (page) => ctx.signal.aborted || page.mountDynamics(app, ctx, route.id, route.sample ?? null),
         (err) => ctx.signal.aborted || replace(app, errorBox(err, "Could not load the page")),
       );
       break;

@@ -21,19 +21,29 @@ export interface PlotCoords {
 
 export const TRANSITION_MS = 600;
 
-/** Maps the projection's coordinates onto regl-scatterplot's [-1, 1] square. */
-export function normalise(extent: Extent, xs: (number | null)[], ys: (number | null)[]): PlotCoords {
+/** Where a sample without coordinates (NaN in the file), or whose coordinates have not arrived yet, is drawn: far outside the view. */
+const OUTSIDE = 99;
+
+/** Coordinates for `count` samples, none known yet. */
+export function emptyCoords(count: number): PlotCoords {
+  return { x: new Float32Array(count).fill(OUTSIDE), y: new Float32Array(count).fill(OUTSIDE) };
+}
+
+/**
+ * Puts the samples from `offset` on into `coords`: `pairs` holds their projection coordinates as the API
+ * sends them (x, y, x, y, ...), mapped here onto regl-scatterplot's [-1, 1] square.
+ */
+export function fillCoords(coords: PlotCoords, extent: Extent, offset: number, pairs: Float32Array): void {
   const [xmin, xmax, ymin, ymax] = extent;
   const sx = 2 / (xmax - xmin || 1);
   const sy = 2 / (ymax - ymin || 1);
-  const x = new Float32Array(xs.length);
-  const y = new Float32Array(ys.length);
-  for (let i = 0; i < xs.length; i++) {
-    // A sample without coordinates (NaN in the file) is put far outside the view.
-    x[i] = xs[i] === null ? 99 : -1 + ((xs[i] as number) - xmin) * sx;
-    y[i] = ys[i] === null ? 99 : -1 + ((ys[i] as number) - ymin) * sy;
+  const n = Math.min(pairs.length >> 1, coords.x.length - offset);
+  for (let i = 0; i < n; i++) {
+    const x = pairs[2 * i];
+    const y = pairs[2 * i + 1];
+    coords.x[offset + i] = Number.isNaN(x) ? OUTSIDE : -1 + (x - xmin) * sx;
+    coords.y[offset + i] = Number.isNaN(y) ? OUTSIDE : -1 + (y - ymin) * sy;
   }
-  return { x, y };
 }
 
 export class ProjectionPlot {

@@ -378,6 +378,9 @@ class LedgerInfo(BaseModel):
     classes: int
     class_names: list[str] | None
     samples: int
+    sprites: bool = Field(description="the run recorded thumbnails of its samples: a listed sample with a "
+                                      "`position` has one at /dynamics/sprites/{position}.png")
+    projection: bool = Field(description="the run's training dynamics have a fitted projection")
     epochs: list[LedgerEpoch]
 
 
@@ -387,6 +390,8 @@ class LedgerSample(BaseModel):
     aum: float
     forgetting_events: int
     mislabeled_score: float
+    position: int | None = Field(description="its position among the run's recorded dynamics samples (the train "
+                                             "sample with this index): its thumbnail and projection point; null if none")
 
 
 class EventSamples(BaseModel):
@@ -394,6 +399,16 @@ class EventSamples(BaseModel):
 
     epoch: int
     kind: Literal["flips", "forgotten", "learned", "confidence_jumps"]
+    count: int
+    samples: list[LedgerSample]
+
+
+class CellSamples(BaseModel):
+    """The samples of one cell of an epoch's confusion matrix, most likely mislabeled first."""
+
+    epoch: int
+    label: int
+    predicted: int
     count: int
     samples: list[LedgerSample]
 

@@ -1,7 +1,8 @@
 // The training-dynamics page of a run: every recorded sample in 2D at each epoch over the
 // projection's background (epoch slider, play, colour by label/prediction/correctness, filters),
 // hover and pin a sample to see its prediction history and its path, the data map with the likely
-// mislabeled samples, and the projection's quality. Without a projection, a button fits one.
+// mislabeled samples, and the projection's quality. Without a projection, a button fits one. The pinned
+// sample is kept in the address (?sample=<position>), so a link can open the page with a sample's path drawn.
 
 import { api, ApiError, isAbort, type DynamicsInfo, type FitProgress, type ProjectionInfo, type Quality, type RunDetail } from "../api";
 import { CORRECTNESS_COLORS } from "../colors";
@@ -10,21 +11,27 @@ import { h, replace } from "../dom";
 import { fmtInt, fmtNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
-import { normalise, ProjectionPlot, TRANSITION_MS, type PlotCoords } from "../projection";
-import { href } from "../router";
+import { emptyCoords, fillCoords, ProjectionPlot, TRANSITION_MS, type PlotCoords } from "../projection";
+import { href, replaceRoute } from "../router";
 import { Samples, swatch } from "../samples";
 import { errorBox, reportActionError } from "../ui";
 
 type ColorBy = "label" | "prediction" | "correctness";
+/** The performance measure (devtools, tests) of the time until the first points are drawn. */
+const FIRST_POINTS = "epochal: first points drawn";
 const COLOR_BY: [ColorBy, string][] = [["label", "label"], ["prediction", "prediction"], ["correctness", "right / wrong"]];
 const PLAY_MS = TRANSITION_MS + 400;
 const FIT_POLL_MS = 1000;
+/** Samples per request for an epoch's coordinates (128 KiB): the first epoch draws as they arrive. */
+const CHUNK = 16_384;
+/** Epochs loaded ahead of the one shown, so that playing never waits for the next. */
+const AHEAD = 2;
 
-export function mountDynamics(root: HTMLElement, ctx: PageContext, id: string): void {
+export function mountDynamics(root: HTMLElement, ctx: PageContext, id: string, sample: number | null = null): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], [id, href({ page: "run", id })], "dynamics");
   replace(root, h("div", { class: "loading-note" }, "Loading training dynamics…"));
   Promise.all([api.run(id, ctx.signal), api.dynamics(id, ctx.signal)]).then(
-    ([run, info]) => new DynamicsPage(root, ctx, run, info),
+    ([run, info]) => new DynamicsPage(root, ctx, run, info, sample),
     (err) => ctx.signal.aborted || replace(root, errorBox(err, `No training dynamics for run ${id}`)),
   );
 }
@@ -56,6 +63,8 @@ class DynamicsPage {
     private readonly ctx: PageContext,
     private readonly run: RunDetail,
     private info: DynamicsInfo,
+    /** The sample to pin once the samples are known: from the address. */
+    private pinned: number | null,
   ) {
     ctx.setCrumbs(["runs", href({ page: "runs" })], [run.name, href({ page: "run", id: run.id })], "dynamics");
     replace(root, this.header, this.fitCard, this.projectionSection,
@@ -86,6 +95,17 @@ class DynamicsPage {
       samples.mislabeled((i) => this.pin(i)));
     this.dataMap.show(allSamples(samples.count), null);
     this.showProjection();
+    const pinned = this.pinned;
+    this.pinned = null;
+    if (pinned !== null && pinned < samples.count) this.pin(pinned);
+    else if (pinned !== null) this.remember(null);
+  }
+
+  /** The pinned sample in the address. */
+  private remember(index: number | null): void {
+    if (index === this.pinned) return;
+    this.pinned = index;
+    replaceRoute({ page: "dynamics", id: this.run.id, sample: index });
   }
 
   /** Builds (or rebuilds, after a new fit) the projection view. */
@@ -100,7 +120,10 @@ class DynamicsPage {
     this.samples = new Samples(this.run.id, this.info, this.samples.table);
     this.viewSignal = new AbortController();
     this.ctx.signal.addEventListener("abort", () => this.viewSignal?.abort(), { once: true });
-    this.view = new ProjectionView(this.samples, projection, this.viewSignal.signal, (visible, pinned) => this.dataMap?.show(visible, pinned));
+    this.view = new ProjectionView(this.samples, projection, this.viewSignal.signal, (visible, pinned) => {
+      this.dataMap?.show(visible, pinned);
+      this.remember(pinned);
+    });
     replace(this.projectionSection, this.view.el);
     this.view.onEpoch = () => this.renderQuality();
     this.renderQuality();
@@ -109,7 +132,10 @@ class DynamicsPage {
 
   private pin(index: number): void {
     if (this.view) this.view.pin(index);
-    else this.dataMap?.show(allSamples(this.samples?.count ?? 0), index);
+    else {
+      this.dataMap?.show(allSamples(this.samples?.count ?? 0), index);
+      this.remember(index);
+    }
     this.view?.el.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
@@ -232,6 +258,9 @@ class ProjectionView {
   private pinned: number | null = null;
   private timer: number | undefined;
   private drawing: Promise<void> = Promise.resolve();
+  /** When the view was made: its first points' time is measured from here. */
+  private readonly started = performance.now();
+  private firstDrawn = false;
   onEpoch: () => void = () => {};
 
   constructor(
@@ -261,9 +290,29 @@ class ProjectionView {
   }
 
   async start(): Promise<void> {
+    // The epoch shown first draws as its parts arrive (a large run's points fill in, not all at once) ...
+    const first = this.epoch;
+    let queued = false;
+    let complete = false;
+    const drawPart = (coords: PlotCoords, all: boolean) => {
+      complete = all;
+      if (queued || all) return;
+      queued = true;
+      this.drawing = this.drawing.catch(() => undefined).then(async () => {
+        queued = false;
+        // Every part is in by now: the full draw below shows them, one draw of all the points less.
+        if (this.signal.aborted || complete || first !== this.epoch) return;
+        const [values, colors] = this.colorValues();
+        await this.plot.draw(coords, values, colors, { transition: false, visible: this.visibleOrNull(), pinned: this.pinned });
+        this.measureFirstPoints();
+      });
+    };
+    await this.load(first, drawPart).catch(() => undefined);
     await this.redraw(false);
-    // The other epochs in the background, so that the slider and the trajectories are quick.
-    for (const epoch of this.projection.epochs) {
+    // ... then the others in the background, those after it first, so that the slider, playing and the
+    // trajectories are quick.
+    const epochs = this.projection.epochs;
+    for (const epoch of [...epochs.slice(this.epochIndex + 1), ...epochs.slice(0, this.epochIndex)]) {
       if (this.signal.aborted) return;
       await this.load(epoch).catch(() => undefined);
     }
@@ -319,10 +368,28 @@ class ProjectionView {
 
   // ---- epochs and drawing ---------------------------------------------------------------------
 
-  private load(epoch: number): Promise<PlotCoords> {
+  /**
+   * An epoch's coordinates, fetched once as float32 in parts of CHUNK samples, requested together; `onPart`
+   * sees them after each part arrives (the samples still missing sit outside the view), `complete` after the last.
+   */
+  private load(epoch: number, onPart?: (coords: PlotCoords, complete: boolean) => void): Promise<PlotCoords> {
     let found = this.coords.get(epoch);
     if (!found) {
-      found = api.dynamicsEpoch(this.samples.run, epoch, this.signal).then((c) => normalise(this.projection.extent, c.x, c.y));
+      const started = performance.now();
+      const coords = emptyCoords(this.samples.count);
+      const parts: Promise<void>[] = [];
+      const total = Math.ceil(this.samples.count / CHUNK);
+      let arrived = 0;
+      for (let offset = 0; offset < this.samples.count; offset += CHUNK) {
+        parts.push(api.dynamicsCoords(this.samples.run, epoch, offset, CHUNK, this.signal).then((pairs) => {
+          fillCoords(coords, this.projection.extent, offset, pairs);
+          onPart?.(coords, ++arrived === total);
+        }));
+      }
+      found = Promise.all(parts).then(() => {
+        performance.measure(`epochal: epoch ${epoch} loaded`, { start: started });
+        return coords;
+      });
       found.catch(() => this.coords.delete(epoch));
       this.coords.set(epoch, found);
     }
@@ -334,7 +401,21 @@ class ProjectionView {
     this.epochIndex = index;
     this.slider.value = String(index);
     void this.redraw(true);
+    this.prefetch();
     this.onEpoch();
+  }
+
+  private measureFirstPoints(): void {
+    if (!this.firstDrawn) performance.measure(FIRST_POINTS, { start: this.started });
+    this.firstDrawn = true;
+  }
+
+  /** The next epochs, so that the next step of playing (or of the slider) starts at once. */
+  private prefetch(): void {
+    const epochs = this.projection.epochs;
+    for (let k = this.epochIndex + 1; k <= Math.min(epochs.length - 1, this.epochIndex + AHEAD); k++) {
+      void this.load(epochs[k]).catch(() => undefined);
+    }
   }
 
   /** Draws the current epoch: positions (moving there when `transition`), colours, filter, background. */
@@ -351,10 +432,13 @@ class ProjectionView {
         return;
       }
       const [values, colors] = this.colorValues();
+      const drawing = performance.now();
       await Promise.all([
         this.plot.background(this.projection.backgrounds ? api.backgroundUrl(this.samples.run, epoch) : null),
         this.plot.draw(coords, values, colors, { transition, visible: this.visibleOrNull(), pinned: this.pinned }),
       ]);
+      performance.measure(`epochal: epoch ${epoch} drawn`, { start: drawing });
+      this.measureFirstPoints();
       this.epochLabel.textContent = `epoch ${epoch}`;
       this.el.dataset.epoch = String(epoch);
       this.el.dataset.colorBy = this.colorBy;
@@ -391,6 +475,7 @@ class ProjectionView {
     }
     const last = this.projection.epochs.length - 1;
     if (this.epochIndex >= last) this.goTo(0);
+    this.prefetch();
     this.playButton.textContent = "❚❚ Pause";
     this.el.dataset.playing = "1";
     const tick = () => {

@@ -1,22 +1,26 @@
-// The run page: what ran where, its config, summary, checkpoints, notes and tags, and a chart per key.
+// The run page: what ran where, its config, summary, checkpoints, notes and tags, and a chart per key;
+// where the run recorded a sample ledger, its loss and accuracy charts mark each epoch's events, and a
+// mark opens the events panel of that epoch.
 
-import { api, ApiError, withToken, type RunDetail, type SummaryRow } from "../api";
+import { api, ApiError, withToken, type EventKind, type RunDetail, type SummaryRow } from "../api";
 import { ChartGrid, type ChartSpec } from "../chartgrid";
 import { ChartView, chartToolbar } from "../chartview";
 import { runColor } from "../colors";
 import { configTree } from "../configtree";
 import { h, replace } from "../dom";
+import { EventMarks } from "../eventmarks";
+import { EventsPanel } from "../events";
 import { compareKeys, fmtAgo, fmtBytes, fmtDateTime, fmtDuration, fmtInt, fmtNum, fullNum } from "../format";
 import { poll } from "../live";
 import type { PageContext } from "../main";
-import { href, replaceRoute } from "../router";
+import { href, replaceRoute, type LedgerState, type LedgerTab } from "../router";
 import { errorBox, reportActionError, showBanner, statusBadge, tagChip } from "../ui";
 
-export function mountRun(root: HTMLElement, ctx: PageContext, id: string, filter = ""): void {
+export function mountRun(root: HTMLElement, ctx: PageContext, id: string, filter = "", ledger: LedgerState | null = null): void {
   ctx.setCrumbs(["runs", href({ page: "runs" })], id);
   replace(root, h("div", { class: "loading-note" }, "Loading run…"));
   api.run(id, ctx.signal).then(
-    (run) => new RunPage(root, ctx, run, filter),
+    (run) => new RunPage(root, ctx, run, filter, ledger),
     (err) => ctx.signal.aborted || replace(root, errorBox(err, `Could not load run ${id}`)),
   );
 }
@@ -33,18 +37,26 @@ class RunPage {
   private readonly view = new ChartView();
   /** Whether the run recorded training dynamics: then the header links to their page. */
   private hasDynamics = false;
+  /** The ledger's events on the charts, and the panel a mark opens (once the run is known to have a ledger). */
+  private readonly marks = new EventMarks((epoch) => this.openEvents(epoch));
+  private events: EventsPanel | null = null;
 
   constructor(
-    root: HTMLElement,
+    private readonly root: HTMLElement,
     private readonly ctx: PageContext,
     private run: RunDetail,
-    filter: string,
+    private filter: string,
+    private ledger: LedgerState | null,
   ) {
     ctx.setCrumbs(["runs", href({ page: "runs" })], run.name);
     this.grid = new ChartGrid(this.view, ctx.signal, `run-${run.id}`, {
       colorBy: "split",
       filter,
-      onFilter: (text) => replaceRoute({ page: "run", id: run.id, filter: text }),
+      onFilter: (text) => {
+        this.filter = text;
+        this.remember();
+      },
+      marks: this.marks,
     });
     this.notes.value = run.notes;
     this.notes.addEventListener("input", () => (this.notesSave.disabled = this.notes.value === this.run.notes));
@@ -67,6 +79,41 @@ class RunPage {
     this.grid.show(this.chartSpecs());
     if (run.status === "running") this.followLive();
     void this.findDynamics();
+    void this.findLedger();
+  }
+
+  /** The page's state in the address: the key filter and the events panel. */
+  private remember(): void {
+    replaceRoute({ page: "run", id: this.run.id, filter: this.filter, ledger: this.ledger });
+  }
+
+  /** The run's sample ledger, if it recorded one: marks on the charts, and the panel (reopened from the address). */
+  private async findLedger(): Promise<void> {
+    let info;
+    try {
+      info = await api.ledger(this.run.id, this.ctx.signal);
+    } catch {
+      // 404: none recorded. Another error leaves the charts without marks; they are an extra.
+      return;
+    }
+    this.marks.set(info.epochs, info.class_names);
+    if (!this.events) {
+      this.events = new EventsPanel(this.run.id, info, this.ctx.signal, (state) => {
+        this.ledger = state;
+        this.remember();
+      });
+      this.root.append(this.events.el);
+      if (this.ledger) this.events.open(this.ledger);
+    } else this.events.setInfo(info);
+  }
+
+  /** A mark's click: its epoch, on the tab the panel shows, or the first kind of event that epoch has. */
+  private openEvents(epoch: number): void {
+    if (!this.events) return;
+    const found = this.marks.epoch(epoch);
+    const kinds: EventKind[] = ["forgotten", "flips", "learned", "confidence_jumps"];
+    const tab: LedgerTab = this.ledger?.tab ?? kinds.find((k) => found && found[k] > 0) ?? "confusion";
+    this.events.open({ epoch, tab, cell: null, sample: null });
   }
 
   private async findDynamics(): Promise<void> {
@@ -99,12 +146,14 @@ class RunPage {
       const before = new Map(this.run.summary.map((s) => [s.key, s.count]));
       const grown = next.summary.filter((s) => before.has(s.key) && before.get(s.key) !== s.count).map((s) => s.key);
       const added = next.summary.some((s) => s.count > 0 && !this.grid.has(s.key));
+      const newEpoch = next.epochs !== this.run.epochs;
       // Keep what the user is typing: only take the server's notes when the box is unchanged.
       if (this.notes.value === this.run.notes) this.notes.value = next.notes;
       this.run = next;
       this.renderAll();
       if (added) this.grid.show(this.chartSpecs());
       this.grid.refresh(grown);
+      if (newEpoch || next.status !== "running") void this.findLedger();
       // One last refresh has just happened when the run stops: then stop polling.
       return next.status === "running";
     }, this.ctx.signal, (err) => showBanner(`Live update failed: ${err instanceof Error ? err.message : err}. Retrying…`, "error", 4000));
