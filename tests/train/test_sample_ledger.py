@@ -72,3 +72,67 @@ def test_a_loader_without_sample_indices_is_refused_at_the_start_saying_how(tmp_
         trainer.fit()
     assert "IterableDataset" in str(refused.value)
     assert not (tmp_path / "store" / "runs" / trainer.run.id / "ledger").exists()  # nothing keyed by wrong samples
+
+
+# -- under DDP: two CPU ranks started by torchrun (gloo), as tests/train/test_ddp.py does ----------------
+
+
+def _reference(folder, name):
+    """What the ranks computed, as one process computes the ledger's columns from their logits: per epoch,
+    every sample once (rank 1's repeat of rank 0's first sample, DistributedSampler's padding, left out)."""
+    rows = []
+    for rank in (0, 1):
+        seen = np.load(folder / f"{name}-seen-{rank}.npz")
+        rows.append({key: seen[key] for key in ("index", "epoch", "logits", "target")})
+    out = {}
+    for epoch in np.unique(rows[0]["epoch"]):
+        first, second = ({k: v[r["epoch"] == epoch] for k, v in r.items()} for r in rows)
+        assert second["index"][-1] == first["index"][0]  # the padding: the first of the shuffled order again
+        second = {k: v[:-1] for k, v in second.items()}
+        merged = {k: np.concatenate([first[k], second[k]]) for k in first}
+        logits, target = torch.from_numpy(merged["logits"]), torch.from_numpy(merged["target"])
+        others = logits.clone()
+        others[torch.arange(len(target)), target] = -torch.inf
+        out[int(epoch)] = {
+            "sample": merged["index"], "target": merged["target"], "predicted": logits.argmax(1).numpy(),
+            "loss": torch.nn.functional.cross_entropy(logits, target, reduction="none").numpy(),
+            "margin": (logits.gather(1, target[:, None])[:, 0] - others.max(1).values).numpy(),
+        }
+    return out
+
+
+@pytest.fixture(scope="module")
+def ddp_ledger(tmp_path_factory):
+    from ddp_launch import torchrun
+
+    folder = tmp_path_factory.mktemp("ddp-ledger")
+    torchrun("ledger", str(folder / "store"), str(folder / "out.json"), "--name", "straight", "--epochs", "3")
+    return folder
+
+
+def test_under_ddp_the_ranks_ledgers_are_gathered_into_the_runs_one_per_sample_and_epoch(ddp_ledger):
+    from epochal.dynamics.ledger_measures import epoch_rows, ledger_parts, ledger_stats
+
+    folder = ddp_ledger
+    (run,) = epochal.Store(folder / "store").runs()
+    ledger = folder / "store" / "runs" / run.id / "ledger"
+    parts = ledger_parts(ledger)
+    assert sorted(parts) == [0, 1, 2]
+    assert all(sorted(rank for _, rank, _ in files) == [0, 1] for files in parts.values())  # rank 0 wrote both
+    reference = _reference(folder, "straight")
+    for epoch, files in parts.items():
+        rows = epoch_rows(files, ("sample", "target", "predicted", "loss", "margin"))
+        assert sorted(rows["sample"].tolist()) == list(range(301))  # each sample once: padding left out
+        order, expected = np.argsort(rows["sample"]), reference[epoch]
+        wanted = np.argsort(expected["sample"])
+        for column in ("sample", "target", "predicted"):
+            np.testing.assert_array_equal(rows[column][order], expected[column][wanted])
+        for column in ("loss", "margin"):  # float16 in the files
+            np.testing.assert_allclose(rows[column][order].astype(np.float32), expected[column][wanted],
+                                       rtol=2e-3, atol=2e-3)
+    stats = ledger_stats(ledger)
+    assert stats.sample.tolist() == list(range(301)) and (stats.presentations == 3).all()
+    aum = np.mean([np.asarray(reference[e]["margin"])[np.argsort(reference[e]["sample"])] for e in range(3)], 0)
+    np.testing.assert_allclose(stats.aum, aum, rtol=2e-3, atol=2e-3)
+    frame = epochal.Store(folder / "store").samples(run.id)
+    assert len(frame) == 301 and (frame["presentations"] == 3).all()

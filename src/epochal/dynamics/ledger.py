@@ -16,7 +16,9 @@ no ``.cpu()``); logits on the CPU are copied and reduced by the writer thread, i
 once. One writer thread per run copies the results to the host, keeps the current epoch's rows, and writes them
 when the epoch ends (the first record of another epoch, ``flush`` or ``close``) into
 ``<run folder>/ledger/epoch-<E>-s<session>-r<rank>.npz``, atomically. A flush mid-epoch writes the epoch so
-far; the epoch's file is written again, whole, when it ends.
+far; the epoch's file is written again, whole, when it ends. A recorder without a folder (a DDP rank that
+may not see the run's folder) holds the epochs' arrays instead, for :meth:`LedgerRecorder.take` to hand to
+rank 0, which writes them with :func:`write_epoch`.
 
 Each file holds one row per presentation, in the order presented (a sample presented twice in an epoch
 has two rows): ``sample`` (int32, int64 past 2**31), ``target`` and ``predicted`` (int16, int32 past
@@ -73,7 +75,7 @@ class LedgerRecorder:
     :meth:`~epochal.Run.record_samples`.
 
     Args:
-        folder: where the epoch files go (a run's ``ledger/``).
+        folder: where the epoch files go (a run's ``ledger/``); None to hold them for :meth:`take`.
         part: what tells this process's files from other sessions' and ranks' (``s<session>-r<rank>``).
 
     Examples:
@@ -82,8 +84,8 @@ class LedgerRecorder:
         >>> recorder.close()   # writes epoch 0's file
     """
 
-    def __init__(self, folder: str | Path, part: str = "s0-r0"):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | None, part: str = "s0-r0"):
+        self.folder = None if folder is None else Path(folder)
         self.part = part
         self.classes: int | None = None  # fixed by the first record
         # The hand-over: record() appends (a deque's append and popleft are thread-safe) and wakes the
@@ -103,6 +105,8 @@ class LedgerRecorder:
         self._count = 0  # rows of the epoch, those waiting included
         self._waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # host batches not yet reduced
         self._waiting_rows = 0
+        self._held: dict[int, dict[str, np.ndarray]] = {}  # without a folder: the epochs written, by epoch
+        self._held_lock = threading.Lock()
 
     # -- the training thread ---------------------------------------------------------------------
 
@@ -176,6 +180,19 @@ class LedgerRecorder:
             self._wake.set()
             done.wait()
         self._check_writer()
+
+    def take(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """For a recorder without a folder: wait for every batch recorded so far, and hand over each epoch
+        written since the last call as (file name, arrays), for :func:`write_epoch`; the current epoch's
+        rows so far included (its later rows come whole, with them, at the next call).
+
+        Raises:
+            OSError, DynamicsError: as :meth:`record`, if the writer thread hit one.
+        """
+        self.flush()
+        with self._held_lock:
+            held, self._held = self._held, {}
+        return [(file_name(epoch, self.part), arrays) for epoch, arrays in sorted(held.items())]
 
     def close(self) -> None:
         """Write the last epoch and stop the writer thread. Never raises: an error the writer thread hit
@@ -289,7 +306,16 @@ class LedgerRecorder:
             "classes": np.array(classes, dtype=np.int64),
             "epoch": np.array(self._epoch, dtype=np.int64),
         }
-        atomic_write(self.folder / file_name(self._epoch, self.part), lambda file: np.savez(file, **arrays))
+        if self.folder is None:
+            with self._held_lock:
+                self._held[self._epoch] = arrays
+        else:
+            write_epoch(self.folder, file_name(self._epoch, self.part), arrays)
+
+
+def write_epoch(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write one epoch's ``arrays`` (as a recorder makes them) to ``folder / name``, atomically."""
+    atomic_write(folder / name, lambda file: np.savez(file, **arrays))
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
