@@ -20,7 +20,7 @@ from typing import Any
 from epochal.checkpoint import LoadedCheckpoint
 from epochal.checks import MAX_INDEX, check_index, check_key, check_time, to_config, to_float
 from epochal.distributed import Ranks, Reducer, check_reduce
-from epochal.errors import EpochalWarning, RunStateError, StoreError
+from epochal.errors import EpochalWarning, RunStateError, StoreError, warn
 from epochal.exiting import open_runs
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
@@ -304,7 +304,7 @@ class Run:
             return False
         self._dropping = False
         self._admitted = self._keys
-        _warn(
+        warn(
             f"epochal: run {self.name!r} ({self.id}): the store accepts writes again; {self._dropped:,} points "
             "logged while the buffer was full were dropped"
         )
@@ -539,7 +539,7 @@ class Run:
                     timeout)
         if self.dropped_points:
             reasons = "; ".join(self._writer.drop_reasons[:3])
-            _warn(
+            warn(
                 f"epochal: run {self.name!r} ({self.id}) finished without {self.dropped_points:,} of its points: "
                 f"{self._dropped:,} logged while the buffer was full and the store refused writes, "
                 f"{self._writer.dropped_points:,} the store could not hold{': ' + reasons if reasons else ''}"
@@ -574,7 +574,7 @@ class Run:
         if self._shipper is not None:
             left = self._shipper.finish(min(timeout, SHIP_WAIT_S))
             if left:
-                _warn(f"epochal: run {self.name!r} ({self.id}): {left} batches of points are still only in the spool "
+                warn(f"epochal: run {self.name!r} ({self.id}): {left} batches of points are still only in the spool "
                       f"'{self.store.where}': the team store {self._shipper.where} did not take them "
                       f"({self._shipper.failing or 'it was still shipping'}); ship them with `epochal sync {self.store.where} "
                       f"{self._shipper.where} --run {self.id}`")
@@ -594,7 +594,3 @@ class Run:
             self.finish("interrupted")
         else:
             self.finish("failed")
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, EpochalWarning, stacklevel=3)
