@@ -405,7 +405,7 @@ class Run:
 
         Under DDP every rank calls it, each with its own ``extra``: rank 0 writes one file holding the
         models and optimizers (rank 0's, the same on every rank under DDP), and each rank's ``extra`` and
-        random states; every rank gets the record back.
+        random states; every rank gets the record back. The sample ledger's rows so far are written first.
 
         Raises:
             CheckpointError: the file cannot be written (nothing is recorded then), or a value
@@ -414,6 +414,7 @@ class Run:
         """
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to save checkpoints")
+        self._ledger and self._ledger.flush()  # a resume from this checkpoint finds the ledger's rows before it
         return self._checkpoints.save(
             self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
             extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout,
