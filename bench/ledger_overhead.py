@@ -1,8 +1,10 @@
 """The cost of the per-sample ledger: a hand-written loop with ``run.record_samples`` against the same loop
-without it.
+without it, and a fit through ``epochal.Trainer`` with ``callbacks=[epochal.SampleLedger()]`` against the same
+fit without it.
 
     .venv/bin/python bench/ledger_overhead.py
     .venv/bin/python bench/ledger_overhead.py --samples 20000 --epochs 3 --repeat 3 --device cuda
+    .venv/bin/python bench/ledger_overhead.py --variant trainer
 
 Both loops train the same MLP (64-256-256-10, ReLU) with SGD on the same synthetic data (20,000
 Gaussian samples of 10 classes in 64-D, a shuffling ``DataLoader`` over a ``TensorDataset`` that also
@@ -11,6 +13,8 @@ yields each sample's index, batch 128), from the same seed. Both log the loss wi
 epoch files included: each repetition ends with ``run.finish()``, which waits for the last file. The
 figure is the median of ``--repeat`` repetitions, the two contenders alternating (A B, then B A, ...)
 so that drift of the machine touches both alike; the issue's target is at most 5% over the plain loop.
+The Trainer's fits are its defaults (a checkpoint every epoch, CSV tables) less what prints (progress bars,
+epoch tables, the summary); their data set yields no index (the callback follows the loader's sampler).
 Beside the wall time: the process's CPU time (every thread's, the ledger's writer included), and the
 direct cost, the time spent inside ``record_samples`` plus the writer thread's CPU time, as a share of
 the plain loop's time: on a machine that other programs keep busy, the whole-loop times vary by more
@@ -73,6 +77,34 @@ def fit(dataset: torch.utils.data.TensorDataset, *, epochs: int, batch: int, led
     return time.perf_counter() - started, time.process_time() - cpu, inside
 
 
+def fit_trainer(dataset: torch.utils.data.TensorDataset, *, epochs: int, batch: int, ledger: bool, device: str,
+                store: Path) -> tuple[float, float, float]:
+    """As :func:`fit`, through ``epochal.Trainer`` (with ``SampleLedger`` or not); the third figure is the
+    ledger's writer thread's CPU seconds alone (the callback's time is not taken apart)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),
+                                torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    _, x, y = dataset.tensors
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    trainer = epochal.Trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), loss_fn=torch.nn.CrossEntropyLoss(),
+        train_data=loader, max_epochs=epochs, device=device, callbacks=[epochal.SampleLedger()] if ledger else [],
+        project="bench-ledger", name="trainer-ledger" if ledger else "trainer-plain", store=store,
+        progress=False, epoch_table=False, summary=False,
+    )
+    started, cpu = time.perf_counter(), time.process_time()
+    writer = [0.0]
+
+    class _Writer(epochal.Callback):  # the writer thread's CPU time, read before the run's end stops it
+        def on_fit_end(self, trainer):
+            writer[0] = _writer_cpu()
+
+    trainer.callbacks.append(_Writer())
+    trainer.fit()
+    return time.perf_counter() - started, time.process_time() - cpu, writer[0]
+
+
 def _writer_cpu() -> float:
     """CPU seconds of the ledger's writer thread so far (Linux; 0 elsewhere)."""
     for thread in threading.enumerate():
@@ -89,33 +121,43 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default: 2)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--variant", choices=["loop", "trainer", "both"], default="both")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = data(args.samples)
+    for variant in ("loop", "trainer") if args.variant == "both" else (args.variant,):
+        measure(fit if variant == "loop" else fit_trainer, variant, dataset, args)
+
+
+def measure(run_fit, variant: str, dataset: torch.utils.data.TensorDataset, args: argparse.Namespace) -> None:
     times: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as folder:
         store = Path(folder) / "store"
-        fit(dataset, epochs=1, batch=args.batch, ledger=True, device=args.device, store=store)  # warm up, untimed
+        run_fit(dataset, epochs=1, batch=args.batch, ledger=True, device=args.device, store=store)  # warm up
         for repetition in range(args.repeat):
             for ledger in ((False, True) if repetition % 2 == 0 else (True, False)):
-                times[ledger].append(fit(dataset, epochs=args.epochs, batch=args.batch, ledger=ledger,
-                                         device=args.device, store=store))
+                times[ledger].append(run_fit(dataset, epochs=args.epochs, batch=args.batch, ledger=ledger,
+                                             device=args.device, store=store))
     steps = args.epochs * -(-args.samples // args.batch)
-    print(f"{args.samples:,} samples x {args.epochs} epochs, batch {args.batch} ({steps:,} steps), {args.device}, "
-          f"{args.threads} threads, median of {args.repeat}")
-    print(f"{'loop':26s}{'wall s':>8s}{'per step':>11s}{'overhead':>10s}{'CPU s':>8s}{'overhead':>10s}")
+    print(f"{variant}: {args.samples:,} samples x {args.epochs} epochs, batch {args.batch} ({steps:,} steps), "
+          f"{args.device}, {args.threads} threads, median of {args.repeat}")
+    print(f"{'loop':30s}{'wall s':>8s}{'per step':>11s}{'overhead':>10s}{'CPU s':>8s}{'overhead':>10s}")
     plain = [statistics.median(t[k] for t in times[False]) for k in (0, 1)]
-    for name, ledger in (("plain (run.log only)", False), ("with run.record_samples", True)):
+    names = (("plain (run.log only)", "with run.record_samples") if variant == "loop"
+             else ("Trainer", "Trainer + SampleLedger"))
+    for name, ledger in zip(names, (False, True)):
         wall, cpu = (statistics.median(t[k] for t in times[ledger]) for k in (0, 1))
         over = ("", "") if not ledger else (f"{wall / plain[0] - 1:.1%}", f"{cpu / plain[1] - 1:.1%}")
-        print(f"{name:26s}{wall:8.2f}{wall / steps * 1e3:9.3f}ms{over[0]:>10s}{cpu:8.2f}{over[1]:>10s}")
+        print(f"{name:30s}{wall:8.2f}{wall / steps * 1e3:9.3f}ms{over[0]:>10s}{cpu:8.2f}{over[1]:>10s}")
     best = min(t[0] for t in times[True]) / min(t[0] for t in times[False]) - 1
     print(f"fastest repetition against fastest: {best:+.1%} (noise only ever adds time)")
     direct = statistics.median(t[2] / p[0] for t, p in zip(times[True], times[False]))
-    print(f"time in record_samples + its writer thread's CPU time: {direct:.1%} of the plain loop's wall time "
-          "(median over the paired repetitions; what a busy shared machine disturbs least)")
+    what = "time in record_samples + its writer thread's CPU time" if variant == "loop" else "the writer thread's CPU time"
+    print(f"{what}: {direct:.1%} of the plain fit's wall time (median over the paired repetitions; what a busy "
+          "shared machine disturbs least)")
     for ledger in (False, True):
         print(f"wall s, {'ledger' if ledger else 'plain '}: " + ", ".join(f"{t[0]:.2f}" for t in times[ledger]))
+
 
 if __name__ == "__main__":
     main()
