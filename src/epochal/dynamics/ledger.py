@@ -103,7 +103,7 @@ class LedgerRecorder:
         self._rows: dict[str, list[np.ndarray]] = {}
         self._batches: list[tuple[int, int]] = []
         self._count = 0  # rows of the epoch, those waiting included
-        self._waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # host batches not yet reduced
+        self._waiting: list[tuple[Any, np.ndarray, np.ndarray]] = []  # host batches (logits a tensor) not yet reduced
         self._waiting_rows = 0
         self._held: dict[int, dict[str, np.ndarray]] = {}  # without a folder: the epochs written, by epoch
         self._held_lock = threading.Lock()
@@ -130,6 +130,22 @@ class LedgerRecorder:
             raise RunStateError(f"the ledger in '{self.folder}' is closed (its run finished); resume the run to record")
         import torch
 
+        # The quick way, for what a model on the CPU and a DataLoader give: float32 logits, int64 tensors (or
+        # an int64 array of indices, as SampleLedger gives). Only copies (a loader that reuses its buffers,
+        # logits changed afterwards: nothing recorded changes) and one check of each index array; the
+        # arithmetic is the writer thread's.
+        tensor = torch.Tensor
+        if (type(logits) is tensor and type(targets) is tensor and logits.dtype is torch.float32
+                and logits.ndim == 2 and logits.shape[1] == self.classes and targets.dtype is torch.int64
+                and targets.ndim == 1 and logits.is_cpu and targets.is_cpu and len(targets) == len(logits) > 0):
+            index = indices if type(indices) is np.ndarray else None
+            if type(indices) is tensor and indices.dtype is torch.int64 and indices.is_cpu:
+                index = indices.numpy()
+            if index is not None and index.dtype == np.int64 and index.shape == targets.shape:
+                target = targets.numpy()
+                # one comparison each: a negative target is a huge unsigned one
+                if target.view(np.uint64).max() < self.classes and index.min() >= 0:
+                    return self._hand((epoch, step, logits.detach().clone(), target.copy(), index.copy()))
         if not isinstance(logits, torch.Tensor):
             logits = _host_tensor(logits, "logits")
         if logits.ndim != 2 or not logits.is_floating_point():
@@ -162,7 +178,7 @@ class LedgerRecorder:
             # On the CPU the writer thread does the arithmetic, in NumPy: the training thread only copies
             # the (N, C) logits, so that changing them afterwards changes nothing recorded.
             x = logits.detach()
-            x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy().copy()
+            x = x.clone() if x.dtype in (torch.float32, torch.float64) else x.float()
             return self._hand((epoch, step, x, targets, indices))
         floats, ints, indices = _device_outcomes(logits, targets, indices)
         self._hand((epoch, step, floats, ints, indices, device_targets or device_indices))
@@ -277,7 +293,10 @@ class LedgerRecorder:
         """Loss, margin and prediction of the host batches waiting, in one go (NumPy's cost is per call)."""
         if self._waiting:
             waiting, self._waiting, self._waiting_rows = self._waiting, [], 0
-            self._add(*_outcomes(*(np.concatenate(part) for part in zip(*waiting))))
+            import torch
+
+            logits, targets, indices = zip(*waiting)
+            self._add(*_outcomes(torch.cat(logits).numpy(), np.concatenate(targets), np.concatenate(indices)))
 
     def _add(self, predicted: np.ndarray, target: np.ndarray, indices: np.ndarray, loss: np.ndarray,
              margin: np.ndarray) -> None:
@@ -337,18 +356,29 @@ def _host_tensor(values: Any, what: str) -> Any:
 
 def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
     """Predicted class, target, index, cross-entropy loss and margin per row of host logits."""
-    rows = np.arange(len(logits))
-    assigned = logits[rows, targets]
+    count, classes = logits.shape
+    logits = np.ascontiguousarray(logits)
+    rows = np.arange(count)
+    assigned = logits.reshape(-1)[rows * classes + targets]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if logits.shape[1] <= 64:  # few classes: NumPy reduces over the rows of the transpose far faster
+        if classes <= 64:
+            # Few classes: NumPy's reductions over a short last axis are slow (a call per row), so the
+            # classes are walked as rows of the transpose, each a vector operation over every sample.
             by_class = np.ascontiguousarray(logits.T)
-            top = by_class.max(0)
-            predicted = (by_class == top).argmax(0)  # the first class at the top, as argmax; twice as quick
+            top = by_class[0].copy()
+            predicted = np.zeros(count, np.int64)
+            for k in range(1, classes):  # the first class at the top wins, as argmax
+                row = by_class[k]
+                predicted = np.where(row > top, k, predicted)
+                np.maximum(top, row, out=top)
+            if np.isnan(top).any():  # argmax takes the first NaN; the walk above does not see it
+                undefined = np.isnan(top)
+                predicted[undefined] = logits[undefined].argmax(1)
             shifted = np.subtract(by_class, top)
             np.exp(shifted, out=shifted)
-            by_class[targets, rows] = -np.inf
-            best_other = by_class.max(0)
             loss = np.log(shifted.sum(0)) + top - assigned
+            by_class.reshape(-1)[targets * count + rows] = -np.inf
+            best_other = by_class.max(0)
         else:
             predicted = logits.argmax(1)
             top = logits[rows, predicted]
@@ -356,7 +386,8 @@ def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> t
             others = logits.copy()
             others[rows, targets] = -np.inf
             best_other = others.max(1)
-    return predicted, targets, indices, loss.astype(np.float32), (assigned - best_other).astype(np.float32)
+        margin = assigned - best_other  # inf - inf: NaN, quietly
+    return predicted, targets, indices, loss.astype(np.float32), margin.astype(np.float32)
 
 
 def _device_outcomes(logits: Any, targets: Any, indices: Any) -> tuple[Any, Any, Any]:

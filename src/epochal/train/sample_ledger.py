@@ -24,7 +24,6 @@ Examples:
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
     from epochal.train.callback import TrainerView
 
 
+#: The draws that batches took are dropped once this many pile up (a list's head is dear to drop one by one).
+TRIM_DRAWS = 1 << 16
 #: What :class:`_Drawn` keeps for a draw that only repeats a sample to even out the ranks' shares.
 REPEAT = -1
 
@@ -50,7 +51,7 @@ class _Drawn:
 
     def __init__(self, sampler: Any):
         self.sampler = sampler
-        self.drawn: deque[int] = deque()
+        self.drawn: list[int] = []
 
     def __iter__(self) -> Iterator[int]:
         own = _own_draws(self.sampler)
@@ -102,6 +103,7 @@ class SampleLedger(Callback):
     def __init__(self) -> None:
         self._drawn: _Drawn | None = None
         self._batches = 0  # training batches of this pass tied to their samples so far
+        self._taken = 0  # draws of the sampler those batches took
         self._batch_size = 0
         self._held: LedgerRecorder | None = None  # under DDP, on ranks other than 0: their rows, for rank 0
 
@@ -129,7 +131,7 @@ class SampleLedger(Callback):
     def on_stage_start(self, trainer: TrainerView, stage: str, batches: int | None) -> None:
         if stage == "train" and self._drawn is not None:
             self._drawn.drawn.clear()  # a new pass draws its order afresh
-            self._batches = 0
+            self._batches = self._taken = 0
 
     def on_batch_end(self, trainer: TrainerView, batch: BatchResult) -> None:
         if batch.stage != "train" or self._drawn is None:
@@ -139,15 +141,18 @@ class SampleLedger(Callback):
                                 "a loss alone")
         drawn = self._drawn.drawn
         # A pass continued after a resume went past its first batches without this hook: their samples go.
-        for _ in range((batch.index - self._batches) * self._batch_size):
-            drawn.popleft()
-        if len(drawn) < batch.size:
+        taken = self._taken + (batch.index - self._batches) * self._batch_size
+        if taken >= TRIM_DRAWS:  # what the batches took goes (the loader's prefetched draws stay)
+            del drawn[:taken]
+            taken = 0
+        end = taken + batch.size
+        if end > len(drawn):
             raise DynamicsError(
                 f"SampleLedger lost track of the training batches' samples at batch {batch.index} ({batch.size} "
-                f"samples, {len(drawn)} drawn): the loader's batches are not the sampler's draws in order"
+                f"samples, {len(drawn) - taken} drawn): the loader's batches are not the sampler's draws in order"
             )
-        indices = np.fromiter((drawn.popleft() for _ in range(batch.size)), dtype=np.int64, count=batch.size)
-        self._batches = batch.index + 1
+        indices = np.array(drawn[taken:end], dtype=np.int64)
+        self._batches, self._taken = batch.index + 1, end
         output, target = batch.output, batch.target
         if indices[-1] == REPEAT:  # a DistributedSampler's repeats, at the end of the rank's share
             own = int(np.argmax(indices == REPEAT))
