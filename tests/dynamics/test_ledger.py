@@ -290,7 +290,7 @@ def test_the_accelerator_path_computes_what_the_host_path_does(classes):
 
 # -- (f) the quick way for CPU tensors: copies, checks, the same numbers ---------------------------------
 
-def test_cpu_tensors_are_copied_and_checked_on_the_quick_way(store):
+def test_cpu_tensors_are_copied_on_the_quick_way_and_checked_by_the_writer(store):
     logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0]], requires_grad=True)
     with start(store) as run:
         run.record_samples(torch.tensor([0, 1]), torch.randn(2, 3), torch.tensor([0, 1]))  # the class count
@@ -301,13 +301,14 @@ def test_cpu_tensors_are_copied_and_checked_on_the_quick_way(store):
             logits.add_(100.0)
         targets.fill_(1)  # a loader that reuses its buffers
         indices.fill_(0)
-        with pytest.raises(DynamicsError, match=r"targets run from 0 to 3 .* 3 classes"):
-            run.record_samples(torch.arange(2), logits, torch.tensor([0, 3]))
-        with pytest.raises(DynamicsError, match=r"targets run from -1 to 0"):
-            run.record_samples(torch.arange(2), logits, torch.tensor([-1, 0]))
-        with pytest.raises(DynamicsError, match=r"-1"):
-            run.record_samples(torch.tensor([-1, 0]), logits, torch.tensor([0, 0]))
         run.flush()
+        # Tensors are checked by the writer thread: the error comes with a later call, here flush().
+        for indices, targets, message in ((torch.arange(2), torch.tensor([0, 3]), r"targets run from 0 to 3 .* 3 classes"),
+                                          (torch.arange(2), torch.tensor([-1, 0]), r"targets run from -1 to 0"),
+                                          (np.array([-1, 0]), torch.tensor([0, 0]), r"indices hold -1")):
+            run.record_samples(indices, logits, targets)
+            with pytest.raises(DynamicsError, match=message + ".* the batch at step 0 was not recorded"):
+                run.flush()
         (path,) = (run.path / ledger.FOLDER).iterdir()
     with np.load(path) as file:
         assert file["sample"].tolist() == [0, 1, 5, 6, 7, 8]

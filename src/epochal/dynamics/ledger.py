@@ -121,8 +121,10 @@ class LedgerRecorder:
 
         Raises:
             DynamicsError: an input of another shape or type than the above, targets outside [0, C) or
-                negative indices (for tensors on an accelerator: raised by the next call, as the writer
-                thread finds it), or another class count than the first record's.
+                negative indices (for int64 targets in a tensor, and CPU logits with int64 indices or any on an
+                accelerator: raised by a later call or ``flush``, as the writer thread finds it; the batches
+                handed between the bad one and that call are not recorded either), or another class count than
+                the first record's.
             OSError: the writer thread could not write an epoch's file (raised by the next call).
         """
         self._check_writer()
@@ -132,20 +134,20 @@ class LedgerRecorder:
 
         # The quick way, for what a model on the CPU and a DataLoader give: float32 logits, int64 tensors (or
         # an int64 array of indices, as SampleLedger gives). Only copies (a loader that reuses its buffers,
-        # logits changed afterwards: nothing recorded changes) and one check of each index array; the
-        # arithmetic is the writer thread's.
+        # logits changed afterwards: nothing recorded changes), three calls into torch: between training
+        # steps every call into a library is slow (its code is out of the caches), NumPy's most. The writer
+        # thread checks the targets and indices (a bad batch is raised by the next call) and does the arithmetic.
         tensor = torch.Tensor
         if (type(logits) is tensor and type(targets) is tensor and logits.dtype is torch.float32
                 and logits.ndim == 2 and logits.shape[1] == self.classes and targets.dtype is torch.int64
                 and targets.ndim == 1 and logits.is_cpu and targets.is_cpu and len(targets) == len(logits) > 0):
-            index = indices if type(indices) is np.ndarray else None
+            index = None
             if type(indices) is tensor and indices.dtype is torch.int64 and indices.is_cpu:
-                index = indices.numpy()
-            if index is not None and index.dtype == np.int64 and index.shape == targets.shape:
-                target = targets.numpy()
-                # one comparison each: a negative target is a huge unsigned one
-                if target.view(np.uint64).max() < self.classes and index.min() >= 0:
-                    return self._hand((epoch, step, logits.detach().clone(), target.copy(), index.copy()))
+                index = indices.clone()
+            elif type(indices) is np.ndarray and indices.dtype == np.int64:
+                index = indices.copy()
+            if index is not None and index.shape == targets.shape:
+                return self._hand((epoch, step, logits.detach().clone(), targets.clone(), index))
         if not isinstance(logits, torch.Tensor):
             logits = _host_tensor(logits, "logits")
         if logits.ndim != 2 or not logits.is_floating_point():
@@ -268,6 +270,7 @@ class LedgerRecorder:
             self._write_epoch()
             self._epoch, self._rows, self._batches, self._count = epoch, {}, [], 0
         if len(batch) == 3:  # host logits, targets, indices: reduced together once enough rows wait
+            batch = _checked(self.classes, step, *batch)
             self._waiting.append(batch)
             self._waiting_rows += len(batch[1])
             if self._waiting_rows >= CHUNK_ROWS:
@@ -335,6 +338,26 @@ class LedgerRecorder:
 def write_epoch(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
     """Write one epoch's ``arrays`` (as a recorder makes them) to ``folder / name``, atomically."""
     atomic_write(folder / name, lambda file: np.savez(file, **arrays))
+
+
+def _checked(classes: int, step: int, logits: Any, targets: Any, indices: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A host batch with its targets and indices as NumPy arrays, once they are found to fit.
+
+    Raises:
+        DynamicsError: targets outside [0, classes) or negative indices; the batch is not recorded.
+    """
+    targets = targets if isinstance(targets, np.ndarray) else targets.numpy()
+    indices = indices if isinstance(indices, np.ndarray) else indices.numpy()
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= classes:
+        raise DynamicsError(
+            f"targets run from {low} to {high} but the logits have {classes} classes; targets are class indices "
+            f"in [0, {classes}); the batch at step {step} was not recorded"
+        )
+    if indices.min() < 0:
+        raise DynamicsError(f"indices hold {indices.min()}; sample indices are >= 0; the batch at step {step} was "
+                            "not recorded")
+    return logits, targets, indices
 
 
 def _compact(values: np.ndarray) -> np.ndarray:

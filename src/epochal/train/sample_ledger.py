@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+import torch
 from torch.utils.data import IterableDataset
 from torch.utils.data.distributed import DistributedSampler
 
@@ -54,14 +54,14 @@ class _Drawn:
         self.drawn: list[int] = []
 
     def __iter__(self) -> Iterator[int]:
-        own = _own_draws(self.sampler)
+        own, keep = _own_draws(self.sampler), self.drawn.append
         if own is None:
             for index in self.sampler:
-                self.drawn.append(int(index))
+                keep(int(index))
                 yield index
             return
         for position, index in enumerate(self.sampler):
-            self.drawn.append(int(index) if position < own else REPEAT)
+            keep(int(index) if position < own else REPEAT)
             yield index
 
     def __len__(self) -> int:
@@ -151,14 +151,14 @@ class SampleLedger(Callback):
                 f"SampleLedger lost track of the training batches' samples at batch {batch.index} ({batch.size} "
                 f"samples, {len(drawn) - taken} drawn): the loader's batches are not the sampler's draws in order"
             )
-        indices = np.array(drawn[taken:end], dtype=np.int64)
         self._batches, self._taken = batch.index + 1, end
         output, target = batch.output, batch.target
-        if indices[-1] == REPEAT:  # a DistributedSampler's repeats, at the end of the rank's share
-            own = int(np.argmax(indices == REPEAT))
+        if drawn[end - 1] == REPEAT:  # a DistributedSampler's repeats, at the end of the rank's share
+            own = drawn.index(REPEAT, taken, end) - taken
             if not own:
                 return
-            indices, output, target = indices[:own], output[:own], target[:own]
+            end, output, target = taken + own, output[:own], target[:own]
+        indices = torch.tensor(drawn[taken:end], dtype=torch.int64)
         if self._held is not None:
             self._held.record(indices, output, target, trainer.run.epochs, trainer.run.steps)
         else:
