@@ -348,6 +348,8 @@ def _checked(classes: int, step: int, logits: Any, targets: Any, indices: Any) -
     """
     targets = targets if isinstance(targets, np.ndarray) else targets.numpy()
     indices = indices if isinstance(indices, np.ndarray) else indices.numpy()
+    if targets.dtype == np.int64 and targets.view(np.uint64).max() < classes and indices.min() >= 0:
+        return logits, targets, indices  # one comparison for the targets: a negative one is a huge unsigned one
     low, high = int(targets.min()), int(targets.max())
     if low < 0 or high >= classes:
         raise DynamicsError(
