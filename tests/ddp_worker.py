@@ -2,6 +2,7 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py log STORE OUT
     python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py fit STORE OUT --name a
+    python -m torch.distributed.run --standalone --nproc_per_node=2 tests/ddp_worker.py ledger STORE OUT
 
 Rank 0 writes what the test checks as JSON to OUT. ``fit`` also runs in a single process (plain
 ``python``), which is how the tests compare a DDP job with one process.
@@ -140,9 +141,48 @@ def fit_scenario(args: argparse.Namespace) -> dict:
     return out
 
 
+class _Indexed(epochal.Trainer):
+    """Inputs carry each sample's dataset index in their last column, which the model never sees: each
+    rank keeps (index, epoch, logits, target) of every training batch, the test's reference."""
+
+    seen: list
+
+    def training_step(self, batch):
+        x, y = batch
+        logits = self.model(x[:, :-1])
+        self.seen.append((x[:, -1].long(), torch.full_like(y, self.epoch), logits.detach().clone(), y))
+        return torch.nn.functional.cross_entropy(logits, y), logits, y
+
+
+def ledger_scenario(args: argparse.Namespace) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(301, 8, generator=generator)  # odd: the DistributedSampler repeats a sample for rank 1
+    y = ((x[:, 0] > 0).long() + (x[:, 1] > 0.5).long())
+    x = torch.cat([x, torch.arange(301, dtype=torch.float32)[:, None]], 1)
+    rank = int(os.environ.get("RANK", "0"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    callbacks: list = [epochal.SampleLedger()]
+    if args.die is not None:
+        callbacks.append(_Die(1, *args.die))
+    trainer = _Indexed(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), loss_fn=torch.nn.CrossEntropyLoss(),
+        train_data=DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True,
+                              generator=torch.Generator().manual_seed(1)),
+        max_epochs=args.epochs, name=args.name, store=args.store, callbacks=callbacks, progress=False,
+        epoch_table=False, csv_tables=False, summary=False,
+    )
+    trainer.seen = []
+    trainer.fit(resume=args.resume)
+    seen = [torch.cat(column).numpy() for column in zip(*trainer.seen)]
+    np.savez(os.path.join(os.path.dirname(args.out), f"{args.name}-seen-{rank}.npz"),
+             index=seen[0], epoch=seen[1], logits=seen[2], target=seen[3])
+    return {"id": trainer.run.id, "path": str(trainer.run.path)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("scenario", choices=["log", "fit"])
+    parser.add_argument("scenario", choices=["log", "fit", "ledger"])
     parser.add_argument("store")
     parser.add_argument("out")
     parser.add_argument("--name", default="ddp-fit")
@@ -153,7 +193,7 @@ def main() -> None:
     parser.add_argument("--mismatch", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    out = (log_scenario if args.scenario == "log" else fit_scenario)(args)
+    out = {"log": log_scenario, "fit": fit_scenario, "ledger": ledger_scenario}[args.scenario](args)
     if int(os.environ.get("RANK", "0")) == 0:
         with open(args.out, "w") as file:
             json.dump(out, file)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 
 class EpochalError(Exception):
     """Root of every error epochal raises on purpose."""
@@ -45,3 +47,9 @@ class SeriesNotFoundError(EpochalError, LookupError):
 
 class DynamicsError(EpochalError):
     """Recorded training dynamics that are missing or do not fit together."""
+
+
+def warn(message: str, stacklevel: int = 2) -> None:
+    """Warn with an :class:`EpochalWarning` that points ``stacklevel`` frames above the function calling this
+    one (1: that function's line; 2, the default: the line that called it, such as a user's ``run.finish()``)."""
+    warnings.warn(message, EpochalWarning, stacklevel=stacklevel + 1)

@@ -20,7 +20,7 @@ from typing import Any
 from epochal.checkpoint import LoadedCheckpoint
 from epochal.checks import MAX_INDEX, check_index, check_key, check_time, to_config, to_float
 from epochal.distributed import Ranks, Reducer, check_reduce
-from epochal.errors import EpochalWarning, RunStateError, StoreError
+from epochal.errors import EpochalWarning, RunStateError, StoreError, warn
 from epochal.exiting import open_runs
 from epochal.retention import Retention
 from epochal.run_checkpoints import RunCheckpoints
@@ -304,7 +304,7 @@ class Run:
             return False
         self._dropping = False
         self._admitted = self._keys
-        _warn(
+        warn(
             f"epochal: run {self.name!r} ({self.id}): the store accepts writes again; {self._dropped:,} points "
             "logged while the buffer was full were dropped"
         )
@@ -405,7 +405,7 @@ class Run:
 
         Under DDP every rank calls it, each with its own ``extra``: rank 0 writes one file holding the
         models and optimizers (rank 0's, the same on every rank under DDP), and each rank's ``extra`` and
-        random states; every rank gets the record back.
+        random states; every rank gets the record back. The sample ledger's rows so far are written first.
 
         Raises:
             CheckpointError: the file cannot be written (nothing is recorded then), or a value
@@ -414,6 +414,7 @@ class Run:
         """
         if self._finished:
             raise RunStateError(f"run {self.name!r} ({self.id}) is finished; resume it to save checkpoints")
+        self._ledger and self._ledger.flush()  # a resume from this checkpoint finds the ledger's rows before it
         return self._checkpoints.save(
             self._steps, self._epochs, models=models, optimizers=optimizers, schedulers=schedulers, scaler=scaler,
             extra=extra, metric=metric, mode=mode, retention=retention, kind=kind, timeout=timeout,
@@ -539,7 +540,7 @@ class Run:
                     timeout)
         if self.dropped_points:
             reasons = "; ".join(self._writer.drop_reasons[:3])
-            _warn(
+            warn(
                 f"epochal: run {self.name!r} ({self.id}) finished without {self.dropped_points:,} of its points: "
                 f"{self._dropped:,} logged while the buffer was full and the store refused writes, "
                 f"{self._writer.dropped_points:,} the store could not hold{': ' + reasons if reasons else ''}"
@@ -574,7 +575,7 @@ class Run:
         if self._shipper is not None:
             left = self._shipper.finish(min(timeout, SHIP_WAIT_S))
             if left:
-                _warn(f"epochal: run {self.name!r} ({self.id}): {left} batches of points are still only in the spool "
+                warn(f"epochal: run {self.name!r} ({self.id}): {left} batches of points are still only in the spool "
                       f"'{self.store.where}': the team store {self._shipper.where} did not take them "
                       f"({self._shipper.failing or 'it was still shipping'}); ship them with `epochal sync {self.store.where} "
                       f"{self._shipper.where} --run {self.id}`")
@@ -594,7 +595,3 @@ class Run:
             self.finish("interrupted")
         else:
             self.finish("failed")
-
-
-def _warn(message: str) -> None:
-    warnings.warn(message, EpochalWarning, stacklevel=3)

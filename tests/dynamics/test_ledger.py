@@ -286,3 +286,45 @@ def test_the_accelerator_path_computes_what_the_host_path_does(classes):
     np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-5)
     half, _, _ = ledger._device_outcomes(logits.half(), targets, indices)  # half logits: float32 results
     assert half.dtype == torch.float32 and torch.allclose(half, floats, atol=0.05)
+
+
+# -- (f) the quick way for CPU tensors: copies, checks, the same numbers ---------------------------------
+
+def test_cpu_tensors_are_copied_on_the_quick_way_and_checked_by_the_writer(store):
+    logits = torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0]], requires_grad=True)
+    with start(store) as run:
+        run.record_samples(torch.tensor([0, 1]), torch.randn(2, 3), torch.tensor([0, 1]))  # the class count
+        targets, indices = torch.tensor([0, 2]), torch.tensor([5, 6])
+        run.record_samples(indices, logits * 1, targets)
+        run.record_samples(np.array([7, 8]), logits * 1, targets)  # an index array, as SampleLedger gives
+        with torch.no_grad():
+            logits.add_(100.0)
+        targets.fill_(1)  # a loader that reuses its buffers
+        indices.fill_(0)
+        run.flush()
+        # Tensors are checked by the writer thread: the error comes with a later call, here flush().
+        for indices, targets, message in ((torch.arange(2), torch.tensor([0, 3]), r"targets run from 0 to 3 .* 3 classes"),
+                                          (torch.arange(2), torch.tensor([-1, 0]), r"targets run from -1 to 0"),
+                                          (np.array([-1, 0]), torch.tensor([0, 0]), r"indices hold -1")):
+            run.record_samples(indices, logits, targets)
+            with pytest.raises(DynamicsError, match=message + ".* the batch at step 0 was not recorded"):
+                run.flush()
+        (path,) = (run.path / ledger.FOLDER).iterdir()
+    with np.load(path) as file:
+        assert file["sample"].tolist() == [0, 1, 5, 6, 7, 8]
+        assert file["target"][2:].tolist() == [0, 2, 0, 2] and file["predicted"][2:].tolist() == [0, 1, 0, 1]
+        expected = torch.nn.functional.cross_entropy(torch.tensor([[2.0, 0.0, 1.0], [0.0, 3.0, 1.0]]),
+                                                     torch.tensor([0, 2]), reduction="none")
+        np.testing.assert_allclose(file["loss"][2:4].astype(np.float32), expected.numpy(), rtol=HALF)
+        assert file["margin"][2:4].tolist() == [1.0, -2.0]
+
+
+def test_host_predictions_are_argmax_ties_and_nans_included():
+    rng = np.random.default_rng(0)
+    for classes in (2, 10, 64, 65):
+        logits = rng.integers(-2, 3, (500, classes)).astype(np.float32)  # many ties
+        logits[3, classes // 2] = np.nan
+        logits[4, :] = np.nan
+        logits[5, :] = -np.inf
+        predicted, *_ = ledger._outcomes(logits, rng.integers(0, classes, 500), np.arange(500))
+        assert predicted.tolist() == logits.argmax(1).tolist()

@@ -16,7 +16,9 @@ no ``.cpu()``); logits on the CPU are copied and reduced by the writer thread, i
 once. One writer thread per run copies the results to the host, keeps the current epoch's rows, and writes them
 when the epoch ends (the first record of another epoch, ``flush`` or ``close``) into
 ``<run folder>/ledger/epoch-<E>-s<session>-r<rank>.npz``, atomically. A flush mid-epoch writes the epoch so
-far; the epoch's file is written again, whole, when it ends.
+far; the epoch's file is written again, whole, when it ends. A recorder without a folder (a DDP rank that
+may not see the run's folder) holds the epochs' arrays instead, for :meth:`LedgerRecorder.take` to hand to
+rank 0, which writes them with :func:`write_epoch`.
 
 Each file holds one row per presentation, in the order presented (a sample presented twice in an epoch
 has two rows): ``sample`` (int32, int64 past 2**31), ``target`` and ``predicted`` (int16, int32 past
@@ -73,7 +75,7 @@ class LedgerRecorder:
     :meth:`~epochal.Run.record_samples`.
 
     Args:
-        folder: where the epoch files go (a run's ``ledger/``).
+        folder: where the epoch files go (a run's ``ledger/``); None to hold them for :meth:`take`.
         part: what tells this process's files from other sessions' and ranks' (``s<session>-r<rank>``).
 
     Examples:
@@ -82,8 +84,8 @@ class LedgerRecorder:
         >>> recorder.close()   # writes epoch 0's file
     """
 
-    def __init__(self, folder: str | Path, part: str = "s0-r0"):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | None, part: str = "s0-r0"):
+        self.folder = None if folder is None else Path(folder)
         self.part = part
         self.classes: int | None = None  # fixed by the first record
         # The hand-over: record() appends (a deque's append and popleft are thread-safe) and wakes the
@@ -101,8 +103,10 @@ class LedgerRecorder:
         self._rows: dict[str, list[np.ndarray]] = {}
         self._batches: list[tuple[int, int]] = []
         self._count = 0  # rows of the epoch, those waiting included
-        self._waiting: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # host batches not yet reduced
+        self._waiting: list[tuple[Any, np.ndarray, np.ndarray]] = []  # host batches (logits a tensor) not yet reduced
         self._waiting_rows = 0
+        self._held: dict[int, dict[str, np.ndarray]] = {}  # without a folder: the epochs written, by epoch
+        self._held_lock = threading.Lock()
 
     # -- the training thread ---------------------------------------------------------------------
 
@@ -117,8 +121,10 @@ class LedgerRecorder:
 
         Raises:
             DynamicsError: an input of another shape or type than the above, targets outside [0, C) or
-                negative indices (for tensors on an accelerator: raised by the next call, as the writer
-                thread finds it), or another class count than the first record's.
+                negative indices (for int64 targets in a tensor, and CPU logits with int64 indices or any on an
+                accelerator: raised by a later call or ``flush``, as the writer thread finds it; the batches
+                handed between the bad one and that call are not recorded either), or another class count than
+                the first record's.
             OSError: the writer thread could not write an epoch's file (raised by the next call).
         """
         self._check_writer()
@@ -126,6 +132,22 @@ class LedgerRecorder:
             raise RunStateError(f"the ledger in '{self.folder}' is closed (its run finished); resume the run to record")
         import torch
 
+        # The quick way, for what a model on the CPU and a DataLoader give: float32 logits, int64 tensors (or
+        # an int64 array of indices, as SampleLedger gives). Only copies (a loader that reuses its buffers,
+        # logits changed afterwards: nothing recorded changes), three calls into torch: between training
+        # steps every call into a library is slow (its code is out of the caches), NumPy's most. The writer
+        # thread checks the targets and indices (a bad batch is raised by the next call) and does the arithmetic.
+        tensor = torch.Tensor
+        if (type(logits) is tensor and type(targets) is tensor and logits.dtype is torch.float32
+                and logits.ndim == 2 and logits.shape[1] == self.classes and targets.dtype is torch.int64
+                and targets.ndim == 1 and logits.is_cpu and targets.is_cpu and len(targets) == len(logits) > 0):
+            index = None
+            if type(indices) is tensor and indices.dtype is torch.int64 and indices.is_cpu:
+                index = indices.clone()
+            elif type(indices) is np.ndarray and indices.dtype == np.int64:
+                index = indices.copy()
+            if index is not None and index.shape == targets.shape:
+                return self._hand((epoch, step, logits.detach().clone(), targets.clone(), index))
         if not isinstance(logits, torch.Tensor):
             logits = _host_tensor(logits, "logits")
         if logits.ndim != 2 or not logits.is_floating_point():
@@ -158,7 +180,7 @@ class LedgerRecorder:
             # On the CPU the writer thread does the arithmetic, in NumPy: the training thread only copies
             # the (N, C) logits, so that changing them afterwards changes nothing recorded.
             x = logits.detach()
-            x = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy().copy()
+            x = x.clone() if x.dtype in (torch.float32, torch.float64) else x.float()
             return self._hand((epoch, step, x, targets, indices))
         floats, ints, indices = _device_outcomes(logits, targets, indices)
         self._hand((epoch, step, floats, ints, indices, device_targets or device_indices))
@@ -176,6 +198,19 @@ class LedgerRecorder:
             self._wake.set()
             done.wait()
         self._check_writer()
+
+    def take(self) -> list[tuple[str, dict[str, np.ndarray]]]:
+        """For a recorder without a folder: wait for every batch recorded so far, and hand over each epoch
+        written since the last call as (file name, arrays), for :func:`write_epoch`; the current epoch's
+        rows so far included (its later rows come whole, with them, at the next call).
+
+        Raises:
+            OSError, DynamicsError: as :meth:`record`, if the writer thread hit one.
+        """
+        self.flush()
+        with self._held_lock:
+            held, self._held = self._held, {}
+        return [(file_name(epoch, self.part), arrays) for epoch, arrays in sorted(held.items())]
 
     def close(self) -> None:
         """Write the last epoch and stop the writer thread. Never raises: an error the writer thread hit
@@ -235,6 +270,7 @@ class LedgerRecorder:
             self._write_epoch()
             self._epoch, self._rows, self._batches, self._count = epoch, {}, [], 0
         if len(batch) == 3:  # host logits, targets, indices: reduced together once enough rows wait
+            batch = _checked(self.classes, step, *batch)
             self._waiting.append(batch)
             self._waiting_rows += len(batch[1])
             if self._waiting_rows >= CHUNK_ROWS:
@@ -260,7 +296,10 @@ class LedgerRecorder:
         """Loss, margin and prediction of the host batches waiting, in one go (NumPy's cost is per call)."""
         if self._waiting:
             waiting, self._waiting, self._waiting_rows = self._waiting, [], 0
-            self._add(*_outcomes(*(np.concatenate(part) for part in zip(*waiting))))
+            import torch
+
+            logits, targets, indices = zip(*waiting)
+            self._add(*_outcomes(torch.cat(logits).numpy(), np.concatenate(targets), np.concatenate(indices)))
 
     def _add(self, predicted: np.ndarray, target: np.ndarray, indices: np.ndarray, loss: np.ndarray,
              margin: np.ndarray) -> None:
@@ -289,7 +328,38 @@ class LedgerRecorder:
             "classes": np.array(classes, dtype=np.int64),
             "epoch": np.array(self._epoch, dtype=np.int64),
         }
-        atomic_write(self.folder / file_name(self._epoch, self.part), lambda file: np.savez(file, **arrays))
+        if self.folder is None:
+            with self._held_lock:
+                self._held[self._epoch] = arrays
+        else:
+            write_epoch(self.folder, file_name(self._epoch, self.part), arrays)
+
+
+def write_epoch(folder: Path, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write one epoch's ``arrays`` (as a recorder makes them) to ``folder / name``, atomically."""
+    atomic_write(folder / name, lambda file: np.savez(file, **arrays))
+
+
+def _checked(classes: int, step: int, logits: Any, targets: Any, indices: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+    """A host batch with its targets and indices as NumPy arrays, once they are found to fit.
+
+    Raises:
+        DynamicsError: targets outside [0, classes) or negative indices; the batch is not recorded.
+    """
+    targets = targets if isinstance(targets, np.ndarray) else targets.numpy()
+    indices = indices if isinstance(indices, np.ndarray) else indices.numpy()
+    if targets.dtype == np.int64 and targets.view(np.uint64).max() < classes and indices.min() >= 0:
+        return logits, targets, indices  # one comparison for the targets: a negative one is a huge unsigned one
+    low, high = int(targets.min()), int(targets.max())
+    if low < 0 or high >= classes:
+        raise DynamicsError(
+            f"targets run from {low} to {high} but the logits have {classes} classes; targets are class indices "
+            f"in [0, {classes}); the batch at step {step} was not recorded"
+        )
+    if indices.min() < 0:
+        raise DynamicsError(f"indices hold {indices.min()}; sample indices are >= 0; the batch at step {step} was "
+                            "not recorded")
+    return logits, targets, indices
 
 
 def _compact(values: np.ndarray) -> np.ndarray:
@@ -311,18 +381,29 @@ def _host_tensor(values: Any, what: str) -> Any:
 
 def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, ...]:
     """Predicted class, target, index, cross-entropy loss and margin per row of host logits."""
-    rows = np.arange(len(logits))
-    assigned = logits[rows, targets]
+    count, classes = logits.shape
+    logits = np.ascontiguousarray(logits)
+    rows = np.arange(count)
+    assigned = logits.reshape(-1)[rows * classes + targets]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        if logits.shape[1] <= 64:  # few classes: NumPy reduces over the rows of the transpose far faster
+        if classes <= 64:
+            # Few classes: NumPy's reductions over a short last axis are slow (a call per row), so the
+            # classes are walked as rows of the transpose, each a vector operation over every sample.
             by_class = np.ascontiguousarray(logits.T)
-            top = by_class.max(0)
-            predicted = (by_class == top).argmax(0)  # the first class at the top, as argmax; twice as quick
+            top = by_class[0].copy()
+            predicted = np.zeros(count, np.int64)
+            for k in range(1, classes):  # the first class at the top wins, as argmax
+                row = by_class[k]
+                predicted = np.where(row > top, k, predicted)
+                np.maximum(top, row, out=top)
+            if np.isnan(top).any():  # argmax takes the first NaN; the walk above does not see it
+                undefined = np.isnan(top)
+                predicted[undefined] = logits[undefined].argmax(1)
             shifted = np.subtract(by_class, top)
             np.exp(shifted, out=shifted)
-            by_class[targets, rows] = -np.inf
-            best_other = by_class.max(0)
             loss = np.log(shifted.sum(0)) + top - assigned
+            by_class.reshape(-1)[targets * count + rows] = -np.inf
+            best_other = by_class.max(0)
         else:
             predicted = logits.argmax(1)
             top = logits[rows, predicted]
@@ -330,7 +411,8 @@ def _outcomes(logits: np.ndarray, targets: np.ndarray, indices: np.ndarray) -> t
             others = logits.copy()
             others[rows, targets] = -np.inf
             best_other = others.max(1)
-    return predicted, targets, indices, loss.astype(np.float32), (assigned - best_other).astype(np.float32)
+        margin = assigned - best_other  # inf - inf: NaN, quietly
+    return predicted, targets, indices, loss.astype(np.float32), margin.astype(np.float32)
 
 
 def _device_outcomes(logits: Any, targets: Any, indices: Any) -> tuple[Any, Any, Any]:
