@@ -189,3 +189,16 @@ def test_a_fit_that_would_not_fit_in_memory_says_so_before_it_starts():
                                             r"of memory and [\d.]+ GB is free; lower it: record fewer samples"):
         Projection().fit(ManyEpochs())
     assert ManyEpochs.read == 1
+
+
+@pytest.mark.parametrize("epochs", [20, 200])  # one product with every head, or a weight matrix gathered per point
+def test_each_point_gets_the_logits_of_its_own_epochs_head(epochs):
+    import torch
+
+    from epochal.dynamics.projection import _affine_logits
+
+    generator = torch.Generator().manual_seed(0)
+    weights, biases = torch.randn(epochs, 10, 32, generator=generator), torch.randn(epochs, 10, generator=generator)
+    x, ids = torch.randn(300, 32, generator=generator), torch.randint(0, epochs, (300,), generator=generator)
+    expected = torch.stack([weights[e] @ point + biases[e] for point, e in zip(x, ids.tolist())])
+    assert torch.allclose(_affine_logits(x, ids, weights, biases), expected, atol=1e-4)

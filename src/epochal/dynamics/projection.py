@@ -341,9 +341,8 @@ class Projection:
                 loss = loss + p.reconstruction_weight * (decoded - x[chosen]).pow(2).sum(1).mean()
                 if self.heads_ is not None and (p.prediction_weight > 0 or p.class_weight > 0):
                     if heads_w is not None:
-                        weight, bias = heads_w[epoch_ids[chosen]], heads_b[epoch_ids[chosen]]
-                        target = torch.einsum("nd,ncd->nc", x[chosen], weight) + bias
-                        got = torch.einsum("nd,ncd->nc", decoded, weight) + bias
+                        target = _affine_logits(x[chosen], epoch_ids[chosen], heads_w, heads_b)
+                        got = _affine_logits(decoded, epoch_ids[chosen], heads_w, heads_b)
                     else:
                         target, got = _per_epoch(modules, epoch_ids[chosen], x[chosen], decoded)
                     loss = loss + p.prediction_weight * F.kl_div(
@@ -511,6 +510,19 @@ def _unscaled(head: tuple[np.ndarray, np.ndarray] | Head, scale: float, center: 
     weight = torch.from_numpy(head[0]).to(device)
     bias = torch.from_numpy(head[1]).to(device)
     return lambda x: (x * scale + center) @ weight.T + bias
+
+
+def _affine_logits(x: Any, epoch_ids: Any, weights: Any, biases: Any) -> Any:
+    """Each point's logits by its own epoch's affine head (``weights`` (epochs, classes, width)). While
+    the heads have few rows in all, one product with all of them and a pick per point is several times
+    cheaper than gathering a weight matrix for every point."""
+    import torch
+
+    epochs, classes, width = weights.shape
+    if epochs * classes <= 1024:
+        every = (x @ weights.reshape(epochs * classes, width).T).view(len(x), epochs, classes)
+        return every[torch.arange(len(x), device=x.device), epoch_ids] + biases[epoch_ids]
+    return torch.einsum("nd,ncd->nc", x, weights[epoch_ids]) + biases[epoch_ids]
 
 
 def _per_epoch(modules: list[Callable[[Any], Any]], epoch_ids: Any, x: Any, decoded: Any) -> tuple[Any, Any]:
