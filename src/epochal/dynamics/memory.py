@@ -37,11 +37,9 @@ class FitMemory:
         return self.points + self.graphs // 2 + self.layout + self.backgrounds
 
 
-def fit_memory(samples: int, width: int, epochs: int, params: Any, with_heads: bool) -> FitMemory:
-    """The estimate for ``epochs`` epochs of ``samples`` representations ``width`` wide."""
-    from epochal.dynamics.projection import boundary_count
-
-    boundary = boundary_count(samples, params.boundary_share) * epochs if with_heads else 0
+def fit_memory(samples: int, width: int, epochs: int, params: Any, boundary: int) -> FitMemory:
+    """The estimate for ``epochs`` epochs of ``samples`` representations ``width`` wide, and ``boundary``
+    boundary samples in all."""
     decoded_width = width + 2 * max(params.decoder_dims or (0,))
     return FitMemory(
         points=4 * width * (samples * epochs + boundary),
@@ -51,11 +49,11 @@ def fit_memory(samples: int, width: int, epochs: int, params: Any, with_heads: b
     )
 
 
-def check_fits(samples: int, width: int, epochs: int, params: Any, with_heads: bool, device: Any) -> FitMemory:
+def check_fits(samples: int, width: int, epochs: int, params: Any, boundary: int, device: Any) -> FitMemory:
     """The estimate; a DynamicsError with it and what to lower when it does not fit the free memory."""
     import psutil
 
-    need = fit_memory(samples, width, epochs, params, with_heads)
+    need = fit_memory(samples, width, epochs, params, boundary)
     free = psutil.virtual_memory().available
     what = f"fitting {epochs} epochs of {samples:,} samples x {width} wide"
     if need.host > free:

@@ -374,8 +374,8 @@ class Projection:
             raise DynamicsError(f"every epoch needs a (samples, width) array of the same shape, got {first.shape}")
         n, width = first.shape
         self._check_samples(n)
-        check_fits(n, width, len(representations), self.params, boundary, self._fit_device())
         room = boundary_count(n, self.params.boundary_share) * len(representations) if boundary else 0
+        check_fits(n, width, len(representations), self.params, room, self._fit_device())
         points = np.empty((n * len(representations) + room, width), np.float32)
         scaled = [points[i * n : (i + 1) * n] for i in range(len(representations))]
         bad = []
