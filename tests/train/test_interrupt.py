@@ -16,6 +16,16 @@ EPOCHS = 3
 TRAIN_BATCHES, VALID_BATCHES = 4, 2
 
 
+@pytest.fixture(autouse=True)
+def python_handles_ctrl_c():
+    """Python's own Ctrl-C handling, as in a user's script: the Trainer takes Ctrl-C over only from
+    Python's default handler (it leaves a handler someone else installed alone), and a test run earlier
+    in the same process may have left its own."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class Cut(epochal.Callback):
     """Sends SIGINT (``how='sigint'``; ``'twice'`` to press twice) or raises KeyboardInterrupt
     (``how='raise'``) once, at ``point``:
